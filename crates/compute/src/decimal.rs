@@ -1,0 +1,222 @@
+//! Parallel divide-and-conquer conversion of a `Natural` to decimal text.
+//!
+//! The number is split as `x = q * 10^k + r` with `k` about half its digit
+//! count, and both halves are converted independently into disjoint slices of
+//! one output buffer (the low half zero-padded to exactly `k` digits). The
+//! split sizes form a chain `k0 = ceil(w/2)`, `k(i+1) = ceil(k(i)/2)`, so one
+//! power per level serves every node of that level; the powers are computed
+//! once, bottom-up by squaring, and shared by all threads.
+//!
+//! Because `10^k = 5^k * 2^k`, a split divides `x >> k` by `5^k` (30% fewer
+//! bits than `10^k`) and takes the low `k` bits of `x` verbatim. At the top
+//! levels the two halves run on separate threads (up to the thread budget);
+//! below [`LEAF_DIGITS`] malachite's own (subquadratic) `to_string` finishes.
+//! Every node checks the cancel flag; splits of large numbers run through
+//! [`Meter::heavy`] so a cancel never waits for a multi-second division.
+
+use crate::progress::Meter;
+use crate::ComputeError;
+use malachite_base::num::arithmetic::traits::{DivExact, DivRem, ModPowerOf2, Pow, Square};
+use malachite_base::num::logic::traits::SignificantBits;
+use malachite_nz::natural::Natural;
+use std::sync::Arc;
+
+/// Nodes of at most this many digits are converted by malachite directly.
+pub const LEAF_DIGITS: usize = 1 << 15;
+
+/// Nodes below this many digits are not split across threads.
+const PAR_DIGITS: usize = 1 << 16;
+
+/// Relative cost of a leaf digit against one digit passing through one split.
+const LEAF_COST: f64 = 3.0;
+
+/// One level of the split chain: `x = q * 10^k + r`.
+struct Level {
+    k: u64,
+    five_k: Arc<Natural>,
+}
+
+/// An upper bound on the number of decimal digits of a number of `bits` bits.
+pub fn digits_upper_bound(bits: u64) -> usize {
+    // Two extra digits absorb the float rounding of the bound at 10^9 bits.
+    (bits as f64 * std::f64::consts::LOG10_2).floor() as usize + 2
+}
+
+/// Estimated work units (see [`Meter`]) for converting a number of `bits` bits.
+pub fn cost(bits: u64) -> f64 {
+    let w = digits_upper_bound(bits) as f64;
+    let levels = (w / LEAF_DIGITS as f64).max(1.0).log2().ceil();
+    w * (levels + LEAF_COST)
+}
+
+/// The decimal text of `x` followed by `zeros` zero digits (`x * 10^zeros`).
+///
+/// Uses up to `meter.threads()` threads and counts [`cost`]`(bits of x)` units.
+pub fn to_decimal(x: Natural, zeros: usize, meter: &Meter) -> Result<String, ComputeError> {
+    let bits = x.significant_bits();
+    let w = digits_upper_bound(bits);
+    if w <= LEAF_DIGITS {
+        meter.check()?;
+        let mut s = x.to_string();
+        if x != 0u32 && zeros > 0 {
+            s.extend(std::iter::repeat_n('0', zeros));
+        }
+        meter.advance(w as f64 * LEAF_COST)?;
+        return Ok(s);
+    }
+    let mut levels = powers(w, meter)?;
+    // Split the top node before the output buffer exists: the biggest
+    // division is also the point of highest memory use.
+    let top = levels.remove(0);
+    let (q, r) = split(x, &top, meter)?;
+    drop(top);
+    meter.advance(w as f64)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(w + zeros)
+        .map_err(|e| ComputeError::Resources(format!("cannot allocate the decimal text: {e}")))?;
+    out.resize(w, b'0');
+    let k = usize::try_from(levels_k(w)).map_err(|_| internal("split size"))?;
+    let (hi, lo) = out.split_at_mut(w - k);
+    both(
+        meter.threads(),
+        w,
+        meter,
+        |t| convert(q, hi, &levels, t, meter),
+        |t| convert(r, lo, &levels, t, meter),
+    )?;
+    drop(levels);
+    let lead = out.iter().take_while(|&&c| c == b'0').count().min(w - 1);
+    out.drain(..lead);
+    if out != b"0" {
+        out.resize(out.len() + zeros, b'0');
+    }
+    String::from_utf8(out).map_err(|_| internal("non-ASCII digit"))
+}
+
+/// The top split size for a node of `w` digits.
+fn levels_k(w: usize) -> u64 {
+    w.div_ceil(2) as u64
+}
+
+fn internal(what: &str) -> ComputeError {
+    ComputeError::Resources(format!("internal error in decimal conversion: {what}"))
+}
+
+/// Run `a` and `b`, on two threads if the budget and the size allow it.
+fn both<A, B>(threads: usize, w: usize, meter: &Meter, a: A, b: B) -> Result<(), ComputeError>
+where
+    A: FnOnce(usize) -> Result<(), ComputeError> + Send,
+    B: FnOnce(usize) -> Result<(), ComputeError>,
+{
+    if threads < 2 || w < PAR_DIGITS {
+        a(threads)?;
+        return b(threads);
+    }
+    let half = threads / 2;
+    std::thread::scope(|s| {
+        let h = s.spawn(move || a(half));
+        let rb = b(threads - half);
+        let ra = h
+            .join()
+            .unwrap_or_else(|_| Err(internal("worker thread panicked")));
+        meter.check()?;
+        ra.and(rb)
+    })
+}
+
+/// The chain of split powers `5^k(i)` for a number of at most `w` digits.
+fn powers(w: usize, meter: &Meter) -> Result<Vec<Level>, ComputeError> {
+    let mut ks = Vec::new();
+    let mut k = levels_k(w);
+    // A node at level i has at most 2*k(i) digits; leaves need no level.
+    while 2 * k > LEAF_DIGITS as u64 {
+        ks.push(k);
+        k = k.div_ceil(2);
+    }
+    let mut levels: Vec<Level> = Vec::with_capacity(ks.len());
+    let mut prev: Option<(u64, Arc<Natural>)> = None;
+    for &k in ks.iter().rev() {
+        meter.check()?;
+        let p = match prev {
+            Some((pk, pp)) if 2 * pk >= k && 2 * pk - k <= 1 => {
+                let odd = 2 * pk - k == 1;
+                let bits = pp.significant_bits();
+                meter.maybe_heavy(bits * 2, move || {
+                    let sq = (&*pp).square();
+                    if odd {
+                        sq.div_exact(Natural::from(5u32))
+                    } else {
+                        sq
+                    }
+                })?
+            }
+            _ => Natural::from(5u32).pow(k),
+        };
+        let p = Arc::new(p);
+        prev = Some((k, Arc::clone(&p)));
+        levels.push(Level { k, five_k: p });
+    }
+    levels.reverse();
+    Ok(levels)
+}
+
+/// `x = q * 10^k + r` with `r < 10^k`.
+fn split(x: Natural, level: &Level, meter: &Meter) -> Result<(Natural, Natural), ComputeError> {
+    let k = level.k;
+    let p = Arc::clone(&level.five_k);
+    let bits = x.significant_bits();
+    meter.maybe_heavy(bits, move || {
+        let low = (&x).mod_power_of_2(k);
+        let y = x >> k;
+        let (q, r) = y.div_rem(&*p);
+        (q, (r << k) | low)
+    })
+}
+
+/// Write `x` (which must be below `10^out.len()`) zero-padded into `out`.
+fn convert(
+    x: Natural,
+    out: &mut [u8],
+    levels: &[Level],
+    threads: usize,
+    meter: &Meter,
+) -> Result<(), ComputeError> {
+    let w = out.len();
+    let Some((level, rest)) = levels.split_first() else {
+        return leaf(x, out, meter);
+    };
+    if w <= LEAF_DIGITS {
+        return leaf(x, out, meter);
+    }
+    let k = usize::try_from(level.k).map_err(|_| internal("split size"))?;
+    if w <= k {
+        return convert(x, out, rest, threads, meter);
+    }
+    let (q, r) = split(x, level, meter)?;
+    meter.advance(w as f64)?;
+    let (hi, lo) = out.split_at_mut(w - k);
+    both(
+        threads,
+        w,
+        meter,
+        |t| convert(q, hi, rest, t, meter),
+        |t| convert(r, lo, rest, t, meter),
+    )
+}
+
+/// Convert a small node with malachite and right-align it in `out`.
+fn leaf(x: Natural, out: &mut [u8], meter: &Meter) -> Result<(), ComputeError> {
+    meter.check()?;
+    let w = out.len();
+    if x == 0u32 {
+        out.fill(b'0');
+    } else {
+        let s = x.to_string();
+        let pad = w
+            .checked_sub(s.len())
+            .ok_or_else(|| internal("node wider than its slot"))?;
+        out[..pad].fill(b'0');
+        out[pad..].copy_from_slice(s.as_bytes());
+    }
+    meter.advance(w as f64 * LEAF_COST)
+}

@@ -1,0 +1,62 @@
+//! The closed set of computations and the one entry point that runs them.
+
+use crate::{factorial, fibonacci, sum, ComputeError, Control};
+
+/// One computation, already validated by the caller for size limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// n!
+    Factorial {
+        /// The argument.
+        n: u64,
+    },
+    /// F(n), exact.
+    Fibonacci {
+        /// The index.
+        n: u64,
+    },
+    /// F(n) mod m, for any m >= 1.
+    FibonacciMod {
+        /// The index.
+        n: u64,
+        /// The modulus (at least 1).
+        modulus: u64,
+    },
+    /// The sum of signed decimal integers of any size.
+    Sum {
+        /// The terms: an optional `+`/`-` then ASCII digits.
+        terms: Vec<String>,
+    },
+}
+
+/// A finished computation: the exact result as decimal text (`-` for negatives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The result in decimal, no leading zeros, `-` prefix if negative.
+    pub decimal: String,
+}
+
+impl Output {
+    /// The number of decimal digits (without the sign).
+    pub fn digits(&self) -> usize {
+        self.decimal.len() - usize::from(self.decimal.starts_with('-'))
+    }
+}
+
+/// Run `task` under `ctl`; the progress hook sees 1.0 before this returns `Ok`.
+pub fn run(task: &Task, ctl: &Control) -> Result<Output, ComputeError> {
+    ctl.check()?;
+    let decimal = match task {
+        Task::Factorial { n } => factorial::factorial_decimal(*n, ctl)?,
+        Task::Fibonacci { n } => fibonacci::fibonacci_decimal(*n, ctl)?,
+        Task::FibonacciMod { n, modulus } => {
+            let v = fibonacci::fibonacci_mod(*n, *modulus, ctl)?;
+            ctl.progress(1.0);
+            v.to_string()
+        }
+        Task::Sum { terms } => sum::sum_decimal(terms, ctl)?,
+    };
+    // A cancel raised while the last step finished still wins: no result.
+    ctl.check()?;
+    Ok(Output { decimal })
+}
