@@ -1,0 +1,40 @@
+//! The one error type of this crate; the `kind` tells callers what to do.
+
+/// What went wrong talking to NATS, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsxError {
+    /// NATS cannot be reached (retry later, check the URL).
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Credentials or options are unusable (fix the configuration).
+    #[error("invalid NATS options: {0}")]
+    Options(String),
+    /// A stream, consumer or bucket could not be created or verified.
+    #[error("cannot provision {what}: {source}")]
+    Provision {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A JetStream operation (publish, KV, object store) failed.
+    #[error("{op} failed: {source}")]
+    JetStream {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Stored data could not be read (a record that is not jetmill JSON).
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+impl NatsxError {
+    /// Wrap any JetStream error with the operation that failed.
+    pub fn js<E: std::error::Error + Send + Sync + 'static>(op: &'static str) -> impl FnOnce(E) -> NatsxError {
+        move |e| NatsxError::JetStream { op, source: Box::new(e) }
+    }
+}

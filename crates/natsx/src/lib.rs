@@ -1,0 +1,21 @@
+//! jetmill's NATS layer: connecting, provisioning, and the stores built on JetStream.
+//!
+//! - [`connect`]: connection flags shared by every binary ([`NatsArgs`]).
+//! - [`provision`]: creates or verifies streams, the consumer and buckets, idempotently.
+//! - [`records`]: the job records in KV, with compare-and-set updates.
+//! - [`events`]: publishing lifecycle events.
+//! - [`results`]: result summaries and large results in the Object Store.
+//!
+//! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
+
+pub mod connect;
+pub mod error;
+pub mod events;
+pub mod provision;
+pub mod records;
+pub mod results;
+
+pub use connect::{connect, NatsArgs};
+pub use error::NatsxError;
+pub use provision::{provision, Jet, QueueArgs, QueueSettings};
+pub use records::{Records, Update};

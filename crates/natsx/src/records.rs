@@ -1,0 +1,158 @@
+//! Job records in the `jobs` KV bucket, updated only by compare-and-set.
+//!
+//! Every writer reads the record with its revision, decides, and writes back
+//! with "expect this revision". If someone else wrote in between, it re-reads
+//! and decides again, so a late `running` can never overwrite `done`.
+
+use crate::NatsxError;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use futures::TryStreamExt;
+use jetmill_proto::{names, JobId, JobRecord};
+
+/// What an update function decided, and what the record is now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The change was written; the record as stored.
+    Applied(JobRecord),
+    /// The function declined (e.g. the record is already terminal); the current record.
+    Unchanged(JobRecord),
+    /// No record exists and no fallback was given.
+    Missing,
+}
+
+/// The `jobs` bucket, typed.
+#[derive(Clone)]
+pub struct Records {
+    kv: kv::Store,
+}
+
+impl Records {
+    /// Wrap the `jobs` bucket.
+    pub fn new(kv: kv::Store) -> Self {
+        Records { kv }
+    }
+
+    /// The raw bucket (for watchers and inspection).
+    pub fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
+    /// The record and its revision, if it exists.
+    pub async fn get(&self, tenant: &str, id: &JobId) -> Result<Option<(JobRecord, u64)>, NatsxError> {
+        let key = names::record_key(tenant, id);
+        let entry = self.kv.entry(key.clone()).await.map_err(NatsxError::js("read job record"))?;
+        match entry {
+            Some(e) if e.operation == Operation::Put => Ok(Some((parse(&key, &e.value)?, e.revision))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Store a new record; returns `false` (and writes nothing) if one already exists.
+    pub async fn create(&self, record: &JobRecord) -> Result<bool, NatsxError> {
+        let key = names::record_key(&record.tenant, &record.id);
+        match self.kv.create(&key, record.to_json().into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(NatsxError::js("create job record")(e)),
+        }
+    }
+
+    /// Read-decide-write under compare-and-set until it sticks.
+    ///
+    /// `decide` gets the current record (or `fallback` when none exists yet, e.g. a
+    /// worker that overtook the gateway) and returns `true` to write its changes.
+    pub async fn update<F>(
+        &self,
+        tenant: &str,
+        id: &JobId,
+        fallback: Option<&JobRecord>,
+        mut decide: F,
+    ) -> Result<Update, NatsxError>
+    where
+        F: FnMut(&mut JobRecord) -> bool,
+    {
+        let key = names::record_key(tenant, id);
+        loop {
+            let entry = self.kv.entry(key.clone()).await.map_err(NatsxError::js("read job record"))?;
+            let (mut record, revision) = match &entry {
+                Some(e) if e.operation == Operation::Put => (parse(&key, &e.value)?, Some(e.revision)),
+                Some(e) => match fallback {
+                    Some(f) => (f.clone(), Some(e.revision)),
+                    None => return Ok(Update::Missing),
+                },
+                None => match fallback {
+                    Some(f) => (f.clone(), None),
+                    None => return Ok(Update::Missing),
+                },
+            };
+            if !decide(&mut record) {
+                return Ok(Update::Unchanged(record));
+            }
+            let value = record.to_json().into();
+            let written = match revision {
+                Some(rev) => match self.kv.update(&key, value, rev).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => return Err(NatsxError::js("update job record")(e)),
+                },
+                None => match self.kv.create(&key, value).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(NatsxError::js("create job record")(e)),
+                },
+            };
+            if written {
+                return Ok(Update::Applied(record));
+            }
+            // Someone else wrote first: read again and decide again.
+        }
+    }
+
+    /// Find a job by id when the tenant is not known (admin and operator paths).
+    pub async fn find(&self, id: &JobId) -> Result<Option<JobRecord>, NatsxError> {
+        let suffix = format!(".{id}");
+        let mut keys = self.kv.keys().await.map_err(NatsxError::js("list job records"))?;
+        while let Some(key) = keys.try_next().await.map_err(NatsxError::js("list job records"))? {
+            if let Some(tenant) = key.strip_suffix(&suffix) {
+                return Ok(self.get(tenant, id).await?.map(|(r, _)| r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest `limit` records of `tenant` (all tenants when `None`), newest first.
+    ///
+    /// Ids are UUIDv7, so sorting keys by id sorts by submission time.
+    pub async fn list(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<JobRecord>, NatsxError> {
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(NatsxError::js("list job records"))?
+            .try_collect()
+            .await
+            .map_err(NatsxError::js("list job records"))?;
+        let mut ids: Vec<(JobId, String)> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let (t, id) = k.split_once('.')?;
+                if tenant.is_some_and(|want| want != t) {
+                    return None;
+                }
+                Some((id.parse().ok()?, t.to_string()))
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut out = Vec::with_capacity(limit.min(ids.len()));
+        for (id, t) in ids.into_iter().take(limit) {
+            if let Some((r, _)) = self.get(&t, &id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse(key: &str, bytes: &[u8]) -> Result<JobRecord, NatsxError> {
+    JobRecord::from_json(bytes).map_err(|e| NatsxError::Corrupt { what: format!("job record {key}"), detail: e.to_string() })
+}

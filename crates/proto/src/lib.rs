@@ -1,0 +1,29 @@
+//! jetmill's shared vocabulary: what travels on NATS and what is stored there.
+//!
+//! - [`names`]: stream, consumer, bucket and subject names, and header keys.
+//! - [`job`]: the job id, kinds and the validated [`JobSpec`].
+//! - [`request`]: the HTTP/CLI submit body and its validation into a spec.
+//! - [`message`]: the postcard job message published on `JOBS` and its codec.
+//! - [`record`]: the JSON job record kept in the `jobs` KV bucket.
+//! - [`event`]: lifecycle events published on `EVENTS`.
+//!
+//! No I/O lives here; the binaries and `jetmill-natsx` do that.
+
+pub mod event;
+pub mod job;
+pub mod message;
+pub mod names;
+pub mod record;
+pub mod request;
+
+pub use event::{EventType, JobEvent};
+pub use job::{JobId, JobKind, JobSpec, Priority};
+pub use message::{CodecError, JobMessage, SCHEMA_VERSION};
+pub use record::{JobRecord, JobStatus, ResultInfo, ResultLocation};
+pub use request::{JobRequest, Limits, ValidationError};
+
+/// Milliseconds since the Unix epoch, as stored in messages and records.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -1,0 +1,67 @@
+//! Names of every NATS object jetmill uses, in one place.
+//!
+//! `docs/architecture.md` documents the layout; change both together.
+
+use crate::{EventType, JobId, JobKind, Priority};
+
+/// Work-queue stream holding submitted jobs until a worker acks them.
+pub const JOBS_STREAM: &str = "JOBS";
+/// Subjects of [`JOBS_STREAM`]: `jobs.run.<priority>.<kind>`.
+pub const JOBS_SUBJECTS: &str = "jobs.run.>";
+/// Durable pull consumer shared by every worker.
+pub const WORKERS_CONSUMER: &str = "workers";
+/// Limits-retention stream of lifecycle events: the outbox downstream services read.
+pub const EVENTS_STREAM: &str = "EVENTS";
+/// Subjects of [`EVENTS_STREAM`]: `jobs.events.<job_id>.<type>`.
+pub const EVENTS_SUBJECTS: &str = "jobs.events.>";
+/// KV bucket of job records, key `<tenant>.<job_id>`, JSON values.
+pub const JOBS_BUCKET: &str = "jobs";
+/// Object store bucket for results too large for a KV value.
+pub const RESULTS_BUCKET: &str = "results";
+/// KV bucket of desired runtime configuration written by the controller.
+pub const CONFIG_BUCKET: &str = "config";
+/// KV bucket where live workers report themselves (short max age).
+pub const WORKERS_BUCKET: &str = "workers";
+
+/// Header: the job id, readable with `nats stream view`.
+pub const HDR_JOB_ID: &str = "Jetmill-Job-Id";
+/// Header: the job kind.
+pub const HDR_KIND: &str = "Jetmill-Kind";
+/// Header: the tenant that owns the job.
+pub const HDR_TENANT: &str = "Jetmill-Tenant";
+/// Header: the schema version of the payload.
+pub const HDR_SCHEMA: &str = "Jetmill-Schema";
+/// Header: the payload's content type.
+pub const HDR_CONTENT_TYPE: &str = "Content-Type";
+/// Content type of postcard payloads.
+pub const CONTENT_TYPE_POSTCARD: &str = "application/x-jetmill-postcard";
+/// Content type of JSON payloads.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// Subject a job is published on.
+pub fn job_subject(priority: Priority, kind: JobKind) -> String {
+    format!("jobs.run.{}.{}", priority.as_str(), kind.as_str())
+}
+
+/// Subject of one lifecycle event of a job.
+pub fn event_subject(id: &JobId, event: EventType) -> String {
+    format!("jobs.events.{id}.{}", event.as_str())
+}
+
+/// Subject filter for every event of one job.
+pub fn job_events_filter(id: &JobId) -> String {
+    format!("jobs.events.{id}.*")
+}
+
+/// KV key of a job record.
+pub fn record_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}")
+}
+
+/// Object name of a job's large result.
+pub fn result_object(id: &JobId) -> String {
+    format!("{id}.txt")
+}
+
+/// Tenant of requests made without authentication (open `jetmill dev`).
+pub const DEFAULT_TENANT: &str = "public";

@@ -1,0 +1,274 @@
+//! The submit body (`POST /v1/jobs`, `jetmill jobs submit`) and its validation.
+//!
+//! Validation turns untrusted JSON into a [`JobSpec`] or a [`ValidationError`]
+//! that names the offending field, so the gateway can answer a precise 4xx and
+//! nothing invalid is ever published.
+
+use crate::{JobKind, JobSpec, Priority};
+use serde_json::{Map, Value};
+
+/// Size limits that keep one request from occupying the cluster for days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest n accepted for `factorial`.
+    pub max_factorial_n: u64,
+    /// Largest n accepted for exact `fibonacci` (modular Fibonacci takes any u64).
+    pub max_fibonacci_n: u64,
+    /// Most terms accepted in one `sum`.
+    pub max_sum_terms: usize,
+    /// Most digits accepted in one `sum` term.
+    pub max_term_digits: usize,
+    /// Most attempts a job may ask for.
+    pub max_attempts: u32,
+    /// Longest per-attempt timeout a job may ask for, in seconds.
+    pub max_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_factorial_n: 100_000_000,
+            max_fibonacci_n: 1_000_000_000,
+            max_sum_terms: 100_000,
+            max_term_digits: 100_000,
+            max_attempts: 20,
+            max_timeout_secs: 24 * 3600,
+        }
+    }
+}
+
+/// A request field that is wrong, and why, in words a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The JSON path of the field, e.g. `input` or `input[3]` or `params.modulus`.
+    pub field: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError { field: field.into(), message: message.into() }
+}
+
+/// A validated submit request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    pub spec: JobSpec,
+    pub priority: Priority,
+    pub max_attempts: Option<u32>,
+    pub timeout_ms: Option<u64>,
+}
+
+const FIELDS: &[&str] = &["kind", "input", "params", "priority", "max_attempts", "timeout_secs"];
+
+impl JobRequest {
+    /// Validate a parsed JSON body against `limits`.
+    pub fn from_json(body: &Value, limits: &Limits) -> Result<JobRequest, ValidationError> {
+        let obj = body.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
+        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(invalid(unknown.as_str(), format!("unknown field; accepted fields are {}", FIELDS.join(", "))));
+        }
+        let kind = parse_kind(obj)?;
+        let input = obj.get("input").ok_or_else(|| invalid("input", "is required"))?;
+        let params = match obj.get("params") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(p)) => Some(p),
+            Some(_) => return Err(invalid("params", "must be an object")),
+        };
+        let spec = match kind {
+            JobKind::Factorial => {
+                no_params(params)?;
+                let n = parse_n(input, "input", limits.max_factorial_n)?;
+                JobSpec::Factorial { n }
+            }
+            JobKind::Fibonacci => {
+                let modulus = parse_modulus(params)?;
+                let max = if modulus.is_some() { u64::MAX } else { limits.max_fibonacci_n };
+                let n = parse_n(input, "input", max)?;
+                JobSpec::Fibonacci { n, modulus }
+            }
+            JobKind::Sum => {
+                no_params(params)?;
+                JobSpec::Sum { terms: parse_terms(input, limits)? }
+            }
+        };
+        let priority = match obj.get("priority") {
+            None | Some(Value::Null) => Priority::default(),
+            Some(Value::String(s)) => match s.as_str() {
+                "high" => Priority::High,
+                "normal" => Priority::Normal,
+                "low" => Priority::Low,
+                _ => return Err(invalid("priority", "must be one of high, normal, low")),
+            },
+            Some(_) => return Err(invalid("priority", "must be one of high, normal, low")),
+        };
+        let max_attempts = match obj.get("max_attempts") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let n = parse_n(v, "max_attempts", u64::from(limits.max_attempts))?;
+                if n == 0 {
+                    return Err(invalid("max_attempts", "must be at least 1"));
+                }
+                Some(n as u32)
+            }
+        };
+        let timeout_ms = match obj.get("timeout_secs") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let secs = v.as_f64().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| {
+                    invalid("timeout_secs", "must be a positive number of seconds")
+                })?;
+                if secs > limits.max_timeout_secs as f64 {
+                    return Err(invalid("timeout_secs", format!("must be at most {}", limits.max_timeout_secs)));
+                }
+                Some(((secs * 1000.0).ceil() as u64).max(1))
+            }
+        };
+        Ok(JobRequest { spec, priority, max_attempts, timeout_ms })
+    }
+}
+
+fn parse_kind(obj: &Map<String, Value>) -> Result<JobKind, ValidationError> {
+    let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    match obj.get("kind") {
+        None => Err(invalid("kind", format!("is required; one of {}", names.join(", ")))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| invalid("kind", format!("unknown kind {s:?}; one of {}", names.join(", ")))),
+        Some(_) => Err(invalid("kind", format!("must be a string, one of {}", names.join(", ")))),
+    }
+}
+
+fn no_params(params: Option<&Map<String, Value>>) -> Result<(), ValidationError> {
+    match params.and_then(|p| p.keys().next()) {
+        Some(k) => Err(invalid(format!("params.{k}"), "this kind takes no parameters")),
+        None => Ok(()),
+    }
+}
+
+fn parse_modulus(params: Option<&Map<String, Value>>) -> Result<Option<u64>, ValidationError> {
+    let Some(p) = params else { return Ok(None) };
+    if let Some(k) = p.keys().find(|k| k.as_str() != "modulus") {
+        return Err(invalid(format!("params.{k}"), "unknown parameter; fibonacci accepts modulus"));
+    }
+    match p.get("modulus") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let m = parse_n(v, "params.modulus", u64::MAX)?;
+            if m == 0 {
+                return Err(invalid("params.modulus", "must be at least 1"));
+            }
+            Ok(Some(m))
+        }
+    }
+}
+
+/// A non-negative integer up to `max`, from a JSON number or a decimal string.
+fn parse_n(v: &Value, field: &str, max: u64) -> Result<u64, ValidationError> {
+    let n = match v {
+        Value::Number(num) => match num.as_u64() {
+            Some(n) => n,
+            None if num.as_i64().is_some() => return Err(invalid(field, "must not be negative")),
+            None => return Err(invalid(field, format!("must be a whole number from 0 to {max}"))),
+        },
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map_err(|_| invalid(field, format!("must be at most {max}")))?
+        }
+        Value::String(s) if s.starts_with('-') => return Err(invalid(field, "must not be negative")),
+        _ => return Err(invalid(field, format!("must be a whole number from 0 to {max}"))),
+    };
+    if n > max {
+        return Err(invalid(field, format!("must be at most {max} (got {n})")));
+    }
+    Ok(n)
+}
+
+fn parse_terms(v: &Value, limits: &Limits) -> Result<Vec<String>, ValidationError> {
+    let arr = v.as_array().ok_or_else(|| invalid("input", "must be an array of integers"))?;
+    if arr.len() > limits.max_sum_terms {
+        return Err(invalid("input", format!("at most {} terms (got {})", limits.max_sum_terms, arr.len())));
+    }
+    arr.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let field = || format!("input[{i}]");
+            match t {
+                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+                Value::String(s) => normalize_integer(s, limits.max_term_digits).map_err(|m| invalid(field(), m)),
+                _ => Err(invalid(field(), "must be an integer, or a decimal string for big integers")),
+            }
+        })
+        .collect()
+}
+
+/// `[+-]?digits` with at most `max_digits` digits, normalized (no `+`, no leading zeros, no `-0`).
+fn normalize_integer(s: &str, max_digits: usize) -> Result<String, String> {
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a decimal integer"));
+    }
+    if digits.len() > max_digits {
+        return Err(format!("at most {max_digits} digits"));
+    }
+    let trimmed = digits.trim_start_matches('0');
+    Ok(match (neg, trimmed.is_empty()) {
+        (_, true) => "0".to_string(),
+        (true, false) => format!("-{trimmed}"),
+        (false, false) => trimmed.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(v: Value) -> Result<JobRequest, ValidationError> {
+        JobRequest::from_json(&v, &Limits::default())
+    }
+
+    fn field_of(v: Value) -> String {
+        check(v).expect_err("must be rejected").field
+    }
+
+    #[test]
+    fn accepts_each_kind() {
+        assert_eq!(check(json!({"kind": "factorial", "input": 20})).map(|r| r.spec), Ok(JobSpec::Factorial { n: 20 }));
+        assert_eq!(
+            check(json!({"kind": "fibonacci", "input": "1000000000000000000", "params": {"modulus": 7}})).map(|r| r.spec),
+            Ok(JobSpec::Fibonacci { n: 1_000_000_000_000_000_000, modulus: Some(7) })
+        );
+        assert_eq!(
+            check(json!({"kind": "sum", "input": [1, -2, "+007", "-0", "123456789012345678901234567890"]})).map(|r| r.spec),
+            Ok(JobSpec::Sum { terms: vec!["1".into(), "-2".into(), "7".into(), "0".into(), "123456789012345678901234567890".into()] })
+        );
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(field_of(json!([1])), "body");
+        assert_eq!(field_of(json!({"input": 1})), "kind");
+        assert_eq!(field_of(json!({"kind": "sqrt", "input": 1})), "kind");
+        assert_eq!(field_of(json!({"kind": "factorial"})), "input");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": -5})), "input");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 2.5})), "input");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": "ten"})), "input");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 100_000_001u64})), "input");
+        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 2_000_000_000u64})), "input");
+        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 5, "params": {"modulus": 0}})), "params.modulus");
+        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 5, "params": {"mod": 3}})), "params.mod");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 5, "params": {"modulus": 3}})), "params.modulus");
+        assert_eq!(field_of(json!({"kind": "sum", "input": [1, 2.5]})), "input[1]");
+        assert_eq!(field_of(json!({"kind": "sum", "input": [1, "12a"]})), "input[1]");
+        assert_eq!(field_of(json!({"kind": "sum", "input": 3})), "input");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "color": "red"})), "color");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "priority": "urgent"})), "priority");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "max_attempts": 0})), "max_attempts");
+        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "timeout_secs": -1})), "timeout_secs");
+    }
+}

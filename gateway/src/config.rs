@@ -1,0 +1,52 @@
+//! Gateway configuration from flags and `JETMILL_*` environment variables.
+
+use jetmill_natsx::{NatsArgs, QueueArgs};
+use jetmill_proto::Limits;
+use std::net::SocketAddr;
+
+/// Everything the gateway can be told at start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "JETMILL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "JETMILL_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Seconds before a request is abandoned with 408.
+    #[arg(long, env = "JETMILL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest n accepted for factorial.
+    #[arg(long, env = "JETMILL_MAX_FACTORIAL_N", default_value_t = Limits::default().max_factorial_n)]
+    pub max_factorial_n: u64,
+    /// Largest n accepted for exact fibonacci.
+    #[arg(long, env = "JETMILL_MAX_FIBONACCI_N", default_value_t = Limits::default().max_fibonacci_n)]
+    pub max_fibonacci_n: u64,
+}
+
+impl GatewayArgs {
+    /// Defaults for a gateway on `listen` talking to NATS at `nats_url` (tests, `jetmill dev`).
+    ///
+    /// `JETMILL_*` environment variables still apply; an invalid one is an error.
+    pub fn local(nats_url: &str, listen: SocketAddr) -> Result<Self, clap::Error> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            g: GatewayArgs,
+        }
+        let mut g = P::try_parse_from(["gateway"])?.g;
+        g.listen = listen;
+        g.nats = NatsArgs::with_url(nats_url);
+        Ok(g)
+    }
+
+    /// Input limits from these flags.
+    pub fn limits(&self) -> Limits {
+        Limits { max_factorial_n: self.max_factorial_n, max_fibonacci_n: self.max_fibonacci_n, ..Limits::default() }
+    }
+}

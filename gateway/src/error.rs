@@ -1,0 +1,104 @@
+//! [`ApiError`]: every failure a handler can return, mapped to HTTP in one place.
+//!
+//! Client mistakes get a 4xx and a message that says how to fix the request;
+//! our own failures get an opaque 5xx body while the full cause goes to the log.
+//! Bodies are RFC 9457 problem details (`application/problem+json`).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jetmill_natsx::NatsxError;
+use jetmill_proto::ValidationError;
+use serde::Serialize;
+
+/// Why a request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field of the request is invalid (422, names the field).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The body is not JSON (400).
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body or a path/query parameter is unusable (400 or 413).
+    #[error("{message}")]
+    BadRequest { status: StatusCode, field: Option<String>, message: String },
+    /// No such job (or route) for this caller (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the job's state (409), e.g. a result of an unfinished job.
+    #[error("{0}")]
+    Conflict(String),
+    /// NATS/JetStream is unreachable or refused the operation (503).
+    #[error("job queue unavailable")]
+    Unavailable(#[source] NatsxError),
+    /// Anything else on our side (500).
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// RFC 9457 problem details, plus the offending field when there is one.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>) {
+        match self {
+            ApiError::Invalid(v) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid request field", Some(v.field.clone())),
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", Some("body".into())),
+            ApiError::BadRequest { status, field, .. } => (*status, "bad-request", "Bad request", field.clone()),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict with the job's state", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Job queue unavailable", None),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None),
+        }
+    }
+}
+
+impl From<NatsxError> for ApiError {
+    fn from(e: NatsxError) -> Self {
+        match e {
+            NatsxError::Corrupt { .. } => ApiError::Internal(e.into()),
+            other => ApiError::Unavailable(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title, field) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %ErrorChain(&self), "request failed");
+        }
+        let detail = match &self {
+            ApiError::Invalid(v) => v.message.clone(),
+            ApiError::Unavailable(_) => "the job queue is unavailable; retry shortly".to_string(),
+            other => other.to_string(),
+        };
+        let body = Problem { kind, title, status: status.as_u16(), detail, field };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response()
+    }
+}
+
+/// Displays an error with its whole `source()` chain, for the log.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! `jetmill-gateway`: the HTTP API in its own process.
+
+use clap::Parser;
+use jetmill_gateway::{Application, GatewayArgs};
+use jetmill_runtime::LogArgs;
+
+/// jetmill HTTP gateway: accepts jobs and serves their records and results.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    jetmill_runtime::init_logging(&cli.log);
+    let shutdown = jetmill_runtime::shutdown_token();
+    let app = Application::build(&cli.gateway).await?;
+    app.run_until_stopped(shutdown).await?;
+    Ok(())
+}

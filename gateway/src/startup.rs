@@ -1,0 +1,39 @@
+//! [`Application`]: build (connect, provision, bind) then serve until stopped.
+
+use crate::{app, AppState, GatewayArgs};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A gateway that is connected and bound, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Connect to NATS, provision streams and buckets, and bind the listener.
+    pub async fn build(args: &GatewayArgs) -> anyhow::Result<Self> {
+        let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
+        let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
+        let state = AppState::new(jet, args.limits());
+        let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let router = app(state, args.body_limit, Duration::from_secs(args.request_timeout_secs));
+        Ok(Application { listener, router, addr })
+    }
+
+    /// The bound address (useful when listening on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, "gateway listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    }
+}
