@@ -204,7 +204,7 @@ fn odd_primes(n: u64, meter: &Meter) -> Result<Vec<u64>, ComputeError> {
             }
         }
         j += 1;
-        if j % 4096 == 0 {
+        if j.is_multiple_of(4096) {
             meter.check()?;
         }
     }

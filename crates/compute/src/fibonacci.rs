@@ -58,7 +58,7 @@ fn fib_exact(n: u64, meter: &Meter, units: f64) -> Result<Natural, ComputeError>
         let (a2, b2) = squares(a, b, bits, meter)?;
         let f2km1 = &a2 + &b2;
         let mut f2kp1 = (a2 << 2u32) - b2;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             f2kp1 += Natural::from(2u32);
         } else {
             f2kp1 -= Natural::from(2u32);
