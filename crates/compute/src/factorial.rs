@@ -37,6 +37,17 @@ pub fn factorial(n: u64, ctl: &Control) -> Result<Natural, ComputeError> {
     Ok(f)
 }
 
+/// `(m, z)` with `n! = m * 10^z` and `z` the number of trailing zeros of n!.
+///
+/// This is the compute phase of [`factorial_decimal`] on its own (for
+/// benchmarks, and for callers that want the binary value without the zeros).
+pub fn factorial_stripped(n: u64, ctl: &Control) -> Result<(Natural, u64), ComputeError> {
+    let meter = Meter::new(ctl, 1.0);
+    let parts = factorial_parts(n, &meter, 0.0)?;
+    meter.finish();
+    Ok(parts)
+}
+
 /// n! as decimal text, reporting progress through `ctl` (1.0 at the end).
 pub fn factorial_decimal(n: u64, ctl: &Control) -> Result<String, ComputeError> {
     let bits = log2_factorial(n).ceil() as u64 + 1;

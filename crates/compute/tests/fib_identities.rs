@@ -48,7 +48,7 @@ fn doubling_and_cassini_on_random_k() {
             "F(2k) identity, k = {k}"
         );
         let cassini = Integer::from(&fkm1 * &fkp1) - Integer::from(&fk * &fk);
-        let want = if k % 2 == 0 {
+        let want = if k.is_multiple_of(2) {
             Integer::from(1)
         } else {
             Integer::from(-1)

@@ -1,0 +1,237 @@
+//! Kernel benchmark against GMP (gmpy2, run through `python3` in the same run).
+//!
+//! `cargo bench -p jetmill-compute --bench kernels` (or
+//! `scripts/bench-kernels.sh`, which installs gmpy2 first). Set
+//! `JETMILL_BENCH_1E7=1` to include factorial(10^7) (GMP alone takes ~25 s)
+//! and `JETMILL_BENCH_REPS` to change the repetitions (best of, default 3).
+//! Every jetmill measurement runs in a child process (this binary re-run with
+//! `JETMILL_BENCH_CHILD`), so the peak RSS it reports (`VmHWM`) is the
+//! kernel's own.
+
+use jetmill_compute::{factorial, fibonacci, run, Control, Task};
+use malachite_nz::natural::Natural;
+use std::process::Command;
+use std::time::Instant;
+
+const GMP_SCRIPT: &str = r#"
+import sys, time, gmpy2
+op, n, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+best_c = best_t = float("inf")
+for _ in range(reps):
+    t0 = time.perf_counter()
+    x = gmpy2.fac(n) if op == "fac" else gmpy2.fib(n)
+    t1 = time.perf_counter()
+    s = x.digits()
+    t2 = time.perf_counter()
+    best_c, best_t = min(best_c, t1 - t0), min(best_t, t2 - t0)
+    del x, s
+print(best_c, best_t, gmpy2.version())
+"#;
+
+/// One measurement: compute-only and total seconds (best of the runs), peak RSS.
+#[derive(Clone, Copy, Default)]
+struct Times {
+    compute: f64,
+    total: f64,
+    peak_mb: f64,
+    digits: usize,
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("JETMILL_BENCH_CHILD") {
+        child(&spec);
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let reps: usize = std::env::var("JETMILL_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let big = std::env::var("JETMILL_BENCH_1E7").is_ok_and(|v| v == "1");
+    println!("jetmill-compute kernels vs GMP (gmpy2), best of {reps}, thread budget 2");
+    println!("{}", rustc_and_machine());
+    let mut rows: Vec<String> = Vec::new();
+    let header = "| case | jetmill compute | jetmill total | GMP compute | GMP total | ratio total (jetmill/GMP) | jetmill peak RSS |";
+    let mut case = |name: &str, op: &str, n: u64, threads: usize, reps: usize| {
+        let ours = measure(op, n, threads, reps);
+        let (gc, gt, ver) = gmp(if op.starts_with("fib") { "fib" } else { "fac" }, n, reps);
+        let row = format!(
+            "| {name} ({} digits) | {:.3} s | {:.3} s | {gc:.3} s | {gt:.3} s | **{:.2}x** (compute {:.2}x) | {:.0} MB |",
+            ours.digits,
+            ours.compute,
+            ours.total,
+            ours.total / gt,
+            ours.compute / gc,
+            ours.peak_mb
+        );
+        println!("{row}    [gmpy2 {ver}]");
+        rows.push(row);
+    };
+    case("factorial(10^6), 2 threads", "fac", 1_000_000, 2, reps);
+    case("factorial(10^6), 1 thread", "fac", 1_000_000, 1, reps);
+    case("fibonacci(10^7), 2 threads", "fib", 10_000_000, 2, reps);
+    case("fibonacci(10^7), 1 thread", "fib", 10_000_000, 1, reps);
+    if big {
+        case("factorial(10^7), 2 threads", "fac", 10_000_000, 2, 1);
+    } else {
+        println!("(factorial(10^7) skipped: set JETMILL_BENCH_1E7=1)");
+    }
+    let fm = measure("fibmod", 1_000_000_000_000_000_000, 1, reps);
+    let naive = measure("naive", 100_000, 1, 1);
+    let fast = measure("fac", 100_000, 2, reps);
+    let fast1 = measure("fac", 100_000, 1, reps);
+    println!();
+    println!("{header}");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!("{r}");
+    }
+    println!();
+    println!("fibonacci(10^18) mod (2^64 - 59): {:.1} us", fm.total * 1e6);
+    println!(
+        "naive loop (acc *= i, then to_string) at 10^5: {:.3} s; jetmill {:.4} s (2 threads) = {:.0}x faster, {:.4} s (1 thread) = {:.0}x",
+        naive.total,
+        fast.total,
+        naive.total / fast.total,
+        fast1.total,
+        naive.total / fast1.total
+    );
+}
+
+/// Run one kernel `reps` times in a child process; best times and peak RSS.
+fn measure(op: &str, n: u64, threads: usize, reps: usize) -> Times {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot find the benchmark binary: {e}"),
+    };
+    let out = Command::new(exe)
+        .env("JETMILL_BENCH_CHILD", format!("{op}:{n}:{threads}:{reps}"))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => panic!(
+            "child {op}({n}) failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("cannot run child: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match v.as_slice() {
+        [c, t, mb, d] => Times {
+            compute: *c,
+            total: *t,
+            peak_mb: *mb,
+            digits: *d as usize,
+        },
+        _ => panic!("unexpected child output {text:?}"),
+    }
+}
+
+/// In the child: time the kernel, then print `compute total peak_mb digits`.
+fn child(spec: &str) {
+    let p: Vec<u64> = spec
+        .split(':')
+        .skip(1)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let op = spec.split(':').next().unwrap_or("");
+    let [n, threads, reps] = p[..] else {
+        panic!("bad spec {spec}")
+    };
+    let ctl = Control::silent(threads as usize);
+    let (mut best_c, mut best_t, mut digits) = (f64::INFINITY, f64::INFINITY, 0);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let (c, d) = match op {
+            "fac" => {
+                let c = time(|| factorial::factorial_stripped(n, &ctl).map(|_| ()));
+                let t = Instant::now();
+                let o = run(&Task::Factorial { n }, &ctl).map(|o| o.digits());
+                (c, (t, o))
+            }
+            "fib" => {
+                let c = time(|| fibonacci::fibonacci(n, &ctl).map(|_| ()));
+                let t = Instant::now();
+                let o = run(&Task::Fibonacci { n }, &ctl).map(|o| o.digits());
+                (c, (t, o))
+            }
+            "fibmod" => {
+                let t = Instant::now();
+                let o =
+                    fibonacci::fibonacci_mod(n, u64::MAX - 58, &ctl).map(|v| v.to_string().len());
+                (0.0, (t, o))
+            }
+            "naive" => {
+                let t = Instant::now();
+                let mut acc = Natural::from(1u32);
+                for i in 1..=n {
+                    acc *= Natural::from(i);
+                }
+                (0.0, (t, Ok(acc.to_string().len())))
+            }
+            _ => panic!("unknown op {op}"),
+        };
+        let (t, o) = d;
+        let total = t.elapsed().as_secs_f64();
+        let _ = t0;
+        digits = match o {
+            Ok(d) => d,
+            Err(e) => panic!("{op}({n}) failed: {e}"),
+        };
+        best_c = best_c.min(c);
+        best_t = best_t.min(total);
+    }
+    println!("{best_c} {best_t} {} {digits}", peak_rss_mb());
+}
+
+fn time(f: impl FnOnce() -> Result<(), jetmill_compute::ComputeError>) -> f64 {
+    let t = Instant::now();
+    if let Err(e) = f() {
+        panic!("kernel failed: {e}");
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1000.0)
+}
+
+/// GMP through gmpy2: `(compute s, total s, gmpy2 version)`, best of `reps`.
+fn gmp(op: &str, n: u64, reps: usize) -> (f64, f64, String) {
+    let out = Command::new("python3")
+        .args(["-c", GMP_SCRIPT, op, &n.to_string(), &reps.to_string()])
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => panic!(
+            "gmpy2 failed (run scripts/bench-kernels.sh to install it): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("python3 is needed for the GMP baseline: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut it = text.split_whitespace();
+    let c = it.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let t = it.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    (c, t, it.next().unwrap_or("?").to_string())
+}
+
+fn rustc_and_machine() -> String {
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "rustc ?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{rustc}; {cores} cores")
+}
