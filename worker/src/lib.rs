@@ -1,1 +1,61 @@
-//! placeholder
+//! The jetmill worker: pulls jobs from JetStream and computes them.
+//!
+//! Actors (ractor): the [`supervisor`] starts the [`fetcher`], which pulls from
+//! the shared durable consumer only when a slot is free and starts one
+//! [`runner`] actor per job. The runner drives [`execute`], the attempt
+//! pipeline: mark running (compare-and-set), compute off the async runtime,
+//! store the result, mark done, then ack.
+//!
+//! [`run`] is the whole worker until its shutdown token fires, then it drains.
+
+pub mod config;
+pub mod context;
+pub mod execute;
+pub mod fetcher;
+pub mod runner;
+pub mod supervisor;
+
+pub use config::WorkerArgs;
+
+use anyhow::Context as _;
+use context::WorkerCtx;
+use ractor::Actor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Run a worker until `shutdown` is cancelled, then drain: stop fetching, let
+/// running jobs finish for up to the grace period, hand the rest back (nak).
+pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
+        .await
+        .context("connecting the worker to NATS")?;
+    let jet = jetmill_natsx::provision(client, args.queue.settings()).await.context("provisioning JetStream")?;
+    let consumer = jet.workers_consumer().await.context("creating the workers consumer")?;
+    let ctx = Arc::new(WorkerCtx::new(jet, &args));
+    tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), "worker started");
+
+    let stop_fetching = CancellationToken::new();
+    let (sup, sup_handle) = Actor::spawn(
+        Some(format!("jetmill-worker-{}", ctx.worker_id)),
+        supervisor::Supervisor,
+        supervisor::Args { ctx: ctx.clone(), consumer, stop_fetching: stop_fetching.clone() },
+    )
+    .await
+    .context("starting the worker's actors")?;
+
+    shutdown.cancelled().await;
+    tracing::info!("draining: no new jobs; waiting for running jobs");
+    stop_fetching.cancel();
+    let grace = Duration::from_secs_f64(args.drain_grace_secs.max(0.0));
+    if !ctx.wait_idle(grace).await {
+        tracing::warn!(running = ctx.running(), "grace period over; handing running jobs back to the queue");
+        ctx.abandon_all();
+        ctx.wait_idle(Duration::from_secs(10)).await;
+    }
+    sup.stop(Some("drained".into()));
+    let _ = sup_handle.await;
+    ctx.jet.client.flush().await.ok();
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -41,9 +41,10 @@ impl JobStatus {
     }
 
     /// Whether a record in `self` may be moved to `next`: never out of a terminal
-    /// state, never back to `pending`. `running -> running` is allowed (a retry).
+    /// state. `running -> pending` is a job waiting for its retry (or handed back
+    /// by a draining worker); `running -> running` is a redelivery.
     pub fn can_become(self, next: JobStatus) -> bool {
-        !self.is_terminal() && next != JobStatus::Pending
+        !self.is_terminal() && !(self == JobStatus::Pending && next == JobStatus::Pending)
     }
 }
 
@@ -174,6 +175,7 @@ mod tests {
                 assert!(!t.can_become(next), "{t:?} -> {next:?} must be refused");
             }
         }
-        assert!(!Running.can_become(Pending));
+        assert!(Running.can_become(Pending), "a failed attempt waits for its retry");
+        assert!(!Pending.can_become(Pending));
     }
 }

@@ -1,0 +1,65 @@
+//! Worker configuration from flags and `JETMILL_*` environment variables.
+
+use jetmill_natsx::{NatsArgs, QueueArgs};
+
+/// Everything a worker can be told at start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Jobs run at once by this worker (default: the number of cores).
+    #[arg(long, env = "JETMILL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// This worker's id in records and reports (default: <hostname>-<pid>).
+    #[arg(long = "worker-id", env = "JETMILL_WORKER_ID")]
+    pub id: Option<String>,
+    /// Results up to this many bytes stay inline in the record; larger go to the Object Store.
+    #[arg(long, env = "JETMILL_INLINE_LIMIT", default_value_t = 64 * 1024)]
+    pub inline_limit: usize,
+    /// Per-attempt timeout in seconds for jobs that do not set one.
+    #[arg(long, env = "JETMILL_DEFAULT_TIMEOUT_SECS", default_value_t = 3600.0)]
+    pub default_timeout_secs: f64,
+    /// First retry delay in milliseconds; doubles per attempt up to 60 s.
+    #[arg(long, env = "JETMILL_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// On shutdown, seconds to let running jobs finish before handing them back.
+    #[arg(long, env = "JETMILL_DRAIN_GRACE_SECS", default_value_t = 30.0)]
+    pub drain_grace_secs: f64,
+}
+
+impl WorkerArgs {
+    /// Defaults for a worker talking to NATS at `nats_url` (tests, `jetmill dev`).
+    ///
+    /// `JETMILL_*` environment variables still apply; an invalid one is an error.
+    pub fn local(nats_url: &str) -> Result<Self, clap::Error> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            w: WorkerArgs,
+        }
+        let mut w = P::try_parse_from(["worker"])?.w;
+        w.nats = NatsArgs::with_url(nats_url);
+        Ok(w)
+    }
+
+    /// The worker id: the flag, else `<hostname>-<pid>`.
+    pub fn worker_id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// Cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}

@@ -1,0 +1,96 @@
+//! [`WorkerCtx`]: what every actor of one worker shares.
+
+use crate::config::{cores, WorkerArgs};
+use jetmill_natsx::Jet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Shared by the fetcher and every runner of one worker process.
+pub struct WorkerCtx {
+    /// NATS handles.
+    pub jet: Jet,
+    /// Shown in records, events and reports.
+    pub worker_id: String,
+    /// Results up to this size stay inline in the record.
+    pub inline_limit: usize,
+    /// Per-attempt timeout when the job sets none.
+    pub default_timeout: Duration,
+    /// First retry delay (doubles per attempt).
+    pub retry_base: Duration,
+    /// Free job slots; a runner holds one permit for its whole life.
+    pub slots: Arc<Semaphore>,
+    /// Configured slot count.
+    concurrency: usize,
+    /// Cancel flags of running jobs, by delivery (stream sequence), for drain and cancel.
+    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// Jobs finished (done) by this worker.
+    pub done: AtomicU64,
+    /// Attempts that failed on this worker.
+    pub failed: AtomicU64,
+}
+
+impl WorkerCtx {
+    /// Build the context from the worker's flags.
+    pub fn new(jet: Jet, args: &WorkerArgs) -> Self {
+        let concurrency = args.concurrency.unwrap_or_else(cores).max(1);
+        WorkerCtx {
+            jet,
+            worker_id: args.worker_id(),
+            inline_limit: args.inline_limit,
+            default_timeout: Duration::from_secs_f64(args.default_timeout_secs.max(0.001)),
+            retry_base: Duration::from_millis(args.retry_base_ms),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            running: Mutex::new(HashMap::new()),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Configured slot count.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Jobs running now.
+    pub fn running(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Threads a job starting now may use: all cores when it runs alone, fewer when busy.
+    pub fn thread_budget(&self) -> usize {
+        (cores() / self.running().max(1)).max(1)
+    }
+
+    /// Register a running job's cancel flag under its stream sequence.
+    pub fn register(&self, seq: u64, cancel: Arc<AtomicBool>) {
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(seq, cancel);
+        }
+    }
+
+    /// Forget a finished job.
+    pub fn unregister(&self, seq: u64) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(&seq);
+        }
+    }
+
+    /// Stop every running kernel; their runners hand the jobs back to the queue.
+    pub fn abandon_all(&self) {
+        if let Ok(m) = self.running.lock() {
+            for flag in m.values() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Wait until no job runs (all slots free), up to `timeout`; `true` if idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        tokio::time::timeout(timeout, self.slots.acquire_many(all)).await.is_ok_and(|p| p.is_ok())
+    }
+}

@@ -1,0 +1,139 @@
+//! The fetcher actor: pulls jobs only when a slot is free, one runner per job.
+//!
+//! A pull loop (a task owned by the actor) waits for a free slot, asks the
+//! consumer for as many messages as there are free slots, and hands each
+//! message with its slot permit to the actor, which starts a runner. Jobs are
+//! never prefetched beyond free slots, so a busy worker leaves work to others.
+
+use crate::context::WorkerCtx;
+use crate::runner::{self, Runner};
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+/// How long one pull request waits for messages before asking again.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// Stateless handler.
+pub struct Fetcher;
+
+/// What the fetcher is started with.
+pub struct Args {
+    pub ctx: Arc<WorkerCtx>,
+    pub consumer: PullConsumer,
+    /// Cancelled when the worker drains: stop pulling.
+    pub stop: CancellationToken,
+}
+
+/// Messages to the fetcher.
+pub enum FetcherMsg {
+    /// A job arrived; start a runner holding `permit` for its life.
+    Delivered(Box<Message>, OwnedSemaphorePermit),
+}
+
+/// The fetcher's state: the shared context and the pull loop's task.
+pub struct State {
+    ctx: Arc<WorkerCtx>,
+    pull: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for Fetcher {
+    type Msg = FetcherMsg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, myself: ActorRef<FetcherMsg>, args: Args) -> Result<State, ActorProcessingErr> {
+        let pull = tokio::spawn(pull_loop(args.ctx.clone(), args.consumer, args.stop, myself));
+        Ok(State { ctx: args.ctx, pull })
+    }
+
+    async fn post_stop(&self, _: ActorRef<FetcherMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        state.pull.abort();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<FetcherMsg>, msg: FetcherMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FetcherMsg::Delivered(message, permit) => {
+                let args = runner::Args { ctx: state.ctx.clone(), message: *message, permit };
+                if let Err(e) = Actor::spawn_linked(None, Runner, args, myself.get_cell()).await {
+                    // The message was moved into the failed spawn; it is redelivered after ack_wait.
+                    tracing::error!(error = %e, "could not start a job runner");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<FetcherMsg>,
+        event: SupervisionEvent,
+        _: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A runner ending (or failing) is routine: its job's fate is already in the record.
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            tracing::error!(actor = ?cell.get_id(), error = %err, "job runner failed");
+        }
+        Ok(())
+    }
+}
+
+async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: CancellationToken, fetcher: ActorRef<FetcherMsg>) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = ctx.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = ctx.slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let batch = consumer.batch().max_messages(permits.len()).expires(PULL_EXPIRES).messages().await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull request failed; retrying");
+                drop(permits);
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => None,
+                m = batch.next() => Some(m),
+            };
+            match next {
+                Some(Some(Ok(message))) => {
+                    let Some(permit) = permits.pop() else {
+                        // More messages than asked for cannot happen; hand any back at once.
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    };
+                    if let Err(e) = fetcher.send_message(FetcherMsg::Delivered(Box::new(message), permit)) {
+                        tracing::error!(error = %e, "fetcher is gone; stopping the pull loop");
+                        return;
+                    }
+                }
+                Some(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "pull batch ended with an error");
+                    break;
+                }
+                Some(None) => break,
+                None => {
+                    // Draining: anything still delivered to this request goes straight back.
+                    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(50), batch.next()).await {
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `jetmill-worker`: computes jobs pulled from JetStream.
+
+use clap::Parser;
+use jetmill_runtime::LogArgs;
+use jetmill_worker::WorkerArgs;
+
+/// jetmill worker: pulls jobs from the shared queue and computes them.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    jetmill_runtime::init_logging(&cli.log);
+    let shutdown = jetmill_runtime::shutdown_token();
+    jetmill_worker::run(cli.worker, shutdown).await
+}

@@ -1,0 +1,76 @@
+//! The runner actor: one per job attempt; holds a slot until the attempt ends.
+
+use crate::context::WorkerCtx;
+use crate::execute;
+use async_nats::jetstream::Message;
+use futures::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Stateless handler.
+pub struct Runner;
+
+/// One delivered job and the slot it occupies.
+pub struct Args {
+    pub ctx: Arc<WorkerCtx>,
+    pub message: Message,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Messages to a runner.
+pub enum RunnerMsg {
+    /// Stop the kernel at its next check (the attempt ends as cancelled).
+    Cancel,
+}
+
+/// A runner's state: the slot, the cancel flag, and the attempt's task.
+pub struct State {
+    ctx: Arc<WorkerCtx>,
+    seq: u64,
+    cancel: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Released when the runner stops, freeing the slot for the fetcher.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Actor for Runner {
+    type Msg = RunnerMsg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, myself: ActorRef<RunnerMsg>, args: Args) -> Result<State, ActorProcessingErr> {
+        let seq = args.message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let cancel = Arc::new(AtomicBool::new(false));
+        args.ctx.register(seq, cancel.clone());
+        let ctx = args.ctx.clone();
+        let flag = cancel.clone();
+        let message = args.message;
+        let task = tokio::spawn(async move {
+            let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, flag)).catch_unwind().await;
+            if attempt.is_err() {
+                // A bug outside the kernel; the message was not acked and will be redelivered.
+                tracing::error!("job attempt panicked outside the kernel");
+            }
+            myself.stop(None);
+        });
+        Ok(State { ctx: args.ctx, seq, cancel, task, _permit: args.permit })
+    }
+
+    async fn handle(&self, _: ActorRef<RunnerMsg>, msg: RunnerMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RunnerMsg::Cancel => state.cancel.store(true, Ordering::Relaxed),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<RunnerMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        if !state.task.is_finished() {
+            state.cancel.store(true, Ordering::Relaxed);
+        }
+        state.ctx.unregister(state.seq);
+        Ok(())
+    }
+}
