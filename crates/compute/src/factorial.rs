@@ -14,9 +14,8 @@
 
 use crate::decimal;
 use crate::product;
-use crate::progress::{Meter, HEAVY_BITS};
+use crate::progress::Meter;
 use crate::{ComputeError, Control};
-use malachite_base::num::arithmetic::traits::Square;
 use malachite_base::num::logic::traits::SignificantBits;
 use malachite_nz::natural::Natural;
 
@@ -135,8 +134,7 @@ pub(crate) fn factorial_parts(
             });
             Ok::<_, ComputeError>((x?, y?))
         })?;
-        let bits = x.significant_bits() + y.significant_bits();
-        let m = meter.maybe_heavy(bits, move || x * y)?;
+        let m = product::lean_mul(x, y, meter)?;
         meter.advance(units * 0.2)?;
         m
     } else {
@@ -177,15 +175,9 @@ fn powers_product(
             .collect();
         let pi = product::product(&primes, threads, meter)?;
         if r != 1u32 {
-            let bits = 2 * r.significant_bits();
-            r = meter.maybe_heavy(bits, move || r.square())?;
+            r = product::lean_square(r, meter)?;
         }
-        let bits = r.significant_bits() + pi.significant_bits();
-        r = if bits >= HEAVY_BITS {
-            meter.heavy(move || r * pi)?
-        } else {
-            r * pi
-        };
+        r = product::lean_mul(r, pi, meter)?;
         meter.advance(units * weights[i as usize] / total)?;
     }
     Ok(r)

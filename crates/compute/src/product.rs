@@ -8,6 +8,8 @@
 
 use crate::progress::Meter;
 use crate::ComputeError;
+use malachite_base::num::arithmetic::traits::{ModPowerOf2, Square};
+use malachite_base::num::logic::traits::SignificantBits;
 use malachite_nz::natural::Natural;
 
 /// Below this many words a subtree is multiplied without further checks.
@@ -71,4 +73,62 @@ fn serial(words: &[u64]) -> Natural {
             serial(a) * serial(b)
         }
     }
+}
+
+/// Operands below this many bits are multiplied by malachite directly.
+///
+/// Above it, one Karatsuba level is applied by hand: malachite's FFT
+/// multiplication of two `b`-bit operands needs scratch space of roughly
+/// `10 b` bits, so three half-size products (run one after the other) cut the
+/// peak memory of the largest multiplications by about half for ~15% time.
+pub const LEAN_BITS: u64 = 1 << 26;
+
+/// `a * b` with bounded scratch memory (see [`LEAN_BITS`]); cancellable.
+pub fn lean_mul(a: Natural, b: Natural, meter: &Meter) -> Result<Natural, ComputeError> {
+    let (ba, bb) = (a.significant_bits(), b.significant_bits());
+    if ba < bb {
+        return lean_mul(b, a, meter);
+    }
+    if ba < LEAN_BITS {
+        return meter.maybe_heavy(ba + bb, move || a * b);
+    }
+    if ba > 2 * bb {
+        // Unbalanced: malachite would use scratch for a full-size product;
+        // split the long operand instead (`a1 b 2^s + a0 b`).
+        let s = ba / 2;
+        let (a0, a1) = ((&a).mod_power_of_2(s), a >> s);
+        let low = lean_mul(a0, b.clone(), meter)?;
+        let high = lean_mul(a1, b, meter)?;
+        return meter.maybe_heavy(ba + bb, move || (high << s) + low);
+    }
+    if bb < LEAN_BITS {
+        return meter.maybe_heavy(ba + bb, move || a * b);
+    }
+    let s = bb / 2;
+    let (a0, a1) = ((&a).mod_power_of_2(s), a >> s);
+    let (b0, b1) = ((&b).mod_power_of_2(s), b >> s);
+    let sa = &a0 + &a1;
+    let sb = &b0 + &b1;
+    let mid = lean_mul(sa, sb, meter)?;
+    let low = lean_mul(a0, b0, meter)?;
+    let high = lean_mul(a1, b1, meter)?;
+    meter.maybe_heavy(ba + bb, move || {
+        let mid = mid - &low - &high;
+        ((high << s) + mid << s) + low
+    })
+}
+
+/// `a^2` with bounded scratch memory (see [`LEAN_BITS`]); cancellable.
+pub fn lean_square(a: Natural, meter: &Meter) -> Result<Natural, ComputeError> {
+    let bits = a.significant_bits();
+    if bits < LEAN_BITS {
+        return meter.maybe_heavy(2 * bits, move || a.square());
+    }
+    let s = bits / 2;
+    let (a0, a1) = ((&a).mod_power_of_2(s), a >> s);
+    // a^2 = a1^2 2^2s + 2 a0 a1 2^s + a0^2
+    let low = lean_square(a0.clone(), meter)?;
+    let mid = lean_mul(a0, a1.clone(), meter)?;
+    let high = lean_square(a1, meter)?;
+    meter.maybe_heavy(2 * bits, move || ((high << s) + (mid << 1u32) << s) + low)
 }
