@@ -114,7 +114,7 @@ pub fn lean_mul(a: Natural, b: Natural, meter: &Meter) -> Result<Natural, Comput
     let high = lean_mul(a1, b1, meter)?;
     meter.maybe_heavy(ba + bb, move || {
         let mid = mid - &low - &high;
-        ((high << s) + mid << s) + low
+        (((high << s) + mid) << s) + low
     })
 }
 
@@ -130,5 +130,5 @@ pub fn lean_square(a: Natural, meter: &Meter) -> Result<Natural, ComputeError> {
     let low = lean_square(a0.clone(), meter)?;
     let mid = lean_mul(a0, a1.clone(), meter)?;
     let high = lean_square(a1, meter)?;
-    meter.maybe_heavy(2 * bits, move || ((high << s) + (mid << 1u32) << s) + low)
+    meter.maybe_heavy(2 * bits, move || (((high << s) + (mid << 1u32)) << s) + low)
 }
