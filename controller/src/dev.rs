@@ -24,24 +24,27 @@ pub struct DevArgs {
     /// Worker concurrency (default: the number of cores).
     #[arg(long, env = "JETMILL_CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// nats-server binary (default: PATH, then .tools/nats/bin/nats-server).
+    /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH).
     #[arg(long, env = "JETMILL_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
 }
 
-/// Locate nats-server: the flag, PATH, or the folder scripts/install-nats.sh fills.
+/// Locate nats-server: the flag, the folder scripts/install-nats.sh fills, or PATH.
 fn find_nats_server(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
-    let on_path = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).find(|p| p.is_file()));
-    if let Some(p) = on_path {
-        return Ok(p);
-    }
     let local = PathBuf::from(".tools/nats/bin/nats-server");
     if local.is_file() {
         return Ok(local);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    if let Some(p) = on_path {
+        return Ok(p);
     }
     bail!("nats-server not found. Run scripts/install-nats.sh (installs nats-server 2.15 into .tools/nats), or pass --nats-server PATH")
 }
@@ -55,8 +58,14 @@ impl NatsChild {
     async fn stop(&mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM lets JetStream flush; fall back to kill after a few seconds.
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_ok() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_ok()
+            {
                 return;
             }
         }
@@ -70,9 +79,15 @@ async fn start_nats(args: &DevArgs) -> anyhow::Result<(NatsChild, String)> {
     std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
     let ports_dir = args.dir.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
-    std::fs::create_dir_all(&ports_dir).with_context(|| format!("creating {}", ports_dir.display()))?;
-    let log = std::fs::File::create(args.dir.join("nats-server.log")).context("creating the nats-server log")?;
-    let port = if args.nats_port == 0 { "-1".to_string() } else { args.nats_port.to_string() };
+    std::fs::create_dir_all(&ports_dir)
+        .with_context(|| format!("creating {}", ports_dir.display()))?;
+    let log = std::fs::File::create(args.dir.join("nats-server.log"))
+        .context("creating the nats-server log")?;
+    let port = if args.nats_port == 0 {
+        "-1".to_string()
+    } else {
+        args.nats_port.to_string()
+    };
     let child = Command::new(&bin)
         .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
         .arg(&store)
@@ -99,15 +114,22 @@ async fn start_nats(args: &DevArgs) -> anyhow::Result<(NatsChild, String)> {
         }
         if Instant::now() > deadline {
             nats.stop().await;
-            bail!("nats-server did not start within 20 s; see {}", args.dir.join("nats-server.log").display());
+            bail!(
+                "nats-server did not start within 20 s; see {}",
+                args.dir.join("nats-server.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 fn read_ports(dir: &Path) -> Option<String> {
-    let entry = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
     Some(v["nats"][0].as_str()?.to_string())
 }
 
@@ -123,9 +145,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn run_parts(args: &DevArgs, nats_url: &str) -> anyhow::Result<()> {
     let shutdown = jetmill_runtime::shutdown_token();
     let gateway_args = GatewayArgs::local(nats_url, args.listen)?;
-    let app = Application::build(&gateway_args)
-        .await
-        .with_context(|| format!("starting the gateway on {} (use --listen to pick another address)", args.listen))?;
+    let app = Application::build(&gateway_args).await.with_context(|| {
+        format!(
+            "starting the gateway on {} (use --listen to pick another address)",
+            args.listen
+        )
+    })?;
     let url = format!("http://{}", app.local_addr());
     let mut worker_args = WorkerArgs::local(nats_url)?;
     worker_args.concurrency = args.concurrency;

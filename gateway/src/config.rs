@@ -47,6 +47,10 @@ impl GatewayArgs {
 
     /// Input limits from these flags.
     pub fn limits(&self) -> Limits {
-        Limits { max_factorial_n: self.max_factorial_n, max_fibonacci_n: self.max_fibonacci_n, ..Limits::default() }
+        Limits {
+            max_factorial_n: self.max_factorial_n,
+            max_fibonacci_n: self.max_fibonacci_n,
+            ..Limits::default()
+        }
     }
 }

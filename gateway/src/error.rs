@@ -21,7 +21,11 @@ pub enum ApiError {
     MalformedJson(String),
     /// The body or a path/query parameter is unusable (400 or 413).
     #[error("{message}")]
-    BadRequest { status: StatusCode, field: Option<String>, message: String },
+    BadRequest {
+        status: StatusCode,
+        field: Option<String>,
+        message: String,
+    },
     /// No such job (or route) for this caller (404).
     #[error("{0}")]
     NotFound(String),
@@ -51,13 +55,40 @@ pub struct Problem {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>) {
         match self {
-            ApiError::Invalid(v) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid request field", Some(v.field.clone())),
-            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", Some("body".into())),
-            ApiError::BadRequest { status, field, .. } => (*status, "bad-request", "Bad request", field.clone()),
+            ApiError::Invalid(v) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid request field",
+                Some(v.field.clone()),
+            ),
+            ApiError::MalformedJson(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                Some("body".into()),
+            ),
+            ApiError::BadRequest { status, field, .. } => {
+                (*status, "bad-request", "Bad request", field.clone())
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict with the job's state", None),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Job queue unavailable", None),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None),
+            ApiError::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict with the job's state",
+                None,
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Job queue unavailable",
+                None,
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                None,
+            ),
         }
     }
 }
@@ -82,9 +113,20 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => "the job queue is unavailable; retry shortly".to_string(),
             other => other.to_string(),
         };
-        let body = Problem { kind, title, status: status.as_u16(), detail, field };
+        let body = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail,
+            field,
+        };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            json,
+        )
+            .into_response()
     }
 }
 

@@ -20,10 +20,20 @@ impl Application {
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
         let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
         let state = AppState::new(jet, args.limits());
-        let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let router = app(state, args.body_limit, Duration::from_secs(args.request_timeout_secs));
-        Ok(Application { listener, router, addr })
+        let router = app(
+            state,
+            args.body_limit,
+            Duration::from_secs(args.request_timeout_secs),
+        );
+        Ok(Application {
+            listener,
+            router,
+            addr,
+        })
     }
 
     /// The bound address (useful when listening on port 0).
@@ -34,6 +44,8 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
     }
 }

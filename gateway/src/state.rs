@@ -20,7 +20,9 @@ struct Inner {
 impl AppState {
     /// Share `jet` and `limits` with the handlers.
     pub fn new(jet: Jet, limits: Limits) -> Self {
-        AppState { inner: Arc::new(Inner { jet, limits }) }
+        AppState {
+            inner: Arc::new(Inner { jet, limits }),
+        }
     }
 
     /// NATS handles.

@@ -91,6 +91,8 @@ impl WorkerCtx {
     /// Wait until no job runs (all slots free), up to `timeout`; `true` if idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        tokio::time::timeout(timeout, self.slots.acquire_many(all)).await.is_ok_and(|p| p.is_ok())
+        tokio::time::timeout(timeout, self.slots.acquire_many(all))
+            .await
+            .is_ok_and(|p| p.is_ok())
     }
 }

@@ -15,7 +15,10 @@ use crate::context::WorkerCtx;
 use async_nats::jetstream::{AckKind, Message};
 use jetmill_compute::{ComputeError, Control, Task};
 use jetmill_natsx::{events, results, Update};
-use jetmill_proto::{now_ms, names, EventType, JobEvent, JobMessage, JobRecord, JobSpec, JobStatus, ResultInfo, ResultLocation};
+use jetmill_proto::{
+    names, now_ms, EventType, JobEvent, JobMessage, JobRecord, JobSpec, JobStatus, ResultInfo,
+    ResultLocation,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +37,11 @@ enum KernelEnd {
 
 /// Run one delivery of a job to its end (ack, nak or term).
 pub async fn attempt(ctx: &WorkerCtx, message: Message, cancel: Arc<AtomicBool>) {
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32;
+    let delivered = message
+        .info()
+        .map(|i| i.delivered)
+        .unwrap_or(1)
+        .clamp(1, i64::from(u32::MAX)) as u32;
     let job = match JobMessage::decode(&message.payload) {
         Ok(job) => job,
         Err(e) => {
@@ -45,11 +52,20 @@ pub async fn attempt(ctx: &WorkerCtx, message: Message, cancel: Arc<AtomicBool>)
             return;
         }
     };
-    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.spec.kind(), attempt = delivered);
-    run(ctx, message, job, delivered, cancel).instrument(span).await
+    let span =
+        tracing::info_span!("job", job_id = %job.id, kind = %job.spec.kind(), attempt = delivered);
+    run(ctx, message, job, delivered, cancel)
+        .instrument(span)
+        .await
 }
 
-async fn run(ctx: &WorkerCtx, message: Message, job: JobMessage, attempt: u32, cancel: Arc<AtomicBool>) {
+async fn run(
+    ctx: &WorkerCtx,
+    message: Message,
+    job: JobMessage,
+    attempt: u32,
+    cancel: Arc<AtomicBool>,
+) {
     let records = &ctx.jet.records;
     let fallback = JobRecord::pending(&job);
     let started_at = OffsetDateTime::now_utc();
@@ -69,7 +85,10 @@ async fn run(ctx: &WorkerCtx, message: Message, job: JobMessage, attempt: u32, c
     match marked {
         Ok(Update::Applied(_)) | Ok(Update::Missing) => {}
         Ok(Update::Unchanged(r)) => {
-            tracing::info!(status = r.status.as_str(), "job already finished; acknowledging the duplicate delivery");
+            tracing::info!(
+                status = r.status.as_str(),
+                "job already finished; acknowledging the duplicate delivery"
+            );
             ack(&message, AckKind::Ack).await;
             return;
         }
@@ -84,7 +103,9 @@ async fn run(ctx: &WorkerCtx, message: Message, job: JobMessage, attempt: u32, c
 
     let end = compute(ctx, &message, &job, attempt, cancel).await;
     match end {
-        KernelEnd::Finished(decimal, info) => finish(ctx, &message, &job, attempt, decimal, info).await,
+        KernelEnd::Finished(decimal, info) => {
+            finish(ctx, &message, &job, attempt, decimal, info).await
+        }
         KernelEnd::Failed(error) => fail(ctx, &message, &job, attempt, error).await,
         KernelEnd::Stopped => stopped(ctx, &message, &job).await,
     }
@@ -94,14 +115,25 @@ fn to_task(spec: &JobSpec) -> Task {
     match spec {
         JobSpec::Factorial { n } => Task::Factorial { n: *n },
         JobSpec::Fibonacci { n, modulus: None } => Task::Fibonacci { n: *n },
-        JobSpec::Fibonacci { n, modulus: Some(m) } => Task::FibonacciMod { n: *n, modulus: *m },
-        JobSpec::Sum { terms } => Task::Sum { terms: terms.clone() },
+        JobSpec::Fibonacci {
+            n,
+            modulus: Some(m),
+        } => Task::FibonacciMod { n: *n, modulus: *m },
+        JobSpec::Sum { terms } => Task::Sum {
+            terms: terms.clone(),
+        },
     }
 }
 
 /// Run the kernel on the blocking pool; meanwhile keep the message alive,
 /// report progress and enforce the timeout.
-async fn compute(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: u32, cancel: Arc<AtomicBool>) -> KernelEnd {
+async fn compute(
+    ctx: &WorkerCtx,
+    message: &Message,
+    job: &JobMessage,
+    attempt: u32,
+    cancel: Arc<AtomicBool>,
+) -> KernelEnd {
     let task = to_task(&job.spec);
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let threads = ctx.thread_budget();
@@ -116,10 +148,15 @@ async fn compute(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: 
         })
     });
 
-    let timeout = job.timeout_ms.map(Duration::from_millis).unwrap_or(ctx.default_timeout);
+    let timeout = job
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(ctx.default_timeout);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let tick = (ctx.jet.settings.ack_wait / 3).min(Duration::from_secs(1)).max(Duration::from_millis(50));
+    let tick = (ctx.jet.settings.ack_wait / 3)
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     let mut timed_out = false;
     let mut reported = 0.0f64;
@@ -188,12 +225,28 @@ async fn report_progress(ctx: &WorkerCtx, job: &JobMessage, attempt: u32, fracti
     emit(ctx, job, EventType::Progress, attempt, Some(fraction), None).await;
 }
 
-async fn finish(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: u32, decimal: String, mut info: ResultInfo) {
+async fn finish(
+    ctx: &WorkerCtx,
+    message: &Message,
+    job: &JobMessage,
+    attempt: u32,
+    decimal: String,
+    mut info: ResultInfo,
+) {
     let inline = decimal.len() <= ctx.inline_limit;
     if !inline {
         match results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal).await {
             Ok(location) => info.location = location,
-            Err(e) => return fail(ctx, message, job, attempt, format!("could not store the result: {e}")).await,
+            Err(e) => {
+                return fail(
+                    ctx,
+                    message,
+                    job,
+                    attempt,
+                    format!("could not store the result: {e}"),
+                )
+                .await
+            }
         }
     }
     let finished_at = OffsetDateTime::now_utc();
@@ -223,7 +276,10 @@ async fn finish(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: u
             ack(message, AckKind::Ack).await;
         }
         Ok(Update::Unchanged(r)) => {
-            tracing::info!(status = r.status.as_str(), "job was finished elsewhere; dropping this result");
+            tracing::info!(
+                status = r.status.as_str(),
+                "job was finished elsewhere; dropping this result"
+            );
             ack(message, AckKind::Ack).await;
         }
         Err(e) => {
@@ -241,10 +297,19 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 async fn fail(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: u32, error: String) {
     ctx.failed.fetch_add(1, Ordering::Relaxed);
-    let max_deliver = u32::try_from(ctx.jet.settings.max_deliver).unwrap_or(u32::MAX).max(1);
-    let max_attempts = job.max_attempts.unwrap_or(max_deliver).clamp(1, max_deliver);
+    let max_deliver = u32::try_from(ctx.jet.settings.max_deliver)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let max_attempts = job
+        .max_attempts
+        .unwrap_or(max_deliver)
+        .clamp(1, max_deliver);
     let last = attempt >= max_attempts;
-    let next = if last { JobStatus::Failed } else { JobStatus::Pending };
+    let next = if last {
+        JobStatus::Failed
+    } else {
+        JobStatus::Pending
+    };
     let finished_at = OffsetDateTime::now_utc();
     let written = ctx
         .jet
@@ -302,7 +367,14 @@ async fn stopped(ctx: &WorkerCtx, message: &Message, job: &JobMessage) {
     ack(message, AckKind::Nak(None)).await;
 }
 
-async fn emit(ctx: &WorkerCtx, job: &JobMessage, event: EventType, attempt: u32, progress: Option<f64>, error: Option<String>) {
+async fn emit(
+    ctx: &WorkerCtx,
+    job: &JobMessage,
+    event: EventType,
+    attempt: u32,
+    progress: Option<f64>,
+    error: Option<String>,
+) {
     let ev = JobEvent {
         job_id: job.id,
         tenant: job.tenant.clone(),

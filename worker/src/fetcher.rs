@@ -47,20 +47,45 @@ impl Actor for Fetcher {
     type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, myself: ActorRef<FetcherMsg>, args: Args) -> Result<State, ActorProcessingErr> {
-        let pull = tokio::spawn(pull_loop(args.ctx.clone(), args.consumer, args.stop, myself));
-        Ok(State { ctx: args.ctx, pull })
+    async fn pre_start(
+        &self,
+        myself: ActorRef<FetcherMsg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let pull = tokio::spawn(pull_loop(
+            args.ctx.clone(),
+            args.consumer,
+            args.stop,
+            myself,
+        ));
+        Ok(State {
+            ctx: args.ctx,
+            pull,
+        })
     }
 
-    async fn post_stop(&self, _: ActorRef<FetcherMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<FetcherMsg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         state.pull.abort();
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<FetcherMsg>, msg: FetcherMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<FetcherMsg>,
+        msg: FetcherMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             FetcherMsg::Delivered(message, permit) => {
-                let args = runner::Args { ctx: state.ctx.clone(), message: *message, permit };
+                let args = runner::Args {
+                    ctx: state.ctx.clone(),
+                    message: *message,
+                    permit,
+                };
                 if let Err(e) = Actor::spawn_linked(None, Runner, args, myself.get_cell()).await {
                     // The message was moved into the failed spawn; it is redelivered after ack_wait.
                     tracing::error!(error = %e, "could not start a job runner");
@@ -84,7 +109,12 @@ impl Actor for Fetcher {
     }
 }
 
-async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: CancellationToken, fetcher: ActorRef<FetcherMsg>) {
+async fn pull_loop(
+    ctx: Arc<WorkerCtx>,
+    consumer: PullConsumer,
+    stop: CancellationToken,
+    fetcher: ActorRef<FetcherMsg>,
+) {
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => return,
@@ -94,7 +124,12 @@ async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: Cancellati
         while let Ok(p) = ctx.slots.clone().try_acquire_owned() {
             permits.push(p);
         }
-        let batch = consumer.batch().max_messages(permits.len()).expires(PULL_EXPIRES).messages().await;
+        let batch = consumer
+            .batch()
+            .max_messages(permits.len())
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -116,7 +151,9 @@ async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: Cancellati
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         continue;
                     };
-                    if let Err(e) = fetcher.send_message(FetcherMsg::Delivered(Box::new(message), permit)) {
+                    if let Err(e) =
+                        fetcher.send_message(FetcherMsg::Delivered(Box::new(message), permit))
+                    {
                         tracing::error!(error = %e, "fetcher is gone; stopping the pull loop");
                         return;
                     }
@@ -128,7 +165,9 @@ async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: Cancellati
                 Some(None) => break,
                 None => {
                     // Draining: anything still delivered to this request goes straight back.
-                    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(50), batch.next()).await {
+                    while let Ok(Some(Ok(m))) =
+                        tokio::time::timeout(Duration::from_millis(50), batch.next()).await
+                    {
                         let _ = m.ack_with(AckKind::Nak(None)).await;
                     }
                     return;

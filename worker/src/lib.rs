@@ -27,11 +27,17 @@ use tokio_util::sync::CancellationToken;
 /// Run a worker until `shutdown` is cancelled, then drain: stop fetching, let
 /// running jobs finish for up to the grace period, hand the rest back (nak).
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
+    let client =
+        jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
+            .await
+            .context("connecting the worker to NATS")?;
+    let jet = jetmill_natsx::provision(client, args.queue.settings())
         .await
-        .context("connecting the worker to NATS")?;
-    let jet = jetmill_natsx::provision(client, args.queue.settings()).await.context("provisioning JetStream")?;
-    let consumer = jet.workers_consumer().await.context("creating the workers consumer")?;
+        .context("provisioning JetStream")?;
+    let consumer = jet
+        .workers_consumer()
+        .await
+        .context("creating the workers consumer")?;
     let ctx = Arc::new(WorkerCtx::new(jet, &args));
     tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), "worker started");
 
@@ -39,7 +45,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let (sup, sup_handle) = Actor::spawn(
         Some(format!("jetmill-worker-{}", ctx.worker_id)),
         supervisor::Supervisor,
-        supervisor::Args { ctx: ctx.clone(), consumer, stop_fetching: stop_fetching.clone() },
+        supervisor::Args {
+            ctx: ctx.clone(),
+            consumer,
+            stop_fetching: stop_fetching.clone(),
+        },
     )
     .await
     .context("starting the worker's actors")?;
@@ -49,7 +59,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     stop_fetching.cancel();
     let grace = Duration::from_secs_f64(args.drain_grace_secs.max(0.0));
     if !ctx.wait_idle(grace).await {
-        tracing::warn!(running = ctx.running(), "grace period over; handing running jobs back to the queue");
+        tracing::warn!(
+            running = ctx.running(),
+            "grace period over; handing running jobs back to the queue"
+        );
         ctx.abandon_all();
         ctx.wait_idle(Duration::from_secs(10)).await;
     }

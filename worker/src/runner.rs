@@ -41,7 +41,11 @@ impl Actor for Runner {
     type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, myself: ActorRef<RunnerMsg>, args: Args) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RunnerMsg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
         let seq = args.message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let cancel = Arc::new(AtomicBool::new(false));
         args.ctx.register(seq, cancel.clone());
@@ -49,24 +53,41 @@ impl Actor for Runner {
         let flag = cancel.clone();
         let message = args.message;
         let task = tokio::spawn(async move {
-            let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, flag)).catch_unwind().await;
+            let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, flag))
+                .catch_unwind()
+                .await;
             if attempt.is_err() {
                 // A bug outside the kernel; the message was not acked and will be redelivered.
                 tracing::error!("job attempt panicked outside the kernel");
             }
             myself.stop(None);
         });
-        Ok(State { ctx: args.ctx, seq, cancel, task, _permit: args.permit })
+        Ok(State {
+            ctx: args.ctx,
+            seq,
+            cancel,
+            task,
+            _permit: args.permit,
+        })
     }
 
-    async fn handle(&self, _: ActorRef<RunnerMsg>, msg: RunnerMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<RunnerMsg>,
+        msg: RunnerMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RunnerMsg::Cancel => state.cancel.store(true, Ordering::Relaxed),
         }
         Ok(())
     }
 
-    async fn post_stop(&self, _: ActorRef<RunnerMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<RunnerMsg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         if !state.task.is_finished() {
             state.cancel.store(true, Ordering::Relaxed);
         }

@@ -24,7 +24,11 @@ impl Actor for Supervisor {
     type State = Args;
     type Arguments = Args;
 
-    async fn pre_start(&self, myself: ActorRef<()>, args: Args) -> Result<Args, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: Args,
+    ) -> Result<Args, ActorProcessingErr> {
         start_fetcher(&myself, &args).await?;
         Ok(args)
     }
@@ -49,7 +53,11 @@ async fn start_fetcher(myself: &ActorRef<()>, args: &Args) -> Result<(), ActorPr
     Actor::spawn_linked(
         None,
         Fetcher,
-        fetcher::Args { ctx: args.ctx.clone(), consumer: args.consumer.clone(), stop: args.stop_fetching.clone() },
+        fetcher::Args {
+            ctx: args.ctx.clone(),
+            consumer: args.consumer.clone(),
+            stop: args.stop_fetching.clone(),
+        },
         myself.get_cell(),
     )
     .await?;

@@ -8,7 +8,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma separated.
-    #[arg(long = "server", short = 's', env = "JETMILL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "server",
+        short = 's',
+        env = "JETMILL_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// NATS credentials file (.creds).
     #[arg(long, env = "JETMILL_NATS_CREDS")]
@@ -24,7 +29,12 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// Options for a server at `url` with no credentials.
     pub fn with_url(url: impl Into<String>) -> Self {
-        NatsArgs { url: url.into(), creds: None, user: None, password: None }
+        NatsArgs {
+            url: url.into(),
+            creds: None,
+            user: None,
+            password: None,
+        }
     }
 }
 
@@ -38,17 +48,26 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)));
     if let Some(creds) = &args.creds {
-        opts = opts
-            .credentials_file(creds)
-            .await
-            .map_err(|e| NatsxError::Options(format!("cannot read credentials file {}: {e}", creds.display())))?;
+        opts = opts.credentials_file(creds).await.map_err(|e| {
+            NatsxError::Options(format!(
+                "cannot read credentials file {}: {e}",
+                creds.display()
+            ))
+        })?;
     }
     match (&args.user, &args.password) {
         (Some(u), Some(p)) => opts = opts.user_and_password(u.clone(), p.clone()),
         (None, None) => {}
-        _ => return Err(NatsxError::Options("--user and --password go together".into())),
+        _ => {
+            return Err(NatsxError::Options(
+                "--user and --password go together".into(),
+            ))
+        }
     }
     opts.connect(args.url.as_str())
         .await
-        .map_err(|e| NatsxError::Connect { url: args.url.clone(), source: Box::new(e) })
+        .map_err(|e| NatsxError::Connect {
+            url: args.url.clone(),
+            source: Box::new(e),
+        })
 }

@@ -34,7 +34,12 @@ pub enum NatsxError {
 
 impl NatsxError {
     /// Wrap any JetStream error with the operation that failed.
-    pub fn js<E: std::error::Error + Send + Sync + 'static>(op: &'static str) -> impl FnOnce(E) -> NatsxError {
-        move |e| NatsxError::JetStream { op, source: Box::new(e) }
+    pub fn js<E: std::error::Error + Send + Sync + 'static>(
+        op: &'static str,
+    ) -> impl FnOnce(E) -> NatsxError {
+        move |e| NatsxError::JetStream {
+            op,
+            source: Box::new(e),
+        }
     }
 }

@@ -14,11 +14,18 @@ pub async fn publish(js: &Context, event: &JobEvent) -> Result<(), NatsxError> {
     headers.insert(names::HDR_JOB_ID, event.job_id.to_string().as_str());
     headers.insert(names::HDR_TENANT, event.tenant.as_str());
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_JSON);
-    let body = serde_json::to_vec(event).map_err(|e| NatsxError::Corrupt { what: "event".into(), detail: e.to_string() })?;
-    js.publish_with_headers(names::event_subject(&event.job_id, event.event), headers, body.into())
-        .await
-        .map_err(NatsxError::js("publish event"))?
-        .await
-        .map_err(NatsxError::js("publish event"))?;
+    let body = serde_json::to_vec(event).map_err(|e| NatsxError::Corrupt {
+        what: "event".into(),
+        detail: e.to_string(),
+    })?;
+    js.publish_with_headers(
+        names::event_subject(&event.job_id, event.event),
+        headers,
+        body.into(),
+    )
+    .await
+    .map_err(NatsxError::js("publish event"))?
+    .await
+    .map_err(NatsxError::js("publish event"))?;
     Ok(())
 }

@@ -61,7 +61,10 @@ pub struct Jet {
 }
 
 /// Create or find every stream and bucket.
-pub async fn provision(client: async_nats::Client, settings: QueueSettings) -> Result<Jet, NatsxError> {
+pub async fn provision(
+    client: async_nats::Client,
+    settings: QueueSettings,
+) -> Result<Jet, NatsxError> {
     let js = jetstream::new(client.clone());
     let jobs = stream_get_or_create(
         &js,
@@ -83,7 +86,9 @@ pub async fn provision(client: async_nats::Client, settings: QueueSettings) -> R
         &js,
         stream::Config {
             name: names::EVENTS_STREAM.into(),
-            description: Some("jetmill job lifecycle events (outbox for downstream consumers)".into()),
+            description: Some(
+                "jetmill job lifecycle events (outbox for downstream consumers)".into(),
+            ),
             subjects: vec![names::EVENTS_SUBJECTS.into()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
@@ -123,7 +128,8 @@ pub async fn provision(client: async_nats::Client, settings: QueueSettings) -> R
         &js,
         kv::Config {
             bucket: names::WORKERS_BUCKET.into(),
-            description: "jetmill live workers (entries expire when a worker stops reporting)".into(),
+            description: "jetmill live workers (entries expire when a worker stops reporting)"
+                .into(),
             history: 1,
             max_age: Duration::from_secs(15),
             storage: stream::StorageType::Memory,
@@ -145,7 +151,17 @@ pub async fn provision(client: async_nats::Client, settings: QueueSettings) -> R
             .await
             .map_err(provision_err("object store results"))?,
     };
-    Ok(Jet { client, js, jobs, events, records: crate::Records::new(records), results, config, workers, settings })
+    Ok(Jet {
+        client,
+        js,
+        jobs,
+        events,
+        records: crate::Records::new(records),
+        results,
+        config,
+        workers,
+        settings,
+    })
 }
 
 impl Jet {
@@ -164,18 +180,31 @@ impl Jet {
         self.jobs
             .create_consumer(cfg)
             .await
-            .map_err(provision_err(format!("consumer {}", names::WORKERS_CONSUMER)))
+            .map_err(provision_err(format!(
+                "consumer {}",
+                names::WORKERS_CONSUMER
+            )))
     }
 }
 
-fn provision_err<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -> impl FnOnce(E) -> NatsxError {
+fn provision_err<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> NatsxError {
     let what = what.into();
-    move |e| NatsxError::Provision { what, source: Box::new(e) }
+    move |e| NatsxError::Provision {
+        what,
+        source: Box::new(e),
+    }
 }
 
-async fn stream_get_or_create(js: &Context, cfg: stream::Config) -> Result<stream::Stream, NatsxError> {
+async fn stream_get_or_create(
+    js: &Context,
+    cfg: stream::Config,
+) -> Result<stream::Stream, NatsxError> {
     let name = cfg.name.clone();
-    js.get_or_create_stream(cfg).await.map_err(provision_err(format!("stream {name}")))
+    js.get_or_create_stream(cfg)
+        .await
+        .map_err(provision_err(format!("stream {name}")))
 }
 
 async fn kv_get_or_create(js: &Context, cfg: kv::Config) -> Result<kv::Store, NatsxError> {
@@ -186,10 +215,13 @@ async fn kv_get_or_create(js: &Context, cfg: kv::Config) -> Result<kv::Store, Na
     match js.create_key_value(cfg).await {
         Ok(store) => Ok(store),
         // Another process may have created it between our get and create.
-        Err(e) => js.get_key_value(&bucket).await.map_err(|_| NatsxError::Provision {
-            what: format!("KV bucket {bucket}"),
-            source: Box::new(e),
-        }),
+        Err(e) => js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| NatsxError::Provision {
+                what: format!("KV bucket {bucket}"),
+                source: Box::new(e),
+            }),
     }
 }
 

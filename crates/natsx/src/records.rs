@@ -38,11 +38,21 @@ impl Records {
     }
 
     /// The record and its revision, if it exists.
-    pub async fn get(&self, tenant: &str, id: &JobId) -> Result<Option<(JobRecord, u64)>, NatsxError> {
+    pub async fn get(
+        &self,
+        tenant: &str,
+        id: &JobId,
+    ) -> Result<Option<(JobRecord, u64)>, NatsxError> {
         let key = names::record_key(tenant, id);
-        let entry = self.kv.entry(key.clone()).await.map_err(NatsxError::js("read job record"))?;
+        let entry = self
+            .kv
+            .entry(key.clone())
+            .await
+            .map_err(NatsxError::js("read job record"))?;
         match entry {
-            Some(e) if e.operation == Operation::Put => Ok(Some((parse(&key, &e.value)?, e.revision))),
+            Some(e) if e.operation == Operation::Put => {
+                Ok(Some((parse(&key, &e.value)?, e.revision)))
+            }
             _ => Ok(None),
         }
     }
@@ -73,9 +83,15 @@ impl Records {
     {
         let key = names::record_key(tenant, id);
         loop {
-            let entry = self.kv.entry(key.clone()).await.map_err(NatsxError::js("read job record"))?;
+            let entry = self
+                .kv
+                .entry(key.clone())
+                .await
+                .map_err(NatsxError::js("read job record"))?;
             let (mut record, revision) = match &entry {
-                Some(e) if e.operation == Operation::Put => (parse(&key, &e.value)?, Some(e.revision)),
+                Some(e) if e.operation == Operation::Put => {
+                    (parse(&key, &e.value)?, Some(e.revision))
+                }
                 Some(e) => match fallback {
                     Some(f) => (f.clone(), Some(e.revision)),
                     None => return Ok(Update::Missing),
@@ -111,8 +127,16 @@ impl Records {
     /// Find a job by id when the tenant is not known (admin and operator paths).
     pub async fn find(&self, id: &JobId) -> Result<Option<JobRecord>, NatsxError> {
         let suffix = format!(".{id}");
-        let mut keys = self.kv.keys().await.map_err(NatsxError::js("list job records"))?;
-        while let Some(key) = keys.try_next().await.map_err(NatsxError::js("list job records"))? {
+        let mut keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(NatsxError::js("list job records"))?;
+        while let Some(key) = keys
+            .try_next()
+            .await
+            .map_err(NatsxError::js("list job records"))?
+        {
             if let Some(tenant) = key.strip_suffix(&suffix) {
                 return Ok(self.get(tenant, id).await?.map(|(r, _)| r));
             }
@@ -123,7 +147,11 @@ impl Records {
     /// The newest `limit` records of `tenant` (all tenants when `None`), newest first.
     ///
     /// Ids are UUIDv7, so sorting keys by id sorts by submission time.
-    pub async fn list(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<JobRecord>, NatsxError> {
+    pub async fn list(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, NatsxError> {
         let keys: Vec<String> = self
             .kv
             .keys()
@@ -142,7 +170,7 @@ impl Records {
                 Some((id.parse().ok()?, t.to_string()))
             })
             .collect();
-        ids.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        ids.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
         let mut out = Vec::with_capacity(limit.min(ids.len()));
         for (id, t) in ids.into_iter().take(limit) {
             if let Some((r, _)) = self.get(&t, &id).await? {
@@ -154,5 +182,8 @@ impl Records {
 }
 
 fn parse(key: &str, bytes: &[u8]) -> Result<JobRecord, NatsxError> {
-    JobRecord::from_json(bytes).map_err(|e| NatsxError::Corrupt { what: format!("job record {key}"), detail: e.to_string() })
+    JobRecord::from_json(bytes).map_err(|e| NatsxError::Corrupt {
+        what: format!("job record {key}"),
+        detail: e.to_string(),
+    })
 }

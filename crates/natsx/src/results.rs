@@ -24,13 +24,27 @@ pub fn summarize(decimal: &str, location: ResultLocation) -> ResultInfo {
 }
 
 fn floor_char_boundary(s: &str, i: usize) -> usize {
-    (0..=i.min(s.len())).rev().find(|&j| s.is_char_boundary(j)).unwrap_or(0)
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|&j| s.is_char_boundary(j))
+        .unwrap_or(0)
 }
 
 /// Store a large result under the job's object name; returns its location.
-pub async fn put_large(store: &ObjectStore, bucket: &str, id: &JobId, decimal: &str) -> Result<ResultLocation, NatsxError> {
+pub async fn put_large(
+    store: &ObjectStore,
+    bucket: &str,
+    id: &JobId,
+    decimal: &str,
+) -> Result<ResultLocation, NatsxError> {
     let name = names::result_object(id);
     let mut reader = decimal.as_bytes();
-    store.put(name.as_str(), &mut reader).await.map_err(NatsxError::js("store result object"))?;
-    Ok(ResultLocation::Object { bucket: bucket.to_string(), name })
+    store
+        .put(name.as_str(), &mut reader)
+        .await
+        .map_err(NatsxError::js("store result object"))?;
+    Ok(ResultLocation::Object {
+        bucket: bucket.to_string(),
+        name,
+    })
 }

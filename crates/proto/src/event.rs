@@ -68,7 +68,12 @@ impl JobEvent {
     pub fn msg_id(&self) -> String {
         match (self.event, self.progress) {
             (EventType::Progress, Some(p)) => {
-                format!("{}.progress.{}.{}", self.job_id, self.attempt, (p * 1000.0) as u32)
+                format!(
+                    "{}.progress.{}.{}",
+                    self.job_id,
+                    self.attempt,
+                    (p * 1000.0) as u32
+                )
             }
             _ => format!("{}.{}.{}", self.job_id, self.event.as_str(), self.attempt),
         }

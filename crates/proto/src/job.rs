@@ -130,7 +130,9 @@ impl JobSpec {
     /// The `params` field, if the spec has any.
     pub fn params_json(&self) -> Option<serde_json::Value> {
         match self {
-            JobSpec::Fibonacci { modulus: Some(m), .. } => Some(serde_json::json!({ "modulus": m })),
+            JobSpec::Fibonacci {
+                modulus: Some(m), ..
+            } => Some(serde_json::json!({ "modulus": m })),
             _ => None,
         }
     }

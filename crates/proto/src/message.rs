@@ -70,7 +70,9 @@ mod tests {
         JobMessage {
             id: JobId::new(),
             tenant: "public".into(),
-            spec: JobSpec::Sum { terms: vec!["-1".into(), "123456789012345678901234567890".into()] },
+            spec: JobSpec::Sum {
+                terms: vec!["-1".into(), "123456789012345678901234567890".into()],
+            },
             priority: Priority::High,
             submitted_at_ms: 1_700_000_000_000,
             max_attempts: Some(3),
@@ -90,9 +92,18 @@ mod tests {
     fn rejects_other_versions_and_garbage() {
         let mut bytes = sample().encode().expect("encode");
         bytes[0] = 99;
-        assert!(matches!(JobMessage::decode(&bytes), Err(CodecError::UnsupportedVersion(99))));
+        assert!(matches!(
+            JobMessage::decode(&bytes),
+            Err(CodecError::UnsupportedVersion(99))
+        ));
         assert!(matches!(JobMessage::decode(&[]), Err(CodecError::Empty)));
-        assert!(matches!(JobMessage::decode(&[SCHEMA_VERSION, 0xff, 0xff]), Err(CodecError::Malformed(_))));
-        assert!(matches!(JobMessage::decode(b"\x01hello"), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            JobMessage::decode(&[SCHEMA_VERSION, 0xff, 0xff]),
+            Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            JobMessage::decode(b"\x01hello"),
+            Err(CodecError::Malformed(_))
+        ));
     }
 }

@@ -37,24 +37,37 @@ impl JobStatus {
 
     /// A finished job never changes status again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 
     /// Whether a record in `self` may be moved to `next`: never out of a terminal
     /// state. `running -> pending` is a job waiting for its retry (or handed back
     /// by a draining worker); `running -> running` is a redelivery.
     pub fn can_become(self, next: JobStatus) -> bool {
-        !self.is_terminal() && !(self == JobStatus::Pending && next == JobStatus::Pending)
+        match self {
+            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled => false,
+            JobStatus::Pending => next != JobStatus::Pending,
+            JobStatus::Running => true,
+        }
     }
 }
 
 impl std::str::FromStr for JobStatus {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        [JobStatus::Pending, JobStatus::Running, JobStatus::Done, JobStatus::Failed, JobStatus::Cancelled]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(())
+        [
+            JobStatus::Pending,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or(())
     }
 }
 
@@ -109,9 +122,17 @@ pub struct JobRecord {
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub submitted_at: OffsetDateTime,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<OffsetDateTime>,
     /// The decimal result when it is small enough to keep inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +144,8 @@ pub struct JobRecord {
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
 pub fn ms_to_time(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl JobRecord {
@@ -175,7 +197,10 @@ mod tests {
                 assert!(!t.can_become(next), "{t:?} -> {next:?} must be refused");
             }
         }
-        assert!(Running.can_become(Pending), "a failed attempt waits for its retry");
+        assert!(
+            Running.can_become(Pending),
+            "a failed attempt waits for its retry"
+        );
         assert!(!Pending.can_become(Pending));
     }
 }

@@ -48,7 +48,10 @@ pub struct ValidationError {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
-    ValidationError { field: field.into(), message: message.into() }
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// A validated submit request.
@@ -60,17 +63,31 @@ pub struct JobRequest {
     pub timeout_ms: Option<u64>,
 }
 
-const FIELDS: &[&str] = &["kind", "input", "params", "priority", "max_attempts", "timeout_secs"];
+const FIELDS: &[&str] = &[
+    "kind",
+    "input",
+    "params",
+    "priority",
+    "max_attempts",
+    "timeout_secs",
+];
 
 impl JobRequest {
     /// Validate a parsed JSON body against `limits`.
     pub fn from_json(body: &Value, limits: &Limits) -> Result<JobRequest, ValidationError> {
-        let obj = body.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| invalid("body", "must be a JSON object"))?;
         if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(invalid(unknown.as_str(), format!("unknown field; accepted fields are {}", FIELDS.join(", "))));
+            return Err(invalid(
+                unknown.as_str(),
+                format!("unknown field; accepted fields are {}", FIELDS.join(", ")),
+            ));
         }
         let kind = parse_kind(obj)?;
-        let input = obj.get("input").ok_or_else(|| invalid("input", "is required"))?;
+        let input = obj
+            .get("input")
+            .ok_or_else(|| invalid("input", "is required"))?;
         let params = match obj.get("params") {
             None | Some(Value::Null) => None,
             Some(Value::Object(p)) => Some(p),
@@ -84,13 +101,19 @@ impl JobRequest {
             }
             JobKind::Fibonacci => {
                 let modulus = parse_modulus(params)?;
-                let max = if modulus.is_some() { u64::MAX } else { limits.max_fibonacci_n };
+                let max = if modulus.is_some() {
+                    u64::MAX
+                } else {
+                    limits.max_fibonacci_n
+                };
                 let n = parse_n(input, "input", max)?;
                 JobSpec::Fibonacci { n, modulus }
             }
             JobKind::Sum => {
                 no_params(params)?;
-                JobSpec::Sum { terms: parse_terms(input, limits)? }
+                JobSpec::Sum {
+                    terms: parse_terms(input, limits)?,
+                }
             }
         };
         let priority = match obj.get("priority") {
@@ -116,33 +139,56 @@ impl JobRequest {
         let timeout_ms = match obj.get("timeout_secs") {
             None | Some(Value::Null) => None,
             Some(v) => {
-                let secs = v.as_f64().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| {
-                    invalid("timeout_secs", "must be a positive number of seconds")
-                })?;
+                let secs = v
+                    .as_f64()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .ok_or_else(|| {
+                        invalid("timeout_secs", "must be a positive number of seconds")
+                    })?;
                 if secs > limits.max_timeout_secs as f64 {
-                    return Err(invalid("timeout_secs", format!("must be at most {}", limits.max_timeout_secs)));
+                    return Err(invalid(
+                        "timeout_secs",
+                        format!("must be at most {}", limits.max_timeout_secs),
+                    ));
                 }
                 Some(((secs * 1000.0).ceil() as u64).max(1))
             }
         };
-        Ok(JobRequest { spec, priority, max_attempts, timeout_ms })
+        Ok(JobRequest {
+            spec,
+            priority,
+            max_attempts,
+            timeout_ms,
+        })
     }
 }
 
 fn parse_kind(obj: &Map<String, Value>) -> Result<JobKind, ValidationError> {
     let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
     match obj.get("kind") {
-        None => Err(invalid("kind", format!("is required; one of {}", names.join(", ")))),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| invalid("kind", format!("unknown kind {s:?}; one of {}", names.join(", ")))),
-        Some(_) => Err(invalid("kind", format!("must be a string, one of {}", names.join(", ")))),
+        None => Err(invalid(
+            "kind",
+            format!("is required; one of {}", names.join(", ")),
+        )),
+        Some(Value::String(s)) => s.parse().map_err(|_| {
+            invalid(
+                "kind",
+                format!("unknown kind {s:?}; one of {}", names.join(", ")),
+            )
+        }),
+        Some(_) => Err(invalid(
+            "kind",
+            format!("must be a string, one of {}", names.join(", ")),
+        )),
     }
 }
 
 fn no_params(params: Option<&Map<String, Value>>) -> Result<(), ValidationError> {
     match params.and_then(|p| p.keys().next()) {
-        Some(k) => Err(invalid(format!("params.{k}"), "this kind takes no parameters")),
+        Some(k) => Err(invalid(
+            format!("params.{k}"),
+            "this kind takes no parameters",
+        )),
         None => Ok(()),
     }
 }
@@ -150,7 +196,10 @@ fn no_params(params: Option<&Map<String, Value>>) -> Result<(), ValidationError>
 fn parse_modulus(params: Option<&Map<String, Value>>) -> Result<Option<u64>, ValidationError> {
     let Some(p) = params else { return Ok(None) };
     if let Some(k) = p.keys().find(|k| k.as_str() != "modulus") {
-        return Err(invalid(format!("params.{k}"), "unknown parameter; fibonacci accepts modulus"));
+        return Err(invalid(
+            format!("params.{k}"),
+            "unknown parameter; fibonacci accepts modulus",
+        ));
     }
     match p.get("modulus") {
         None | Some(Value::Null) => Ok(None),
@@ -170,13 +219,25 @@ fn parse_n(v: &Value, field: &str, max: u64) -> Result<u64, ValidationError> {
         Value::Number(num) => match num.as_u64() {
             Some(n) => n,
             None if num.as_i64().is_some() => return Err(invalid(field, "must not be negative")),
-            None => return Err(invalid(field, format!("must be a whole number from 0 to {max}"))),
+            None => {
+                return Err(invalid(
+                    field,
+                    format!("must be a whole number from 0 to {max}"),
+                ))
+            }
         },
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().map_err(|_| invalid(field, format!("must be at most {max}")))?
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse()
+            .map_err(|_| invalid(field, format!("must be at most {max}")))?,
+        Value::String(s) if s.starts_with('-') => {
+            return Err(invalid(field, "must not be negative"))
         }
-        Value::String(s) if s.starts_with('-') => return Err(invalid(field, "must not be negative")),
-        _ => return Err(invalid(field, format!("must be a whole number from 0 to {max}"))),
+        _ => {
+            return Err(invalid(
+                field,
+                format!("must be a whole number from 0 to {max}"),
+            ))
+        }
     };
     if n > max {
         return Err(invalid(field, format!("must be at most {max} (got {n})")));
@@ -185,9 +246,14 @@ fn parse_n(v: &Value, field: &str, max: u64) -> Result<u64, ValidationError> {
 }
 
 fn parse_terms(v: &Value, limits: &Limits) -> Result<Vec<String>, ValidationError> {
-    let arr = v.as_array().ok_or_else(|| invalid("input", "must be an array of integers"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| invalid("input", "must be an array of integers"))?;
     if arr.len() > limits.max_sum_terms {
-        return Err(invalid("input", format!("at most {} terms (got {})", limits.max_sum_terms, arr.len())));
+        return Err(invalid(
+            "input",
+            format!("at most {} terms (got {})", limits.max_sum_terms, arr.len()),
+        ));
     }
     arr.iter()
         .enumerate()
@@ -195,8 +261,13 @@ fn parse_terms(v: &Value, limits: &Limits) -> Result<Vec<String>, ValidationErro
             let field = || format!("input[{i}]");
             match t {
                 Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-                Value::String(s) => normalize_integer(s, limits.max_term_digits).map_err(|m| invalid(field(), m)),
-                _ => Err(invalid(field(), "must be an integer, or a decimal string for big integers")),
+                Value::String(s) => {
+                    normalize_integer(s, limits.max_term_digits).map_err(|m| invalid(field(), m))
+                }
+                _ => Err(invalid(
+                    field(),
+                    "must be an integer, or a decimal string for big integers",
+                )),
             }
         })
         .collect()
@@ -238,7 +309,10 @@ mod tests {
 
     #[test]
     fn accepts_each_kind() {
-        assert_eq!(check(json!({"kind": "factorial", "input": 20})).map(|r| r.spec), Ok(JobSpec::Factorial { n: 20 }));
+        assert_eq!(
+            check(json!({"kind": "factorial", "input": 20})).map(|r| r.spec),
+            Ok(JobSpec::Factorial { n: 20 })
+        );
         assert_eq!(
             check(json!({"kind": "fibonacci", "input": "1000000000000000000", "params": {"modulus": 7}})).map(|r| r.spec),
             Ok(JobSpec::Fibonacci { n: 1_000_000_000_000_000_000, modulus: Some(7) })
@@ -256,19 +330,58 @@ mod tests {
         assert_eq!(field_of(json!({"kind": "sqrt", "input": 1})), "kind");
         assert_eq!(field_of(json!({"kind": "factorial"})), "input");
         assert_eq!(field_of(json!({"kind": "factorial", "input": -5})), "input");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 2.5})), "input");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": "ten"})), "input");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 100_000_001u64})), "input");
-        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 2_000_000_000u64})), "input");
-        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 5, "params": {"modulus": 0}})), "params.modulus");
-        assert_eq!(field_of(json!({"kind": "fibonacci", "input": 5, "params": {"mod": 3}})), "params.mod");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 5, "params": {"modulus": 3}})), "params.modulus");
-        assert_eq!(field_of(json!({"kind": "sum", "input": [1, 2.5]})), "input[1]");
-        assert_eq!(field_of(json!({"kind": "sum", "input": [1, "12a"]})), "input[1]");
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 2.5})),
+            "input"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": "ten"})),
+            "input"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 100_000_001u64})),
+            "input"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "fibonacci", "input": 2_000_000_000u64})),
+            "input"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "fibonacci", "input": 5, "params": {"modulus": 0}})),
+            "params.modulus"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "fibonacci", "input": 5, "params": {"mod": 3}})),
+            "params.mod"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 5, "params": {"modulus": 3}})),
+            "params.modulus"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "sum", "input": [1, 2.5]})),
+            "input[1]"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "sum", "input": [1, "12a"]})),
+            "input[1]"
+        );
         assert_eq!(field_of(json!({"kind": "sum", "input": 3})), "input");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "color": "red"})), "color");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "priority": "urgent"})), "priority");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "max_attempts": 0})), "max_attempts");
-        assert_eq!(field_of(json!({"kind": "factorial", "input": 3, "timeout_secs": -1})), "timeout_secs");
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "color": "red"})),
+            "color"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "priority": "urgent"})),
+            "priority"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "max_attempts": 0})),
+            "max_attempts"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "timeout_secs": -1})),
+            "timeout_secs"
+        );
     }
 }

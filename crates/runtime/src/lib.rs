@@ -6,7 +6,9 @@
 //! task watches, so a stop drains instead of cutting work off.
 
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::{layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry};
+use tracing_subscriber::{
+    layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry,
+};
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -38,7 +40,8 @@ pub struct LogHandle {
 impl LogHandle {
     /// Replace the filter; errors name what was wrong with `filter`.
     pub fn set_filter(&self, filter: &str) -> Result<(), String> {
-        let f = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+        let f = EnvFilter::try_new(filter)
+            .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
         match &self.handle {
             Some(h) => h.reload(f).map_err(|e| e.to_string()),
             None => Ok(()),
@@ -53,12 +56,22 @@ pub fn init_logging(args: &LogArgs) -> LogHandle {
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
-    LogHandle { handle: result.ok().map(|_| handle) }
+    LogHandle {
+        handle: result.ok().map(|_| handle),
+    }
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

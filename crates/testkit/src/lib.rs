@@ -4,8 +4,8 @@
 //! fresh store directory; dropping it kills the server and deletes the store.
 //! Nothing here is mocked: tests talk to the same server operators run.
 //!
-//! The binary is found via `JETMILL_NATS_SERVER`, then `PATH`, then the
-//! project-local `.tools/` folder that `scripts/install-nats.sh` fills.
+//! The binary is found via `JETMILL_NATS_SERVER`, then the project-local
+//! `.tools/` folder that `scripts/install-nats.sh` fills, then `PATH`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,12 +35,12 @@ pub fn nats_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("JETMILL_NATS_SERVER") {
         return PathBuf::from(p);
     }
-    if let Some(p) = find_on_path("nats-server") {
-        return p;
-    }
     let local = workspace_root().join(".tools/nats/bin/nats-server");
     if local.is_file() {
         return local;
+    }
+    if let Some(p) = find_on_path("nats-server") {
+        return p;
     }
     panic!(
         "nats-server not found (need >= 2.11; tested with 2.15.1). Install it with \
@@ -51,20 +51,31 @@ pub fn nats_server_bin() -> PathBuf {
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The workspace root (this crate lives in `<root>/crates/testkit`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 impl NatsServer {
     /// Start a JetStream-enabled server on random loopback ports and wait until it is ready.
     pub fn start() -> NatsServer {
         let bin = nats_server_bin();
-        let store = tempfile::Builder::new().prefix("jetmill-nats-store").tempdir().expect("temp store dir");
-        let ports_dir = tempfile::Builder::new().prefix("jetmill-nats-ports").tempdir().expect("temp ports dir");
+        let store = tempfile::Builder::new()
+            .prefix("jetmill-nats-store")
+            .tempdir()
+            .expect("temp store dir");
+        let ports_dir = tempfile::Builder::new()
+            .prefix("jetmill-nats-ports")
+            .tempdir()
+            .expect("temp ports dir");
         let mut server = NatsServer {
             child: None,
             url: String::new(),
@@ -80,10 +91,15 @@ impl NatsServer {
     }
 
     fn launch(&mut self, ports: Option<(u16, u16)>) {
-        for entry in std::fs::read_dir(self.ports_dir.path()).expect("read ports dir").flatten() {
+        for entry in std::fs::read_dir(self.ports_dir.path())
+            .expect("read ports dir")
+            .flatten()
+        {
             let _ = std::fs::remove_file(entry.path());
         }
-        let (p, m) = ports.map(|(p, m)| (p.to_string(), m.to_string())).unwrap_or(("-1".into(), "-1".into()));
+        let (p, m) = ports
+            .map(|(p, m)| (p.to_string(), m.to_string()))
+            .unwrap_or(("-1".into(), "-1".into()));
         let child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
             .arg(self.store.path())
@@ -100,10 +116,17 @@ impl NatsServer {
             if let Some(found) = read_ports(self.ports_dir.path()) {
                 break found;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("nats-server exited early with {status}");
             }
-            assert!(Instant::now() < deadline, "nats-server did not report its ports within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not report its ports within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         self.port = port_of(&url);
@@ -150,7 +173,10 @@ impl Drop for NatsServer {
 }
 
 fn read_ports(dir: &Path) -> Option<(String, String)> {
-    let entry = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
     let text = std::fs::read_to_string(entry.path()).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let nats = v["nats"][0].as_str()?.to_string();
@@ -159,7 +185,10 @@ fn read_ports(dir: &Path) -> Option<(String, String)> {
 }
 
 fn port_of(url: &str) -> u16 {
-    url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap_or(0)
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(0)
 }
 
 /// Poll `GET /healthz?js-enabled-only=true` with a plain TCP request until it says ok.
@@ -178,7 +207,10 @@ fn wait_healthy(monitor_url: &str, deadline: Instant) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "nats-server at {addr} did not become healthy within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server at {addr} did not become healthy within 20 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -15,14 +15,23 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let jet = state.jet();
     let connected = jet.client.connection_state() == async_nats::connection::State::Connected;
-    let js = if connected { jet.js.query_account().await.map_err(|e| e.to_string()) } else { Err("not connected".into()) };
+    let js = if connected {
+        jet.js.query_account().await.map_err(|e| e.to_string())
+    } else {
+        Err("not connected".into())
+    };
     match js {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready", "nats": "connected", "jetstream": "ok" }))),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "nats": "connected", "jetstream": "ok" })),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "nats": if connected { "connected" } else { "disconnected" }, "jetstream": e })),
+                Json(
+                    json!({ "status": "unavailable", "nats": if connected { "connected" } else { "disconnected" }, "jetstream": e }),
+                ),
             )
         }
     }

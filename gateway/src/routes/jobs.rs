@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jetmill_natsx::events;
 use jetmill_proto::{
-    names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus, ResultLocation,
+    names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus,
+    ResultLocation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,8 @@ pub async fn submit(
         field: Some("body".into()),
         message: format!("{} (limit is the gateway's --body-limit)", rej.body_text()),
     })?;
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let req = JobRequest::from_json(&json, state.limits())?;
     let msg = JobMessage {
         id: JobId::new(),
@@ -76,10 +78,21 @@ pub async fn submit(
     if let Ok(v) = HeaderValue::from_str(&status_url) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((StatusCode::ACCEPTED, headers, Json(Submitted { id: msg.id, status: JobStatus::Pending, status_url })))
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(Submitted {
+            id: msg.id,
+            status: JobStatus::Pending,
+            status_url,
+        }),
+    ))
 }
 
-async fn publish_job(js: &async_nats::jetstream::Context, msg: &JobMessage) -> Result<(), ApiError> {
+async fn publish_job(
+    js: &async_nats::jetstream::Context,
+    msg: &JobMessage,
+) -> Result<(), ApiError> {
     let payload = msg.encode().map_err(|e| ApiError::Internal(e.into()))?;
     let mut headers = async_nats::HeaderMap::new();
     let id = msg.id.to_string();
@@ -87,14 +100,18 @@ async fn publish_job(js: &async_nats::jetstream::Context, msg: &JobMessage) -> R
     headers.insert(names::HDR_JOB_ID, id.as_str());
     headers.insert(names::HDR_KIND, msg.spec.kind().as_str());
     headers.insert(names::HDR_TENANT, msg.tenant.as_str());
-    headers.insert(names::HDR_SCHEMA, jetmill_proto::SCHEMA_VERSION.to_string().as_str());
+    headers.insert(
+        names::HDR_SCHEMA,
+        jetmill_proto::SCHEMA_VERSION.to_string().as_str(),
+    );
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_POSTCARD);
     let subject = names::job_subject(msg.priority, msg.spec.kind());
     let ack = js
         .publish_with_headers(subject, headers, payload.into())
         .await
         .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
-    ack.await.map_err(jetmill_natsx::NatsxError::js("publish job"))?;
+    ack.await
+        .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
     Ok(())
 }
 
@@ -102,7 +119,9 @@ fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         field: Some("id".into()),
-        message: format!("{id:?} is not a job id (expected a UUID such as the one POST /v1/jobs returned)"),
+        message: format!(
+            "{id:?} is not a job id (expected a UUID such as the one POST /v1/jobs returned)"
+        ),
     })
 }
 
@@ -115,7 +134,10 @@ async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
 }
 
 /// `GET /v1/jobs/{id}`: the job record.
-pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
     Ok(Json(load(&state, &id).await?))
 }
 
@@ -135,32 +157,52 @@ pub struct JobList {
 pub const MAX_LIST: usize = 1000;
 
 /// `GET /v1/jobs?limit=N`: the newest jobs, newest first.
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => 50,
-        Some(s) => s.parse::<usize>().ok().filter(|n| (1..=MAX_LIST).contains(n)).ok_or_else(|| ApiError::BadRequest {
-            status: StatusCode::BAD_REQUEST,
-            field: Some("limit".into()),
-            message: format!("limit must be a whole number from 1 to {MAX_LIST}"),
-        })?,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST).contains(n))
+            .ok_or_else(|| ApiError::BadRequest {
+                status: StatusCode::BAD_REQUEST,
+                field: Some("limit".into()),
+                message: format!("limit must be a whole number from 1 to {MAX_LIST}"),
+            })?,
     };
     let jobs = state.jet().records.list(Some(tenant()), limit).await?;
     Ok(Json(JobList { jobs }))
 }
 
 /// `GET /v1/jobs/{id}/result`: the full decimal text, streamed, with its length.
-pub async fn result(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let record = load(&state, &id).await?;
     let info = match (&record.status, &record.result_info) {
         (JobStatus::Done, Some(info)) => info.clone(),
         (status, _) => {
-            return Err(ApiError::Conflict(format!("job {} has no result: its status is {}", record.id, status.as_str())))
+            return Err(ApiError::Conflict(format!(
+                "job {} has no result: its status is {}",
+                record.id,
+                status.as_str()
+            )))
         }
     };
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
         (header::CONTENT_LENGTH, HeaderValue::from(info.bytes)),
-        (header::HeaderName::from_static("x-jetmill-sha256"), HeaderValue::from_str(&info.sha256).unwrap_or(HeaderValue::from_static(""))),
+        (
+            header::HeaderName::from_static("x-jetmill-sha256"),
+            HeaderValue::from_str(&info.sha256).unwrap_or(HeaderValue::from_static("")),
+        ),
     ];
     match info.location {
         ResultLocation::Inline => {

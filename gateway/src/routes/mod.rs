@@ -19,9 +19,14 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::get_one))
         .route("/v1/jobs/{id}/result", get(jobs::result))
-        .fallback(|| async { ApiError::NotFound("no such route; the API lives under /v1/jobs".into()) })
+        .fallback(|| async {
+            ApiError::NotFound("no such route; the API lives under /v1/jobs".into())
+        })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,0 +1,186 @@
+//! `TestApp`: a nats-server, a gateway on a free port, and workers, per test.
+
+use jetmill_gateway::{Application, GatewayArgs};
+use jetmill_testkit::NatsServer;
+use jetmill_worker::WorkerArgs;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A running jetmill on its own nats-server, stopped on drop.
+pub struct TestApp {
+    pub nats: NatsServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub workers: Vec<WorkerProcess>,
+}
+
+/// A `jetmill worker` child process, killed on drop.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} ---", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Worker flags for tests: quick retries, short drain.
+pub fn worker_args(nats_url: &str) -> WorkerArgs {
+    let mut w = WorkerArgs::local(nats_url).expect("worker defaults");
+    w.retry_base_ms = 50;
+    w.drain_grace_secs = 5.0;
+    w
+}
+
+impl TestApp {
+    /// nats-server + gateway, no worker yet.
+    pub async fn gateway_only() -> TestApp {
+        let nats = NatsServer::start();
+        let args = GatewayArgs::local(nats.url(), SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("gateway defaults");
+        let app = Application::build(&args).await.expect("gateway starts");
+        let base = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        TestApp {
+            nats,
+            base,
+            http: reqwest::Client::new(),
+            shutdown,
+            workers: Vec::new(),
+        }
+    }
+
+    /// nats-server + gateway + one in-process worker.
+    pub async fn spawn() -> TestApp {
+        let app = Self::gateway_only().await;
+        app.start_worker_in_process(worker_args(app.nats.url()));
+        app
+    }
+
+    /// Run a worker inside this test process until the app is dropped.
+    pub fn start_worker_in_process(&self, args: WorkerArgs) {
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = jetmill_worker::run(args, token).await {
+                panic!("in-process worker failed: {e:#}");
+            }
+        });
+    }
+
+    /// Start `jetmill worker` as a separate process.
+    pub fn start_worker_process(&mut self, id: &str, extra: &[&str]) {
+        let log =
+            std::env::temp_dir().join(format!("jetmill-test-{}-{id}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("worker log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_jetmill"))
+            .args([
+                "worker",
+                "--server",
+                self.nats.url(),
+                "--worker-id",
+                id,
+                "--retry-base-ms",
+                "50",
+            ])
+            .args(extra)
+            .env_remove("JETMILL_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start jetmill worker");
+        self.workers.push(WorkerProcess { child, log });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST a job body; returns (status, json body).
+    pub async fn submit(&self, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url("/v1/jobs"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/jobs");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Submit and expect 202; returns the job id.
+    pub async fn submit_ok(&self, body: Value) -> String {
+        let (status, json) = self.submit(&body).await;
+        assert_eq!(status, 202, "submit {body} -> {json}");
+        json["id"].as_str().expect("id in 202 body").to_string()
+    }
+
+    pub async fn get_job(&self, id: &str) -> Value {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .expect("GET job");
+        assert_eq!(resp.status().as_u16(), 200, "GET /v1/jobs/{id}");
+        resp.json().await.expect("job json")
+    }
+
+    /// Poll the record until its status is terminal; panics after `timeout`.
+    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = self.get_job(id).await;
+            if matches!(
+                last["status"].as_str(),
+                Some("done" | "failed" | "cancelled")
+            ) {
+                return last;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} did not finish within {timeout:?}; last record: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A JetStream context on the test's server, for inspecting state.
+    pub async fn js(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.nats.url())
+            .await
+            .expect("connect to test nats");
+        async_nats::jetstream::new(client)
+    }
+
+    /// Messages currently in a stream.
+    pub async fn stream_messages(&self, stream: &str) -> u64 {
+        let js = self.js().await;
+        let mut s = js.get_stream(stream).await.expect("stream exists");
+        s.info().await.expect("stream info").state.messages
+    }
+}

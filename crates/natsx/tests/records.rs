@@ -1,0 +1,121 @@
+//! The record store against a real nats-server: compare-and-set really serializes writers.
+
+use jetmill_natsx::{provision, QueueSettings, Update};
+use jetmill_proto::{JobId, JobMessage, JobRecord, JobSpec, JobStatus};
+use jetmill_testkit::NatsServer;
+
+fn message() -> JobMessage {
+    JobMessage {
+        id: JobId::new(),
+        tenant: "t1".into(),
+        spec: JobSpec::Factorial { n: 10 },
+        priority: Default::default(),
+        submitted_at_ms: 1_700_000_000_000,
+        max_attempts: None,
+        timeout_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_updates_all_land_and_terminal_states_stick() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let jet = provision(client, QueueSettings::default())
+        .await
+        .expect("provision");
+    let msg = message();
+    let pending = JobRecord::pending(&msg);
+    assert!(jet.records.create(&pending).await.expect("create"));
+    assert!(
+        !jet.records.create(&pending).await.expect("second create"),
+        "create never overwrites"
+    );
+
+    // 20 writers each bump `attempts` once; with CAS none of the increments is lost.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let records = jet.records.clone();
+        let id = msg.id;
+        tasks.push(tokio::spawn(async move {
+            records
+                .update("t1", &id, None, |r| {
+                    r.attempts += 1;
+                    true
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(
+            t.await.expect("join").expect("update"),
+            Update::Applied(_)
+        ));
+    }
+    let (rec, _) = jet
+        .records
+        .get("t1", &msg.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(rec.attempts, 20);
+
+    // done, then a late `running` is refused by the transition rule and the record stays done.
+    let done = jet
+        .records
+        .update("t1", &msg.id, None, |r| {
+            r.status = JobStatus::Done;
+            true
+        })
+        .await
+        .expect("mark done");
+    assert!(matches!(done, Update::Applied(_)));
+    let late = jet
+        .records
+        .update("t1", &msg.id, None, |r| {
+            if !r.status.can_become(JobStatus::Running) {
+                return false;
+            }
+            r.status = JobStatus::Running;
+            true
+        })
+        .await
+        .expect("late update");
+    assert!(matches!(late, Update::Unchanged(ref r) if r.status == JobStatus::Done));
+    let (rec, _) = jet
+        .records
+        .get("t1", &msg.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(rec.status, JobStatus::Done);
+
+    // A missing record is created from the fallback (a worker that overtook the gateway).
+    let other = message();
+    let created = jet
+        .records
+        .update("t1", &other.id, Some(&JobRecord::pending(&other)), |r| {
+            r.status = JobStatus::Running;
+            true
+        })
+        .await
+        .expect("create via update");
+    assert!(matches!(created, Update::Applied(ref r) if r.status == JobStatus::Running));
+    assert!(matches!(
+        jet.records
+            .update("t1", &JobId::new(), None, |_| true)
+            .await,
+        Ok(Update::Missing)
+    ));
+}
+
+#[tokio::test]
+async fn provisioning_twice_is_harmless() {
+    let nats = NatsServer::start();
+    for _ in 0..2 {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let jet = provision(client, QueueSettings::default())
+            .await
+            .expect("provision");
+        jet.workers_consumer().await.expect("consumer");
+    }
+}

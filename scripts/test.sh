@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, and every test against a
+# real nats-server (installed by scripts/install-nats.sh if missing).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export JETMILL_NATS_SERVER="$(scripts/install-nats.sh | tail -n 1)"
+echo "using nats-server: $JETMILL_NATS_SERVER ($("$JETMILL_NATS_SERVER" --version))"
+# Tests must not pick up an operator's settings.
+for v in $(env | sed -n 's/^\(JETMILL_[A-Z_]*\)=.*/\1/p'); do
+  [ "$v" = JETMILL_NATS_SERVER ] || unset "$v"
+done
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "cargo-nextest missing; installing it" >&2
+  cargo install --locked cargo-nextest
+fi
+cargo nextest run --workspace --locked --no-fail-fast
