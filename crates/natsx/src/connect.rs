@@ -64,10 +64,48 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
             ))
         }
     }
-    opts.connect(args.url.as_str())
+    let addrs = server_addrs(&args.url)?;
+    opts.connect(addrs.as_slice())
         .await
         .map_err(|e| NatsxError::Connect {
             url: args.url.clone(),
             source: Box::new(e),
         })
+}
+
+/// Parse `nats://a:4222,nats://b:4222` into server addresses, naming a bad one.
+fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, NatsxError> {
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse()
+                .map_err(|e| NatsxError::Options(format!("invalid NATS URL {u:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err(NatsxError::Options(
+            "no NATS URL given (--server / JETMILL_NATS_URL)".into(),
+        ));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_addrs;
+
+    #[test]
+    fn parses_comma_separated_urls_and_names_bad_ones() {
+        assert_eq!(
+            server_addrs("nats://a:4222, nats://b:4223")
+                .map(|a| a.len())
+                .ok(),
+            Some(2)
+        );
+        let err = server_addrs("nats://a:4222,http://[bad").expect_err("bad url");
+        assert!(err.to_string().contains("http://[bad"), "{err}");
+        assert!(server_addrs(" , ").is_err());
+    }
 }
