@@ -164,8 +164,22 @@ async fn run_parts(args: &DevArgs, nats_url: &str) -> anyhow::Result<()> {
     eprintln!("  try:   curl -s -d '{{\"kind\":\"factorial\",\"input\":1000}}' {url}/v1/jobs");
     eprintln!("  stop:  Ctrl-C");
     eprintln!();
+    // If either part stops on its own (an error), stop the other too instead of
+    // leaving half a system running.
+    let stop_all = shutdown.clone();
+    let gateway = async move {
+        let r = gateway.await;
+        stop_all.cancel();
+        r
+    };
+    let stop_all = shutdown.clone();
+    let worker = async move {
+        let r = worker.await;
+        stop_all.cancel();
+        r
+    };
     let (g, w) = tokio::join!(gateway, worker);
-    g.context("gateway task")??;
-    w.context("worker task")??;
+    g.context("gateway task")?.context("gateway")?;
+    w.context("worker task")?.context("worker")?;
     Ok(())
 }
