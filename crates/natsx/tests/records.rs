@@ -123,9 +123,21 @@ async fn provisioning_twice_is_harmless() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_connect_error() {
     // Bind then drop a listener to get a loopback port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let args = jetmill_natsx::NatsArgs::with_url(format!("nats://127.0.0.1:{port}"));
-    let err = jetmill_natsx::connect(&args, "test").await.expect_err("nothing listens there");
-    assert!(matches!(err, jetmill_natsx::NatsxError::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "the message names the URL: {err}");
+    let err = jetmill_natsx::connect(&args, "test")
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        matches!(err, jetmill_natsx::NatsxError::Connect { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "the message names the URL: {err}"
+    );
 }
