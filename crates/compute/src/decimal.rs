@@ -21,8 +21,22 @@ use malachite_base::num::logic::traits::SignificantBits;
 use malachite_nz::natural::Natural;
 use std::sync::Arc;
 
-/// Nodes of at most this many digits are converted by malachite directly.
+/// Nodes of at most this many digits are always converted by malachite directly.
 pub const LEAF_DIGITS: usize = 1 << 15;
+
+/// Leaves are never larger than this (bounds the work a cancel abandons, ~0.4 s).
+const MAX_LEAF_DIGITS: usize = 1 << 22;
+
+/// The leaf size for a number of `w` digits converted on `threads` threads.
+///
+/// malachite's own `to_string` divides by shared Barrett-preinverted powers,
+/// which beats a split through `div_rem`, so this module only splits as far as
+/// the thread budget (about two leaves per thread) and the cancel granularity
+/// ([`MAX_LEAF_DIGITS`]) need, and hands the rest to malachite.
+fn leaf_digits(w: usize, threads: usize) -> usize {
+    let target = if threads > 1 { w / (2 * threads) } else { w };
+    target.clamp(LEAF_DIGITS, MAX_LEAF_DIGITS)
+}
 
 /// Nodes below this many digits are not split across threads.
 const PAR_DIGITS: usize = 1 << 16;
@@ -55,16 +69,22 @@ pub fn cost(bits: u64) -> f64 {
 pub fn to_decimal(x: Natural, zeros: usize, meter: &Meter) -> Result<String, ComputeError> {
     let bits = x.significant_bits();
     let w = digits_upper_bound(bits);
-    if w <= LEAF_DIGITS {
-        meter.check()?;
-        let mut s = x.to_string();
-        if x != 0u32 && zeros > 0 {
+    let leaf = leaf_digits(w, meter.threads());
+    let mut levels = powers(w, leaf, meter)?;
+    if levels.is_empty() {
+        let mut s = String::new();
+        s.try_reserve_exact(w + zeros).map_err(|e| {
+            ComputeError::Resources(format!("cannot allocate the decimal text: {e}"))
+        })?;
+        let nonzero = x != 0u32;
+        let bits = x.significant_bits();
+        s.push_str(&meter.maybe_heavy(bits.saturating_mul(8), move || x.to_string())?);
+        if nonzero {
             s.extend(std::iter::repeat_n('0', zeros));
         }
-        meter.advance(w as f64 * LEAF_COST)?;
+        meter.advance(leaf_cost(w))?;
         return Ok(s);
     }
-    let mut levels = powers(w, meter)?;
     // Split the top node before the output buffer exists: the biggest
     // division is also the point of highest memory use.
     let top = levels.remove(0);
@@ -81,8 +101,8 @@ pub fn to_decimal(x: Natural, zeros: usize, meter: &Meter) -> Result<String, Com
         meter.threads(),
         w,
         meter,
-        |t| convert(q, hi, &levels, t, meter),
-        |t| convert(r, lo, &levels, t, meter),
+        |t| convert(q, hi, &levels, leaf, t, meter),
+        |t| convert(r, lo, &levels, leaf, t, meter),
     )?;
     drop(levels);
     let lead = out.iter().take_while(|&&c| c == b'0').count().min(w - 1);
@@ -125,11 +145,11 @@ where
 }
 
 /// The chain of split powers `5^k(i)` for a number of at most `w` digits.
-fn powers(w: usize, meter: &Meter) -> Result<Vec<Level>, ComputeError> {
+fn powers(w: usize, leaf: usize, meter: &Meter) -> Result<Vec<Level>, ComputeError> {
     let mut ks = Vec::new();
     let mut k = levels_k(w);
     // A node at level i has at most 2*k(i) digits; leaves need no level.
-    while 2 * k > LEAF_DIGITS as u64 {
+    while 2 * k > leaf as u64 {
         ks.push(k);
         k = k.div_ceil(2);
     }
@@ -178,6 +198,7 @@ fn convert(
     x: Natural,
     out: &mut [u8],
     levels: &[Level],
+    leaf_max: usize,
     threads: usize,
     meter: &Meter,
 ) -> Result<(), ComputeError> {
@@ -185,12 +206,12 @@ fn convert(
     let Some((level, rest)) = levels.split_first() else {
         return leaf(x, out, meter);
     };
-    if w <= LEAF_DIGITS {
+    if w <= leaf_max {
         return leaf(x, out, meter);
     }
     let k = usize::try_from(level.k).map_err(|_| internal("split size"))?;
     if w <= k {
-        return convert(x, out, rest, threads, meter);
+        return convert(x, out, rest, leaf_max, threads, meter);
     }
     let (q, r) = split(x, level, meter)?;
     meter.advance(w as f64)?;
@@ -199,8 +220,8 @@ fn convert(
         threads,
         w,
         meter,
-        |t| convert(q, hi, rest, t, meter),
-        |t| convert(r, lo, rest, t, meter),
+        |t| convert(q, hi, rest, leaf_max, t, meter),
+        |t| convert(r, lo, rest, leaf_max, t, meter),
     )
 }
 
@@ -211,12 +232,20 @@ fn leaf(x: Natural, out: &mut [u8], meter: &Meter) -> Result<(), ComputeError> {
     if x == 0u32 {
         out.fill(b'0');
     } else {
-        let s = x.to_string();
+        let bits = x.significant_bits();
+        // Leaves can be large (see LEAF_DIGITS): keep them cancellable.
+        let s = meter.maybe_heavy(bits.saturating_mul(8), move || x.to_string())?;
         let pad = w
             .checked_sub(s.len())
             .ok_or_else(|| internal("node wider than its slot"))?;
         out[..pad].fill(b'0');
         out[pad..].copy_from_slice(s.as_bytes());
     }
-    meter.advance(w as f64 * LEAF_COST)
+    meter.advance(leaf_cost(w))
+}
+
+/// Work units of a leaf of `w` digits: malachite's own levels plus the base case.
+fn leaf_cost(w: usize) -> f64 {
+    let inner = (w as f64 / LEAF_DIGITS as f64).max(1.0).log2().ceil();
+    w as f64 * (inner + LEAF_COST)
 }
