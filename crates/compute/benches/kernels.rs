@@ -50,6 +50,7 @@ fn main() {
     let big = std::env::var("JETMILL_BENCH_1E7").is_ok_and(|v| v == "1");
     println!("jetmill-compute kernels vs GMP (gmpy2), best of {reps}, thread budget 2");
     println!("{}", rustc_and_machine());
+    println!("load average at start: {}", load());
     let mut rows: Vec<String> = Vec::new();
     let header = "| case | jetmill compute | jetmill total | GMP compute | GMP total | ratio total (jetmill/GMP) | jetmill peak RSS |";
     let mut case = |name: &str, op: &str, n: u64, threads: usize, reps: usize| {
@@ -87,6 +88,7 @@ fn main() {
         println!("{r}");
     }
     println!();
+    println!("load average at end: {}", load());
     println!("fibonacci(10^18) mod (2^64 - 59): {:.1} us", fm.total * 1e6);
     println!(
         "naive loop (acc *= i, then to_string) at 10^5: {:.3} s; jetmill {:.4} s (2 threads) = {:.0}x faster, {:.4} s (1 thread) = {:.0}x",
@@ -234,4 +236,11 @@ fn rustc_and_machine() -> String {
         .unwrap_or_else(|_| "rustc ?".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{rustc}; {cores} cores")
+}
+
+/// The 1-minute load average: other work on the machine skews the ratios.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
