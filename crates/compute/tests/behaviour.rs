@@ -95,7 +95,7 @@ fn check_progress(task: Task, threads: usize) {
     assert!(out.is_ok(), "{label}: {:?}", out.err());
     let calls = calls.into_inner().expect("lock");
     println!(
-        "{task:?} threads {threads}: {} calls in {:?}",
+        "{label} threads {threads}: {} calls in {:?}",
         calls.len(),
         end - start
     );
