@@ -41,6 +41,11 @@ fn leaf_digits(w: usize, threads: usize) -> usize {
 /// Nodes below this many digits are not split across threads.
 const PAR_DIGITS: usize = 1 << 16;
 
+/// Nodes above this many digits are split one at a time even with a thread
+/// budget: a malachite division of that size needs ~8x its operand size in
+/// scratch, and two at once would double the conversion's peak memory.
+const PAR_MAX_DIGITS: usize = 1 << 24;
+
 /// Relative cost of a leaf digit against one digit passing through one split.
 const LEAF_COST: f64 = 3.0;
 
@@ -128,7 +133,7 @@ where
     A: FnOnce(usize) -> Result<(), ComputeError> + Send,
     B: FnOnce(usize) -> Result<(), ComputeError>,
 {
-    if threads < 2 || w < PAR_DIGITS {
+    if threads < 2 || !(PAR_DIGITS..=PAR_MAX_DIGITS).contains(&w) {
         a(threads)?;
         return b(threads);
     }
