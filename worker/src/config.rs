@@ -27,6 +27,15 @@ pub struct WorkerArgs {
     /// On shutdown, seconds to let running jobs finish before handing them back.
     #[arg(long, env = "JETMILL_DRAIN_GRACE_SECS", default_value_t = 30.0)]
     pub drain_grace_secs: f64,
+    /// Default failure injection: probability that an attempt fails (0 = off).
+    #[arg(long, env = "JETMILL_CHAOS_FAIL_PROBABILITY", default_value_t = 0.0)]
+    pub chaos_fail_probability: f64,
+    /// Default failure injection: extra delay per attempt, `MS` or `MIN-MAX` milliseconds.
+    #[arg(long, env = "JETMILL_CHAOS_DELAY_MS", value_parser = crate::chaos::parse_delay)]
+    pub chaos_delay_ms: Option<(u64, u64)>,
+    /// Default failure injection: fail by panicking inside the kernel thread.
+    #[arg(long, env = "JETMILL_CHAOS_PANIC")]
+    pub chaos_panic: bool,
 }
 
 impl WorkerArgs {
@@ -64,4 +73,19 @@ pub fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+impl WorkerArgs {
+    /// The worker's default chaos settings, `None` when off.
+    pub fn chaos(&self) -> Option<jetmill_proto::Chaos> {
+        let p = self.chaos_fail_probability.clamp(0.0, 1.0);
+        let (lo, hi) = self.chaos_delay_ms.unwrap_or((0, 0));
+        let c = jetmill_proto::Chaos {
+            fail_ppm: (p * f64::from(jetmill_proto::Chaos::PPM)).round() as u32,
+            delay_min_ms: lo,
+            delay_max_ms: hi,
+            panic: self.chaos_panic,
+        };
+        c.is_active().then_some(c)
+    }
 }

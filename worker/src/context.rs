@@ -2,6 +2,7 @@
 
 use crate::config::{cores, WorkerArgs};
 use jetmill_natsx::Jet;
+use jetmill_proto::{Chaos, JobId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,10 @@ pub struct WorkerCtx {
     pub slots: Arc<Semaphore>,
     /// Configured slot count.
     concurrency: usize,
-    /// Cancel flags of running jobs, by delivery (stream sequence), for drain and cancel.
-    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// Failure injection for jobs that do not set their own (normally `None`).
+    pub chaos: Option<Chaos>,
+    /// Cancel flags of running jobs, for drain and cancel broadcasts.
+    running: Mutex<HashMap<JobId, Arc<AtomicBool>>>,
     /// Jobs finished (done) by this worker.
     pub done: AtomicU64,
     /// Attempts that failed on this worker.
@@ -44,6 +47,7 @@ impl WorkerCtx {
             retry_base: Duration::from_millis(args.retry_base_ms),
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            chaos: args.chaos(),
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -65,17 +69,25 @@ impl WorkerCtx {
         (cores() / self.running().max(1)).max(1)
     }
 
-    /// Register a running job's cancel flag under its stream sequence.
-    pub fn register(&self, seq: u64, cancel: Arc<AtomicBool>) {
+    /// Register a running job's cancel flag; the job counts as running until the guard drops.
+    pub fn register(self: &Arc<Self>, id: JobId, cancel: Arc<AtomicBool>) -> Registration {
         if let Ok(mut m) = self.running.lock() {
-            m.insert(seq, cancel);
+            m.insert(id, cancel);
+        }
+        Registration {
+            ctx: self.clone(),
+            id,
         }
     }
 
-    /// Forget a finished job.
-    pub fn unregister(&self, seq: u64) {
-        if let Ok(mut m) = self.running.lock() {
-            m.remove(&seq);
+    /// Raise the cancel flag of `id` if it runs here; `true` if it did.
+    pub fn cancel(&self, id: &JobId) -> bool {
+        match self.running.lock().ok().and_then(|m| m.get(id).cloned()) {
+            Some(flag) => {
+                flag.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -94,5 +106,19 @@ impl WorkerCtx {
         tokio::time::timeout(timeout, self.slots.acquire_many(all))
             .await
             .is_ok_and(|p| p.is_ok())
+    }
+}
+
+/// Removes a job from the running set when dropped (whatever way its attempt ends).
+pub struct Registration {
+    ctx: Arc<WorkerCtx>,
+    id: JobId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.ctx.running.lock() {
+            m.remove(&self.id);
+        }
     }
 }

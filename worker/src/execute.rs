@@ -11,7 +11,9 @@
 //! 5. On failure: nak with exponential backoff, or after the last attempt mark
 //!    `failed`, publish `failed` and terminate the message.
 
+use crate::chaos::Injected;
 use crate::context::WorkerCtx;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use jetmill_compute::{ComputeError, Control, Task};
 use jetmill_natsx::{events, results, Update};
@@ -36,7 +38,7 @@ enum KernelEnd {
 }
 
 /// Run one delivery of a job to its end (ack, nak or term).
-pub async fn attempt(ctx: &WorkerCtx, message: Message, cancel: Arc<AtomicBool>) {
+pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicBool>) {
     let delivered = message
         .info()
         .map(|i| i.delivered)
@@ -44,19 +46,42 @@ pub async fn attempt(ctx: &WorkerCtx, message: Message, cancel: Arc<AtomicBool>)
         .clamp(1, i64::from(u32::MAX)) as u32;
     let job = match JobMessage::decode(&message.payload) {
         Ok(job) => job,
-        Err(e) => {
-            tracing::warn!(subject = %message.subject, error = %e, "terminating a job message that cannot be decoded");
-            if let Err(e) = message.ack_with(AckKind::Term).await {
-                tracing::warn!(error = %e, "could not terminate the undecodable message");
-            }
-            return;
-        }
+        Err(e) => return poisoned(ctx, &message, e.to_string()).await,
     };
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.spec.kind(), attempt = delivered);
+    let _running = ctx.register(job.id, cancel.clone());
     run(ctx, message, job, delivered, cancel)
         .instrument(span)
         .await
+}
+
+/// A message that can never be decoded: record why, terminate it, carry on.
+async fn poisoned(ctx: &WorkerCtx, message: &Message, reason: String) {
+    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    tracing::warn!(subject = %message.subject, stream_seq = seq, error = %reason, "terminating a job message that cannot be decoded");
+    let event = serde_json::json!({
+        "type": "poison",
+        "subject": message.subject.as_str(),
+        "stream_seq": seq,
+        "error": reason,
+        "worker": ctx.worker_id,
+        "at_ms": now_ms(),
+    });
+    let published = ctx
+        .jet
+        .js
+        .publish(names::poison_event_subject(seq), event.to_string().into())
+        .await;
+    match published {
+        Ok(ack) => {
+            if let Err(e) = ack.await {
+                tracing::warn!(error = %e, "could not record the poison event");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not record the poison event"),
+    }
+    ack(message, AckKind::Term).await;
 }
 
 async fn run(
@@ -89,6 +114,7 @@ async fn run(
                 status = r.status.as_str(),
                 "job already finished; acknowledging the duplicate delivery"
             );
+            ensure_terminal_event(ctx, &job, &r).await;
             ack(&message, AckKind::Ack).await;
             return;
         }
@@ -108,6 +134,44 @@ async fn run(
         }
         KernelEnd::Failed(error) => fail(ctx, &message, &job, attempt, error).await,
         KernelEnd::Stopped => stopped(ctx, &message, &job).await,
+    }
+}
+
+/// A worker that crashed between writing a terminal record and publishing its
+/// event leaves the job unacked; on redelivery, publish the missing event
+/// (only if the stream does not have it, so there is never a second one).
+async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRecord) {
+    let event = match record.status {
+        JobStatus::Done => EventType::Done,
+        JobStatus::Failed => EventType::Failed,
+        JobStatus::Cancelled => EventType::Cancelled,
+        JobStatus::Pending | JobStatus::Running => return,
+    };
+    let subject = names::event_subject(&job.id, event);
+    match ctx
+        .jet
+        .events
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+            tracing::warn!(
+                event = event.as_str(),
+                "terminal event was missing; publishing it"
+            );
+            let progress = (event == EventType::Done).then_some(1.0);
+            emit(
+                ctx,
+                job,
+                event,
+                record.attempts,
+                progress,
+                record.error.clone(),
+            )
+            .await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check for the terminal event"),
     }
 }
 
@@ -137,15 +201,22 @@ async fn compute(
     let task = to_task(&job.spec);
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let threads = ctx.thread_budget();
+    let chaos = job.chaos.or(ctx.chaos);
     let (p, c) = (progress.clone(), cancel.clone());
     let mut kernel = tokio::task::spawn_blocking(move || {
+        if let Some(chaos) = chaos.filter(|c| c.is_active()) {
+            match crate::chaos::before_kernel(&chaos, &c) {
+                Ok(()) => {}
+                Err(Injected::Cancelled) => return Err(ComputeError::Cancelled.to_string()),
+                Err(Injected::Failed(text)) => return Err(text),
+            }
+        }
         let report = move |f: f64| p.store(f.to_bits(), Ordering::Relaxed);
         let ctl = Control::new(&c, &report, threads);
-        jetmill_compute::run(&task, &ctl).map(|out| {
-            // Hash and preview here, off the async runtime (tens of MB for big results).
-            let info = results::summarize(&out.decimal, ResultLocation::Inline);
-            (out.decimal, info)
-        })
+        let out = jetmill_compute::run(&task, &ctl).map_err(|e| e.to_string())?;
+        // Hash and preview here, off the async runtime (tens of MB for big results).
+        let info = results::summarize(&out.decimal, ResultLocation::Inline);
+        Ok((out.decimal, info))
     });
 
     let timeout = job
@@ -165,11 +236,11 @@ async fn compute(
             joined = &mut kernel => {
                 return match joined {
                     Ok(Ok((decimal, info))) => KernelEnd::Finished(decimal, info),
-                    Ok(Err(ComputeError::Cancelled)) if timed_out => {
+                    Ok(Err(_)) if timed_out => {
                         KernelEnd::Failed(format!("timed out after {:.3} s", timeout.as_secs_f64()))
                     }
-                    Ok(Err(ComputeError::Cancelled)) => KernelEnd::Stopped,
-                    Ok(Err(e)) => KernelEnd::Failed(e.to_string()),
+                    Ok(Err(_)) if cancel.load(Ordering::Relaxed) => KernelEnd::Stopped,
+                    Ok(Err(e)) => KernelEnd::Failed(e),
                     Err(join) => KernelEnd::Failed(panic_text(join)),
                 };
             }
@@ -184,9 +255,14 @@ async fn compute(
                     tracing::debug!(error = %e, "in-progress ack failed");
                 }
                 let now = f64::from_bits(progress.load(Ordering::Relaxed));
-                if now >= reported + 0.01 && now < 1.0 {
-                    reported = now;
-                    report_progress(ctx, job, attempt, now).await;
+                let step = (now >= reported + 0.01 && now < 1.0).then_some(now);
+                if let Some(f) = step {
+                    reported = f;
+                }
+                if let Some(status) = check_in(ctx, job, attempt, step).await {
+                    if status.is_terminal() && !cancel.swap(true, Ordering::Relaxed) {
+                        tracing::info!(status = status.as_str(), "job was finished elsewhere (cancelled?); stopping the kernel");
+                    }
                 }
             }
         }
@@ -207,22 +283,39 @@ fn panic_text(join: tokio::task::JoinError) -> String {
     }
 }
 
-async fn report_progress(ctx: &WorkerCtx, job: &JobMessage, attempt: u32, fraction: f64) {
+/// Each tick: write progress if it advanced (and publish it), and return the record's
+/// status so a job cancelled through the API stops even if the broadcast was missed.
+async fn check_in(
+    ctx: &WorkerCtx,
+    job: &JobMessage,
+    attempt: u32,
+    progress: Option<f64>,
+) -> Option<JobStatus> {
     let written = ctx
         .jet
         .records
-        .update(&job.tenant, &job.id, None, |r| {
-            if r.status != JobStatus::Running || r.progress >= fraction {
-                return false;
+        .update(&job.tenant, &job.id, None, |r| match progress {
+            Some(f) if r.status == JobStatus::Running && r.progress < f => {
+                r.progress = f;
+                true
             }
-            r.progress = fraction;
-            true
+            _ => false,
         })
         .await;
-    if let Err(e) = written {
-        tracing::debug!(error = %e, "progress write failed");
+    match written {
+        Ok(Update::Applied(r)) => {
+            if let Some(f) = progress {
+                emit(ctx, job, EventType::Progress, attempt, Some(f), None).await;
+            }
+            Some(r.status)
+        }
+        Ok(Update::Unchanged(r)) => Some(r.status),
+        Ok(Update::Missing) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "progress check-in failed");
+            None
+        }
     }
-    emit(ctx, job, EventType::Progress, attempt, Some(fraction), None).await;
 }
 
 async fn finish(
@@ -367,7 +460,7 @@ async fn stopped(ctx: &WorkerCtx, message: &Message, job: &JobMessage) {
     ack(message, AckKind::Nak(None)).await;
 }
 
-async fn emit(
+pub(crate) async fn emit(
     ctx: &WorkerCtx,
     job: &JobMessage,
     event: EventType,

@@ -8,10 +8,12 @@
 //!
 //! [`run`] is the whole worker until its shutdown token fires, then it drains.
 
+pub mod chaos;
 pub mod config;
 pub mod context;
 pub mod execute;
 pub mod fetcher;
+pub mod listeners;
 pub mod runner;
 pub mod supervisor;
 
@@ -41,6 +43,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let ctx = Arc::new(WorkerCtx::new(jet, &args));
     tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), "worker started");
 
+    let listening = CancellationToken::new();
+    let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));
+    let advisories = tokio::spawn(listeners::max_deliveries(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
     let (sup, sup_handle) = Actor::spawn(
         Some(format!("jetmill-worker-{}", ctx.worker_id)),
@@ -67,6 +72,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         ctx.wait_idle(Duration::from_secs(10)).await;
     }
     sup.stop(Some("drained".into()));
+    listening.cancel();
+    let _ = tokio::join!(cancels, advisories);
     let _ = sup_handle.await;
     ctx.jet.client.flush().await.ok();
     tracing::info!("worker stopped");

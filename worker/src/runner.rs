@@ -28,8 +28,6 @@ pub enum RunnerMsg {
 
 /// A runner's state: the slot, the cancel flag, and the attempt's task.
 pub struct State {
-    ctx: Arc<WorkerCtx>,
-    seq: u64,
     cancel: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     /// Released when the runner stops, freeing the slot for the fetcher.
@@ -46,9 +44,7 @@ impl Actor for Runner {
         myself: ActorRef<RunnerMsg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let seq = args.message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let cancel = Arc::new(AtomicBool::new(false));
-        args.ctx.register(seq, cancel.clone());
         let ctx = args.ctx.clone();
         let flag = cancel.clone();
         let message = args.message;
@@ -63,8 +59,6 @@ impl Actor for Runner {
             myself.stop(None);
         });
         Ok(State {
-            ctx: args.ctx,
-            seq,
             cancel,
             task,
             _permit: args.permit,
@@ -91,7 +85,6 @@ impl Actor for Runner {
         if !state.task.is_finished() {
             state.cancel.store(true, Ordering::Relaxed);
         }
-        state.ctx.unregister(state.seq);
         Ok(())
     }
 }

@@ -24,11 +24,57 @@ pub struct WorkerProcess {
     pub log: std::path::PathBuf,
 }
 
+impl WorkerProcess {
+    /// Wait until the worker logged that it started (its subscriptions are live).
+    pub async fn wait_started(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains("worker started")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not start; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send a signal by name (`KILL`, `TERM`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+    }
+
+    /// Wait for the process to exit; returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not exit within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        let early_exit = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
+            if let Some(status) = early_exit {
+                eprintln!("worker process had already exited: {status}");
+            }
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             eprintln!("--- last lines of {} ---", self.log.display());
@@ -96,15 +142,12 @@ impl TestApp {
             std::env::temp_dir().join(format!("jetmill-test-{}-{id}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("worker log file");
         let child = Command::new(env!("CARGO_BIN_EXE_jetmill"))
-            .args([
-                "worker",
-                "--server",
-                self.nats.url(),
-                "--worker-id",
-                id,
-                "--retry-base-ms",
-                "50",
-            ])
+            .args(["worker", "--server", self.nats.url(), "--worker-id", id])
+            .args(if extra.contains(&"--retry-base-ms") {
+                &[][..]
+            } else {
+                &["--retry-base-ms", "50"][..]
+            })
             .args(extra)
             .env_remove("JETMILL_NATS_URL")
             .stdin(Stdio::null())
@@ -167,6 +210,79 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// DELETE /v1/jobs/{id}; returns (status, json body).
+    pub async fn cancel(&self, id: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .delete(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .expect("DELETE job");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Poll the record until `pred` holds; returns it, panics after `timeout`.
+    pub async fn wait_record(
+        &self,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rec = self.get_job(id).await;
+            if pred(&rec) {
+                return rec;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id}: {what} not reached within {timeout:?}; last record: {rec}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lifecycle events of one job, in order, as JSON.
+    pub async fn events_of(&self, id: &str) -> Vec<Value> {
+        use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+        use futures::{StreamExt, TryStreamExt};
+        let js = self.js().await;
+        let stream = js
+            .get_stream(jetmill_proto::names::EVENTS_STREAM)
+            .await
+            .expect("events stream");
+        let subject = format!("jobs.events.{id}.*");
+        let counts: Vec<(String, usize)> = stream
+            .info_with_subjects(&subject)
+            .await
+            .expect("subjects")
+            .try_collect()
+            .await
+            .expect("subject counts");
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::All,
+                filter_subject: subject,
+                ..Default::default()
+            })
+            .await
+            .expect("ordered consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut out = Vec::new();
+        while out.len() < total {
+            let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .expect("event within 10 s")
+                .expect("stream open")
+                .expect("event");
+            out.push(serde_json::from_slice(&m.payload).expect("event json"));
+        }
+        out
     }
 
     /// A JetStream context on the test's server, for inspecting state.

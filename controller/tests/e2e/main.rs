@@ -4,5 +4,6 @@
 mod dev;
 mod helpers;
 mod jobs;
+mod reliability;
 mod validation;
 mod workers;

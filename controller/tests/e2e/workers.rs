@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Count events per (job id, type) in the EVENTS stream.
-async fn event_counts(app: &TestApp) -> HashMap<(String, String), usize> {
+pub async fn event_counts(app: &TestApp) -> HashMap<(String, String), usize> {
     let js = app.js().await;
     let stream = js
         .get_stream(names::EVENTS_STREAM)
@@ -133,6 +133,7 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
         submitted_at_ms: 0,
         max_attempts: None,
         timeout_ms: None,
+        chaos: None,
     };
     let js = app.js().await;
     let mut headers = async_nats::HeaderMap::new();

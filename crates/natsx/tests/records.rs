@@ -13,6 +13,7 @@ fn message() -> JobMessage {
         submitted_at_ms: 1_700_000_000_000,
         max_attempts: None,
         timeout_ms: None,
+        chaos: None,
     }
 }
 

@@ -6,9 +6,11 @@
 //! - [`message`]: the postcard job message published on `JOBS` and its codec.
 //! - [`record`]: the JSON job record kept in the `jobs` KV bucket.
 //! - [`event`]: lifecycle events published on `EVENTS`.
+//! - [`chaos`]: failure injection settings.
 //!
 //! No I/O lives here; the binaries and `jetmill-natsx` do that.
 
+pub mod chaos;
 pub mod event;
 pub mod job;
 pub mod message;
@@ -16,6 +18,7 @@ pub mod names;
 pub mod record;
 pub mod request;
 
+pub use chaos::Chaos;
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_VERSION};

@@ -4,7 +4,7 @@
 //! with [`SCHEMA_VERSION`]; a worker rejects (and terminates) what it cannot read
 //! instead of misreading it.
 
-use crate::{JobId, JobSpec, Priority};
+use crate::{Chaos, JobId, JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 
 /// Version of the [`JobMessage`] layout; bump on any incompatible change.
@@ -27,6 +27,8 @@ pub struct JobMessage {
     pub max_attempts: Option<u32>,
     /// Per-job wall-clock limit per attempt in milliseconds; `None` uses the worker default.
     pub timeout_ms: Option<u64>,
+    /// Failure injection for this job; `None` uses the worker's default (normally off).
+    pub chaos: Option<Chaos>,
 }
 
 /// Why a payload could not be decoded.
@@ -77,6 +79,12 @@ mod tests {
             submitted_at_ms: 1_700_000_000_000,
             max_attempts: Some(3),
             timeout_ms: None,
+            chaos: Some(Chaos {
+                fail_ppm: 200_000,
+                delay_min_ms: 1,
+                delay_max_ms: 5,
+                panic: false,
+            }),
         }
     }
 

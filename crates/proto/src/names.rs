@@ -65,3 +65,21 @@ pub fn result_object(id: &JobId) -> String {
 
 /// Tenant of requests made without authentication (open `jetmill dev`).
 pub const DEFAULT_TENANT: &str = "public";
+
+/// Core NATS subject a cancel is broadcast on, so the worker running the job stops it now.
+pub fn cancel_subject(id: &JobId) -> String {
+    format!("jetmill.cancel.{id}")
+}
+
+/// Subscription filter for every cancel broadcast.
+pub const CANCEL_SUBJECTS: &str = "jetmill.cancel.*";
+
+/// Subject of the event recorded when a job message cannot be decoded (stream sequence).
+pub fn poison_event_subject(stream_seq: u64) -> String {
+    format!("jobs.events.poison.{stream_seq}")
+}
+
+/// JetStream advisory sent when a job reaches `max_deliver` without being acked.
+pub fn max_deliveries_advisory() -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKERS_CONSUMER}")
+}

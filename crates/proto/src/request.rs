@@ -4,7 +4,7 @@
 //! that names the offending field, so the gateway can answer a precise 4xx and
 //! nothing invalid is ever published.
 
-use crate::{JobKind, JobSpec, Priority};
+use crate::{Chaos, JobKind, JobSpec, Priority};
 use serde_json::{Map, Value};
 
 /// Size limits that keep one request from occupying the cluster for days.
@@ -61,6 +61,7 @@ pub struct JobRequest {
     pub priority: Priority,
     pub max_attempts: Option<u32>,
     pub timeout_ms: Option<u64>,
+    pub chaos: Option<Chaos>,
 }
 
 const FIELDS: &[&str] = &[
@@ -68,6 +69,7 @@ const FIELDS: &[&str] = &[
     "input",
     "params",
     "priority",
+    "chaos",
     "max_attempts",
     "timeout_secs",
 ];
@@ -154,13 +156,71 @@ impl JobRequest {
                 Some(((secs * 1000.0).ceil() as u64).max(1))
             }
         };
+        let chaos = match obj.get("chaos") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_chaos(v)?),
+        };
         Ok(JobRequest {
             spec,
             priority,
             max_attempts,
             timeout_ms,
+            chaos,
         })
     }
+}
+
+/// `{"fail_probability": 0..1, "delay_ms": n | [min, max], "panic": bool}`, all optional.
+pub fn parse_chaos(v: &Value) -> Result<Chaos, ValidationError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("chaos", "must be an object"))?;
+    const KEYS: [&str; 3] = ["fail_probability", "delay_ms", "panic"];
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(invalid(
+            format!("chaos.{k}"),
+            format!("unknown setting; accepted: {}", KEYS.join(", ")),
+        ));
+    }
+    let mut chaos = Chaos::default();
+    if let Some(p) = obj.get("fail_probability") {
+        let p = p
+            .as_f64()
+            .filter(|p| (0.0..=1.0).contains(p))
+            .ok_or_else(|| invalid("chaos.fail_probability", "must be a number from 0 to 1"))?;
+        chaos.fail_ppm = (p * f64::from(Chaos::PPM)).round() as u32;
+    }
+    const MAX_DELAY_MS: u64 = 3_600_000;
+    match obj.get("delay_ms") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(range)) if range.len() == 2 => {
+            let lo = parse_n(&range[0], "chaos.delay_ms[0]", MAX_DELAY_MS)?;
+            let hi = parse_n(&range[1], "chaos.delay_ms[1]", MAX_DELAY_MS)?;
+            if lo > hi {
+                return Err(invalid(
+                    "chaos.delay_ms",
+                    "must be [min, max] with min <= max",
+                ));
+            }
+            (chaos.delay_min_ms, chaos.delay_max_ms) = (lo, hi);
+        }
+        Some(v @ Value::Number(_)) => {
+            let d = parse_n(v, "chaos.delay_ms", MAX_DELAY_MS)?;
+            (chaos.delay_min_ms, chaos.delay_max_ms) = (d, d);
+        }
+        Some(_) => {
+            return Err(invalid(
+                "chaos.delay_ms",
+                "must be milliseconds or [min, max]",
+            ))
+        }
+    }
+    match obj.get("panic") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => chaos.panic = *b,
+        Some(_) => return Err(invalid("chaos.panic", "must be true or false")),
+    }
+    Ok(chaos)
 }
 
 fn parse_kind(obj: &Map<String, Value>) -> Result<JobKind, ValidationError> {
@@ -320,6 +380,34 @@ mod tests {
         assert_eq!(
             check(json!({"kind": "sum", "input": [1, -2, "+007", "-0", "123456789012345678901234567890"]})).map(|r| r.spec),
             Ok(JobSpec::Sum { terms: vec!["1".into(), "-2".into(), "7".into(), "0".into(), "123456789012345678901234567890".into()] })
+        );
+    }
+
+    #[test]
+    fn parses_chaos() {
+        let r = check(
+            json!({"kind": "factorial", "input": 3, "chaos": {"fail_probability": 0.2, "delay_ms": [5, 10], "panic": true}}),
+        );
+        assert_eq!(
+            r.map(|r| r.chaos),
+            Ok(Some(Chaos {
+                fail_ppm: 200_000,
+                delay_min_ms: 5,
+                delay_max_ms: 10,
+                panic: true
+            }))
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "chaos": {"fail_probability": 2}})),
+            "chaos.fail_probability"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "chaos": {"delay_ms": [9, 1]}})),
+            "chaos.delay_ms"
+        );
+        assert_eq!(
+            field_of(json!({"kind": "factorial", "input": 3, "chaos": {"boom": 1}})),
+            "chaos.boom"
         );
     }
 

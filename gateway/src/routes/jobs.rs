@@ -15,7 +15,7 @@ use jetmill_proto::{
 use serde::{Deserialize, Serialize};
 
 /// The tenant of a request. Until auth lands every caller is the default tenant.
-fn tenant() -> &'static str {
+pub(super) fn tenant() -> &'static str {
     names::DEFAULT_TENANT
 }
 
@@ -48,6 +48,7 @@ pub async fn submit(
         submitted_at_ms: now_ms(),
         max_attempts: req.max_attempts,
         timeout_ms: req.timeout_ms,
+        chaos: req.chaos,
     };
     let jet = state.jet();
     publish_job(&jet.js, &msg).await?;
@@ -115,7 +116,7 @@ async fn publish_job(
     Ok(())
 }
 
-fn parse_id(id: &str) -> Result<JobId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         field: Some("id".into()),

@@ -1,5 +1,6 @@
 //! The router: one module per URL subtree.
 
+mod cancel;
 mod health;
 mod jobs;
 
@@ -17,7 +18,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/{id}", get(jobs::get_one))
+        .route("/v1/jobs/{id}", get(jobs::get_one).delete(cancel::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .fallback(|| async {
             ApiError::NotFound("no such route; the API lives under /v1/jobs".into())

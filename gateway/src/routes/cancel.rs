@@ -1,0 +1,69 @@
+//! `DELETE /v1/jobs/{id}`: cancel a queued or running job.
+//!
+//! The record moves to `cancelled` by compare-and-set (so it cannot race a
+//! worker's `done`), then a core NATS broadcast tells the worker running it to
+//! raise the kernel's cancel flag at once; workers also notice the record on
+//! their next progress check-in, so a missed broadcast costs at most a second.
+//! A queued job is dropped when a worker fetches it and finds it cancelled.
+
+use super::jobs::{parse_id, tenant};
+use crate::{ApiError, AppState};
+use axum::extract::{Path, State};
+use axum::Json;
+use jetmill_natsx::{events, Update};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord, JobStatus};
+use time::OffsetDateTime;
+
+/// Cancel the job; 200 with the cancelled record, 409 if it already finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let jet = state.jet();
+    let now = OffsetDateTime::now_utc();
+    let updated = jet
+        .records
+        .update(tenant(), &id, None, |r| {
+            if !r.status.can_become(JobStatus::Cancelled) {
+                return false;
+            }
+            r.status = JobStatus::Cancelled;
+            r.finished_at = Some(now);
+            true
+        })
+        .await?;
+    let record = match updated {
+        Update::Missing => return Err(ApiError::NotFound(format!("no job {id}"))),
+        Update::Unchanged(r) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is already {}; only pending or running jobs can be cancelled",
+                r.status.as_str()
+            )))
+        }
+        Update::Applied(r) => r,
+    };
+    let event = JobEvent {
+        job_id: id,
+        tenant: record.tenant.clone(),
+        event: EventType::Cancelled,
+        at_ms: now_ms(),
+        attempt: record.attempts,
+        worker: None,
+        progress: None,
+        error: None,
+    };
+    if let Err(e) = events::publish(&jet.js, &event).await {
+        tracing::warn!(job_id = %id, error = %e, "could not publish cancelled event");
+    }
+    // Best effort: the worker also sees the record on its next check-in.
+    if let Err(e) = jet
+        .client
+        .publish(names::cancel_subject(&id), bytes::Bytes::new())
+        .await
+    {
+        tracing::warn!(job_id = %id, error = %e, "could not broadcast the cancel");
+    }
+    tracing::info!(job_id = %id, "job cancelled");
+    Ok(Json(record))
+}
