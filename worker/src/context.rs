@@ -4,10 +4,10 @@ use crate::config::{cores, WorkerArgs};
 use jetmill_natsx::Jet;
 use jetmill_proto::{Chaos, JobId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// Shared by the fetcher and every runner of one worker process.
 pub struct WorkerCtx {
@@ -23,10 +23,24 @@ pub struct WorkerCtx {
     pub retry_base: Duration,
     /// Free job slots; a runner holds one permit for its whole life.
     pub slots: Arc<Semaphore>,
-    /// Configured slot count.
-    concurrency: usize,
+    /// Configured slot count (changed live by the controller).
+    concurrency: AtomicUsize,
+    /// The worker's own concurrency (flag or cores), used when the config sets none.
+    pub default_concurrency: usize,
+    /// Frozen: the pull loop stops asking for jobs (running ones finish).
+    pub frozen: watch::Sender<bool>,
+    /// Set by the pull loop while it is parked because of a freeze.
+    pub parked: watch::Sender<bool>,
+    /// The highest config revision applied.
+    pub config_revision: AtomicU64,
+    /// Changes the log filter live.
+    pub log: jetmill_runtime::LogHandle,
+    /// Unix milliseconds when this worker started.
+    pub started_at_ms: i64,
+    /// The worker's own chaos flags (used when the config sets none).
+    pub default_chaos: Option<Chaos>,
     /// Failure injection for jobs that do not set their own (normally `None`).
-    pub chaos: Option<Chaos>,
+    pub chaos: RwLock<Option<Chaos>>,
     /// Cancel flags of running jobs, for drain and cancel broadcasts.
     running: Mutex<HashMap<JobId, Arc<AtomicBool>>>,
     /// Jobs finished (done) by this worker.
@@ -37,7 +51,7 @@ pub struct WorkerCtx {
 
 impl WorkerCtx {
     /// Build the context from the worker's flags.
-    pub fn new(jet: Jet, args: &WorkerArgs) -> Self {
+    pub fn new(jet: Jet, args: &WorkerArgs, log: jetmill_runtime::LogHandle) -> Self {
         let concurrency = args.concurrency.unwrap_or_else(cores).max(1);
         WorkerCtx {
             jet,
@@ -46,8 +60,15 @@ impl WorkerCtx {
             default_timeout: Duration::from_secs_f64(args.default_timeout_secs.max(0.001)),
             retry_base: Duration::from_millis(args.retry_base_ms),
             slots: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
-            chaos: args.chaos(),
+            concurrency: AtomicUsize::new(concurrency),
+            default_concurrency: concurrency,
+            frozen: watch::Sender::new(false),
+            parked: watch::Sender::new(false),
+            config_revision: AtomicU64::new(0),
+            log,
+            started_at_ms: jetmill_proto::now_ms(),
+            default_chaos: args.chaos(),
+            chaos: RwLock::new(args.chaos()),
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -56,7 +77,29 @@ impl WorkerCtx {
 
     /// Configured slot count.
     pub fn concurrency(&self) -> usize {
-        self.concurrency
+        self.concurrency.load(Ordering::Relaxed)
+    }
+
+    /// Grow or shrink the slots live. Shrinking takes slots as running jobs free them.
+    pub fn set_concurrency(&self, n: usize) {
+        let n = n.max(1);
+        let old = self.concurrency.swap(n, Ordering::Relaxed);
+        if n > old {
+            self.slots.add_permits(n - old);
+        } else if n < old {
+            let slots = self.slots.clone();
+            let take = u32::try_from(old - n).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(take).await {
+                    p.forget();
+                }
+            });
+        }
+    }
+
+    /// The chaos default for jobs without their own.
+    pub fn chaos(&self) -> Option<Chaos> {
+        self.chaos.read().ok().and_then(|c| *c)
     }
 
     /// Jobs running now.
@@ -102,7 +145,7 @@ impl WorkerCtx {
 
     /// Wait until no job runs (all slots free), up to `timeout`; `true` if idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.concurrency()).unwrap_or(u32::MAX);
         tokio::time::timeout(timeout, self.slots.acquire_many(all))
             .await
             .is_ok_and(|p| p.is_ok())

@@ -201,7 +201,7 @@ async fn compute(
     let task = to_task(&job.spec);
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let threads = ctx.thread_budget();
-    let chaos = job.chaos.or(ctx.chaos);
+    let chaos = job.chaos.or(ctx.chaos());
     let (p, c) = (progress.clone(), cancel.clone());
     let mut kernel = tokio::task::spawn_blocking(move || {
         if let Some(chaos) = chaos.filter(|c| c.is_active()) {

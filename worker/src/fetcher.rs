@@ -115,9 +115,21 @@ async fn pull_loop(
     stop: CancellationToken,
     fetcher: ActorRef<FetcherMsg>,
 ) {
+    let mut frozen = ctx.frozen.subscribe();
     loop {
+        if *frozen.borrow_and_update() {
+            // Parked: no pull request is open, so no job can arrive until resume.
+            ctx.parked.send_replace(true);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = frozen.wait_for(|f| !*f) => {}
+            }
+            ctx.parked.send_replace(false);
+            continue;
+        }
         let first = tokio::select! {
             _ = stop.cancelled() => return,
+            _ = frozen.changed() => continue,
             p = ctx.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let mut permits = vec![first];
@@ -146,6 +158,13 @@ async fn pull_loop(
             };
             match next {
                 Some(Some(Ok(message))) => {
+                    if *frozen.borrow() {
+                        // Frozen while this pull was open: hand the job back untouched
+                        // rather than start it (the freeze is reported applied only
+                        // once no pull is open).
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    }
                     let Some(permit) = permits.pop() else {
                         // More messages than asked for cannot happen; hand any back at once.
                         let _ = message.ack_with(AckKind::Nak(None)).await;

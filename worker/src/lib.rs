@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod execute;
 pub mod fetcher;
 pub mod listeners;
@@ -29,6 +30,15 @@ use tokio_util::sync::CancellationToken;
 /// Run a worker until `shutdown` is cancelled, then drain: stop fetching, let
 /// running jobs finish for up to the grace period, hand the rest back (nak).
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_log(args, shutdown, jetmill_runtime::LogHandle::disabled()).await
+}
+
+/// [`run`], with a handle through which the controller's `log-level` changes the filter.
+pub async fn run_with_log(
+    args: WorkerArgs,
+    shutdown: CancellationToken,
+    log: jetmill_runtime::LogHandle,
+) -> anyhow::Result<()> {
     let client =
         jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
             .await
@@ -36,16 +46,34 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let jet = jetmill_natsx::provision(client, args.queue.settings())
         .await
         .context("provisioning JetStream")?;
-    let consumer = jet
-        .workers_consumer()
+    let ctx = Arc::new(WorkerCtx::new(jet, &args, log));
+
+    // Watch first, then read: a change made in between is seen by the watch.
+    let changes = ctx
+        .jet
+        .config
+        .watch_all()
+        .await
+        .context("watching the runtime config")?;
+    let applied = Arc::new(control::Applied::new());
+    let (config, revision) = control::load(&ctx).await;
+    let consumer = ctx
+        .jet
+        .workers_consumer(jetmill_natsx::control::consumer_filters(&config))
         .await
         .context("creating the workers consumer")?;
-    let ctx = Arc::new(WorkerCtx::new(jet, &args));
-    tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), "worker started");
+    control::apply(&ctx, &applied, &config, revision).await;
 
     let listening = CancellationToken::new();
     let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));
     let advisories = tokio::spawn(listeners::max_deliveries(ctx.clone(), listening.clone()));
+    let watcher = tokio::spawn(control::watch(
+        ctx.clone(),
+        applied,
+        changes,
+        listening.clone(),
+    ));
+    let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
     let (sup, sup_handle) = Actor::spawn(
         Some(format!("jetmill-worker-{}", ctx.worker_id)),
@@ -58,6 +86,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     )
     .await
     .context("starting the worker's actors")?;
+    tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), frozen = *ctx.frozen.borrow(), "worker started");
 
     shutdown.cancelled().await;
     tracing::info!("draining: no new jobs; waiting for running jobs");
@@ -73,7 +102,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     }
     sup.stop(Some("drained".into()));
     listening.cancel();
-    let _ = tokio::join!(cancels, advisories);
+    let _ = tokio::join!(cancels, advisories, watcher, heartbeat);
     let _ = sup_handle.await;
     ctx.jet.client.flush().await.ok();
     tracing::info!("worker stopped");

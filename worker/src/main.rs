@@ -17,7 +17,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jetmill_runtime::init_logging(&cli.log);
+    let log = jetmill_runtime::init_logging(&cli.log);
     let shutdown = jetmill_runtime::shutdown_token();
-    jetmill_worker::run(cli.worker, shutdown).await
+    jetmill_worker::run_with_log(cli.worker, shutdown, log).await
 }

@@ -4,11 +4,13 @@
 //! - [`provision`]: creates or verifies streams, the consumer and buckets, idempotently.
 //! - [`records`]: the job records in KV, with compare-and-set updates.
 //! - [`events`]: publishing lifecycle events.
+//! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //!
 //! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
 
 pub mod connect;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod provision;

@@ -131,7 +131,7 @@ pub async fn provision(
             description: "jetmill live workers (entries expire when a worker stops reporting)"
                 .into(),
             history: 1,
-            max_age: Duration::from_secs(15),
+            max_age: Duration::from_secs(10),
             storage: stream::StorageType::Memory,
             num_replicas: settings.replicas,
             ..Default::default()
@@ -165,12 +165,21 @@ pub async fn provision(
 }
 
 impl Jet {
-    /// The workers' durable pull consumer, created or updated to `settings`.
-    pub async fn workers_consumer(&self) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
+    /// The workers' durable pull consumer, created or updated to `settings`,
+    /// taking only the subjects in `filters` (see [`crate::control::consumer_filters`]).
+    pub async fn workers_consumer(
+        &self,
+        filters: Vec<String>,
+    ) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
+        let (filter_subject, filter_subjects) = match filters.as_slice() {
+            [one] => (one.clone(), Vec::new()),
+            _ => (String::new(), filters),
+        };
         let cfg = pull::Config {
             durable_name: Some(names::WORKERS_CONSUMER.into()),
             description: Some("jetmill workers (shared by every worker process)".into()),
-            filter_subject: names::JOBS_SUBJECTS.into(),
+            filter_subject,
+            filter_subjects,
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             max_deliver: self.settings.max_deliver,

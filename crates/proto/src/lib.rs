@@ -7,10 +7,12 @@
 //! - [`record`]: the JSON job record kept in the `jobs` KV bucket.
 //! - [`event`]: lifecycle events published on `EVENTS`.
 //! - [`chaos`]: failure injection settings.
+//! - [`config`]: runtime configuration and worker reports.
 //!
 //! No I/O lives here; the binaries and `jetmill-natsx` do that.
 
 pub mod chaos;
+pub mod config;
 pub mod event;
 pub mod job;
 pub mod message;
@@ -19,6 +21,7 @@ pub mod record;
 pub mod request;
 
 pub use chaos::Chaos;
+pub use config::{RuntimeConfig, WorkerReport};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_VERSION};

@@ -38,6 +38,11 @@ pub struct LogHandle {
 }
 
 impl LogHandle {
+    /// A handle that changes nothing (the process's logging is set up elsewhere).
+    pub fn disabled() -> Self {
+        LogHandle { handle: None }
+    }
+
     /// Replace the filter; errors name what was wrong with `filter`.
     pub fn set_filter(&self, filter: &str) -> Result<(), String> {
         let f = EnvFilter::try_new(filter)

@@ -1,0 +1,170 @@
+//! Applying the controller's runtime config live, and reporting this worker.
+//!
+//! The worker watches KV `config`; on every change it re-reads the global key and
+//! its own overrides, applies them (freeze, concurrency, log filter, chaos, the
+//! consumer's kind filter), and only then reports the revision as applied, so a
+//! `jetmill freeze` that returns means no new job will start.
+
+use crate::context::WorkerCtx;
+use futures::StreamExt;
+use jetmill_natsx::control;
+use jetmill_proto::{RuntimeConfig, WorkerReport};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often a worker refreshes its report (the bucket expires reports after 10 s).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// The consumer filters last applied, so the consumer is only updated on change.
+pub struct Applied {
+    filters: Mutex<Vec<String>>,
+}
+
+impl Applied {
+    /// Nothing applied yet.
+    pub fn new() -> Self {
+        Applied {
+            filters: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Default for Applied {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Apply `config` (this worker's effective config) at `revision`, then report.
+pub async fn apply(ctx: &Arc<WorkerCtx>, applied: &Applied, config: &RuntimeConfig, revision: u64) {
+    ctx.set_concurrency(config.concurrency.unwrap_or(ctx.default_concurrency));
+    if let Ok(mut chaos) = ctx.chaos.write() {
+        *chaos = config.chaos.filter(|c| c.is_active()).or(ctx.default_chaos);
+    }
+    if let Some(level) = &config.log_level {
+        if let Err(e) = ctx.log.set_filter(level) {
+            tracing::warn!(error = %e, "ignoring the configured log level");
+        }
+    }
+    let filters = control::consumer_filters(config);
+    let changed = applied
+        .filters
+        .lock()
+        .map(|f| *f != filters)
+        .unwrap_or(true);
+    if changed {
+        match ctx.jet.workers_consumer(filters.clone()).await {
+            Ok(_) => {
+                if let Ok(mut f) = applied.filters.lock() {
+                    *f = filters;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not apply the kind filter to the consumer"),
+        }
+    }
+    let frozen = config.frozen.unwrap_or(false);
+    ctx.frozen.send_replace(frozen);
+    if frozen {
+        // Wait until the pull loop has no pull request open (at most one pull expiry).
+        let mut parked = ctx.parked.subscribe();
+        if tokio::time::timeout(Duration::from_secs(10), parked.wait_for(|p| *p))
+            .await
+            .is_err()
+        {
+            tracing::warn!("pull loop did not park within 10 s");
+        }
+    }
+    ctx.config_revision.fetch_max(revision, Ordering::Relaxed);
+    tracing::info!(
+        revision,
+        frozen,
+        concurrency = ctx.concurrency(),
+        "runtime config applied"
+    );
+    send_report(ctx).await;
+}
+
+/// Read the effective config now (before the first fetch).
+pub async fn load(ctx: &WorkerCtx) -> (RuntimeConfig, u64) {
+    match control::effective(&ctx.jet.config, &ctx.worker_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read runtime config; using defaults");
+            (RuntimeConfig::default(), 0)
+        }
+    }
+}
+
+/// Follow config changes until `stop`; every change (any key) is re-read and applied.
+pub async fn watch(
+    ctx: Arc<WorkerCtx>,
+    applied: Arc<Applied>,
+    mut changes: async_nats::jetstream::kv::Watch,
+    stop: CancellationToken,
+) {
+    loop {
+        let entry = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = changes.next() => e,
+        };
+        match entry {
+            Some(Ok(e)) => {
+                let (config, _) = load(&ctx).await;
+                apply(&ctx, &applied, &config, e.revision).await;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "config watch error"),
+            None => {
+                tracing::warn!("config watch ended; restarting it");
+                match ctx.jet.config.watch_all().await {
+                    Ok(w) => changes = w,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot restart the config watch");
+                        tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn report_of(ctx: &WorkerCtx) -> WorkerReport {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    WorkerReport {
+        id: ctx.worker_id.clone(),
+        host,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_ms: ctx.started_at_ms,
+        reported_at_ms: jetmill_proto::now_ms(),
+        concurrency: ctx.concurrency(),
+        running: ctx.running(),
+        done: ctx.done.load(Ordering::Relaxed),
+        failed: ctx.failed.load(Ordering::Relaxed),
+        frozen: *ctx.frozen.borrow(),
+        config_revision: ctx.config_revision.load(Ordering::Relaxed),
+    }
+}
+
+async fn send_report(ctx: &WorkerCtx) {
+    if let Err(e) = control::report(&ctx.jet, &report_of(ctx)).await {
+        tracing::debug!(error = %e, "worker report failed");
+    }
+}
+
+/// Report every [`HEARTBEAT`] until `stop`, then remove the report.
+pub async fn heartbeat(ctx: Arc<WorkerCtx>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => send_report(&ctx).await,
+        }
+    }
+    if let Err(e) = control::unreport(&ctx.jet, &ctx.worker_id).await {
+        tracing::debug!(error = %e, "could not remove the worker report");
+    }
+}
