@@ -134,15 +134,19 @@ fn read_ports(dir: &Path) -> Option<String> {
 }
 
 /// Run nats-server, the gateway and a worker until Ctrl-C/SIGTERM, then stop them in order.
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+pub async fn run(args: DevArgs, log: jetmill_runtime::LogHandle) -> anyhow::Result<()> {
     let (mut nats, nats_url) = start_nats(&args).await?;
-    let result = run_parts(&args, &nats_url).await;
+    let result = run_parts(&args, &nats_url, log).await;
     nats.stop().await;
     eprintln!("jetmill dev stopped");
     result
 }
 
-async fn run_parts(args: &DevArgs, nats_url: &str) -> anyhow::Result<()> {
+async fn run_parts(
+    args: &DevArgs,
+    nats_url: &str,
+    log: jetmill_runtime::LogHandle,
+) -> anyhow::Result<()> {
     let shutdown = jetmill_runtime::shutdown_token();
     let gateway_args = GatewayArgs::local(nats_url, args.listen)?;
     let app = Application::build(&gateway_args).await.with_context(|| {
@@ -156,7 +160,11 @@ async fn run_parts(args: &DevArgs, nats_url: &str) -> anyhow::Result<()> {
     worker_args.concurrency = args.concurrency;
 
     let gateway = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let worker = tokio::spawn(jetmill_worker::run(worker_args, shutdown.clone()));
+    let worker = tokio::spawn(jetmill_worker::run_with_log(
+        worker_args,
+        shutdown.clone(),
+        log,
+    ));
     eprintln!();
     eprintln!("  jetmill dev is running (no authentication: loopback only)");
     eprintln!("  API:   {url}/v1/jobs");

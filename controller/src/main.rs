@@ -2,20 +2,37 @@
 //!
 //! - `jetmill dev`: the whole system on one machine (nats-server, gateway, worker).
 //! - `jetmill gateway` / `jetmill worker`: run one part, as the standalone binaries do.
+//! - Runtime config (`freeze`, `resume`, `concurrency`, `log-level`, `kind`, `chaos`,
+//!   `config`): written to KV `config`, applied live by every worker; each command
+//!   waits until the live workers report the new revision and says who did not.
+//! - `workers`, `stats`: what runs and how the queue is doing.
+//! - `jobs submit|get|list|cancel|watch`: the HTTP API from the shell.
 //!
-//! Runtime operations (freeze, concurrency, ...) and job commands come next; see
-//! docs/operations.md.
+//! See docs/operations.md.
 
+mod cli;
+mod control;
 mod dev;
+mod inspect;
+mod jobs;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use cli::{parse_kind, ApplyArgs, ReadArgs};
+use control::Change;
 use jetmill_gateway::GatewayArgs;
+use jetmill_proto::{Chaos, JobKind};
 use jetmill_runtime::LogArgs;
 use jetmill_worker::WorkerArgs;
+use std::process::ExitCode;
 
 /// jetmill: a distributed job system on NATS JetStream.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  jetmill dev                       # everything on this machine\n  jetmill freeze                    # no worker starts new jobs\n  jetmill concurrency 4 --worker w1 # one worker's slots\n  jetmill workers                   # who is alive, what they applied\n  jetmill jobs submit factorial 100000 --watch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,20 +51,190 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run a worker.
     Worker(WorkerArgs),
+    /// Stop workers from starting new jobs (running jobs finish). Example: `jetmill freeze`
+    Freeze(ApplyArgs),
+    /// Let frozen workers fetch jobs again.
+    Resume(ApplyArgs),
+    /// Set job slots per worker, live. Example: `jetmill concurrency 4 --worker w1`
+    Concurrency {
+        /// Slots (jobs at once) per worker.
+        slots: usize,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Change the workers' log filter, live. Example: `jetmill log-level info,jetmill_worker=debug`
+    LogLevel {
+        /// A tracing filter (RUST_LOG syntax).
+        filter: String,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Enable or disable a job kind (the gateway answers 503 for a disabled kind;
+    /// queued jobs of that kind wait). Example: `jetmill kind disable fibonacci`
+    Kind {
+        #[command(subcommand)]
+        action: KindAction,
+    },
+    /// Failure injection for jobs without their own. Examples:
+    /// `jetmill chaos --fail 0.2 --delay 100-500`, `jetmill chaos --off`
+    Chaos {
+        #[command(flatten)]
+        chaos: ChaosArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Show or reset the stored runtime config.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Live workers: id, host, pid, slots, running, done/failed, frozen, applied config.
+    Workers(ReadArgs),
+    /// Queue depth per priority and kind, pending acks, redeliveries, jobs/s.
+    Stats(ReadArgs),
+    /// Submit, inspect, cancel and follow jobs through the gateway.
+    Jobs {
+        #[command(subcommand)]
+        cmd: jobs::JobsCmd,
+    },
+    /// Print a shell completion script. Example: `jetmill completions bash > /etc/bash_completion.d/jetmill`
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum KindAction {
+    /// Accept and run jobs of this kind again.
+    Enable {
+        #[arg(value_parser = parse_kind)]
+        kind: JobKind,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Refuse new jobs of this kind; queued ones wait until it is enabled.
+    Disable {
+        #[arg(value_parser = parse_kind)]
+        kind: JobKind,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// The global config and every worker override.
+    Show(ReadArgs),
+    /// Forget every setting (workers go back to their own flags), or one worker's overrides.
+    Reset(ApplyArgs),
+}
+
+/// Chaos settings from the command line.
+#[derive(Debug, clap::Args)]
+struct ChaosArgs {
+    /// Probability (0..1) that an attempt fails.
+    #[arg(long, default_value_t = 0.0)]
+    fail: f64,
+    /// Extra delay per attempt, `MS` or `MIN-MAX` milliseconds.
+    #[arg(long, value_parser = jetmill_worker::chaos::parse_delay)]
+    delay: Option<(u64, u64)>,
+    /// Fail by panicking inside the kernel thread instead of returning an error.
+    #[arg(long)]
+    panic: bool,
+    /// Turn failure injection off (overrides the workers' own flags).
+    #[arg(long, conflicts_with_all = ["fail", "delay", "panic"])]
+    off: bool,
+}
+
+impl ChaosArgs {
+    fn change(&self) -> anyhow::Result<Change> {
+        if self.off {
+            return Ok(Change::Chaos(None));
+        }
+        if !(0.0..=1.0).contains(&self.fail) {
+            anyhow::bail!("--fail must be a probability between 0 and 1, e.g. 0.2");
+        }
+        let (lo, hi) = self.delay.unwrap_or((0, 0));
+        let chaos = Chaos {
+            fail_ppm: (self.fail * f64::from(Chaos::PPM)).round() as u32,
+            delay_min_ms: lo,
+            delay_max_ms: hi,
+            panic: self.panic,
+        };
+        if !chaos.is_active() {
+            anyhow::bail!("nothing to inject: pass --fail P and/or --delay MS, or --off");
+        }
+        Ok(Change::Chaos(Some(chaos)))
+    }
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    jetmill_runtime::init_logging(&cli.log);
-    match cli.command {
-        Command::Dev(args) => dev::run(args).await,
+    let log = jetmill_runtime::init_logging(&cli.log);
+    match run(cli.command, log).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run one command; `Ok(false)` means it ran but the outcome was not what was asked
+/// (a worker did not apply a change, a watched job did not end `done`).
+async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Result<bool> {
+    match command {
+        Command::Dev(args) => dev::run(args, log).await.map(|()| true),
         Command::Gateway(args) => {
             let shutdown = jetmill_runtime::shutdown_token();
             let app = jetmill_gateway::Application::build(&args).await?;
             app.run_until_stopped(shutdown).await?;
-            Ok(())
+            Ok(true)
         }
-        Command::Worker(args) => jetmill_worker::run(args, jetmill_runtime::shutdown_token()).await,
+        Command::Worker(args) => {
+            jetmill_worker::run_with_log(args, jetmill_runtime::shutdown_token(), log).await?;
+            Ok(true)
+        }
+        Command::Freeze(apply) => control::run(Change::Freeze, &apply).await,
+        Command::Resume(apply) => control::run(Change::Resume, &apply).await,
+        Command::Concurrency { slots, apply } => {
+            control::run(Change::Concurrency(slots), &apply).await
+        }
+        Command::LogLevel { filter, apply } => control::run(Change::LogLevel(filter), &apply).await,
+        Command::Kind {
+            action: KindAction::Enable { kind, apply },
+        } => control::run(Change::EnableKind(kind), &apply).await,
+        Command::Kind {
+            action: KindAction::Disable { kind, apply },
+        } => control::run(Change::DisableKind(kind), &apply).await,
+        Command::Chaos { chaos, apply } => control::run(chaos.change()?, &apply).await,
+        Command::Config {
+            action: ConfigAction::Show(args),
+        } => inspect::config_show(&args).await.map(|()| true),
+        Command::Config {
+            action: ConfigAction::Reset(apply),
+        } => control::run(Change::Reset, &apply).await,
+        Command::Workers(args) => inspect::workers(&args).await.map(|()| true),
+        Command::Stats(args) => inspect::stats(&args).await.map(|()| true),
+        Command::Jobs { cmd } => jobs::run(cmd).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "jetmill",
+                &mut std::io::stdout(),
+            );
+            Ok(true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

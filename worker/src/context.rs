@@ -2,12 +2,12 @@
 
 use crate::config::{cores, WorkerArgs};
 use jetmill_natsx::Jet;
-use jetmill_proto::{Chaos, JobId};
+use jetmill_proto::{Chaos, JobId, JobKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Shared by the fetcher and every runner of one worker process.
 pub struct WorkerCtx {
@@ -25,11 +25,13 @@ pub struct WorkerCtx {
     pub slots: Arc<Semaphore>,
     /// Configured slot count (changed live by the controller).
     concurrency: AtomicUsize,
+    /// Slots held by runners now (see [`Slot`]).
+    busy: Arc<AtomicUsize>,
     /// The worker's own concurrency (flag or cores), used when the config sets none.
     pub default_concurrency: usize,
     /// Frozen: the pull loop stops asking for jobs (running ones finish).
     pub frozen: watch::Sender<bool>,
-    /// Set by the pull loop while it is parked because of a freeze.
+    /// True while the pull loop has no pull request open (not started yet, or frozen).
     pub parked: watch::Sender<bool>,
     /// The highest config revision applied.
     pub config_revision: AtomicU64,
@@ -39,6 +41,8 @@ pub struct WorkerCtx {
     pub started_at_ms: i64,
     /// The worker's own chaos flags (used when the config sets none).
     pub default_chaos: Option<Chaos>,
+    /// Kinds the controller disabled: their jobs are parked, not run.
+    pub disabled_kinds: RwLock<Vec<JobKind>>,
     /// Failure injection for jobs that do not set their own (normally `None`).
     pub chaos: RwLock<Option<Chaos>>,
     /// Cancel flags of running jobs, for drain and cancel broadcasts.
@@ -61,14 +65,17 @@ impl WorkerCtx {
             retry_base: Duration::from_millis(args.retry_base_ms),
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency: AtomicUsize::new(concurrency),
+            busy: Arc::new(AtomicUsize::new(0)),
             default_concurrency: concurrency,
             frozen: watch::Sender::new(false),
-            parked: watch::Sender::new(false),
+            // No pull request is open until the pull loop starts.
+            parked: watch::Sender::new(true),
             config_revision: AtomicU64::new(0),
             log,
             started_at_ms: jetmill_proto::now_ms(),
             default_chaos: args.chaos(),
             chaos: RwLock::new(args.chaos()),
+            disabled_kinds: RwLock::new(Vec::new()),
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -95,6 +102,28 @@ impl WorkerCtx {
                 }
             });
         }
+    }
+
+    /// Turn a pulled permit into a runner's slot, unless the worker is already at its
+    /// (possibly just lowered) concurrency: a shrink takes effect at once, even while
+    /// a pull request asked for more jobs before it.
+    pub fn take_slot(&self, permit: OwnedSemaphorePermit) -> Option<Slot> {
+        if self.busy.load(Ordering::Relaxed) >= self.concurrency() {
+            return None;
+        }
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            _permit: permit,
+            busy: self.busy.clone(),
+        })
+    }
+
+    /// Whether jobs of `kind` may run (not disabled by the controller).
+    pub fn kind_enabled(&self, kind: JobKind) -> bool {
+        self.disabled_kinds
+            .read()
+            .map(|d| !d.contains(&kind))
+            .unwrap_or(true)
     }
 
     /// The chaos default for jobs without their own.
@@ -149,6 +178,18 @@ impl WorkerCtx {
         tokio::time::timeout(timeout, self.slots.acquire_many(all))
             .await
             .is_ok_and(|p| p.is_ok())
+    }
+}
+
+/// One job slot, held by a runner for its whole life.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    busy: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

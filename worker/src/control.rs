@@ -2,67 +2,55 @@
 //!
 //! The worker watches KV `config`; on every change it re-reads the global key and
 //! its own overrides, applies them (freeze, concurrency, log filter, chaos, the
-//! consumer's kind filter), and only then reports the revision as applied, so a
+//! kinds: disabled ones are parked, enabled ones unparked), and only then reports the revision as applied, so a
 //! `jetmill freeze` that returns means no new job will start.
 
 use crate::context::WorkerCtx;
 use futures::StreamExt;
 use jetmill_natsx::control;
-use jetmill_proto::{RuntimeConfig, WorkerReport};
+use jetmill_proto::{JobKind, RuntimeConfig, WorkerReport};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often a worker refreshes its report (the bucket expires reports after 10 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// The consumer filters last applied, so the consumer is only updated on change.
-pub struct Applied {
-    filters: Mutex<Vec<String>>,
-}
-
-impl Applied {
-    /// Nothing applied yet.
-    pub fn new() -> Self {
-        Applied {
-            filters: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl Default for Applied {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Apply `config` (this worker's effective config) at `revision`, then report.
-pub async fn apply(ctx: &Arc<WorkerCtx>, applied: &Applied, config: &RuntimeConfig, revision: u64) {
+pub async fn apply(ctx: &Arc<WorkerCtx>, config: &RuntimeConfig, revision: u64) {
     ctx.set_concurrency(config.concurrency.unwrap_or(ctx.default_concurrency));
     if let Ok(mut chaos) = ctx.chaos.write() {
-        *chaos = config.chaos.filter(|c| c.is_active()).or(ctx.default_chaos);
+        // Set in the config (even "off") wins over the worker's flags.
+        *chaos = match config.chaos {
+            Some(c) => c.is_active().then_some(c),
+            None => ctx.default_chaos,
+        };
     }
     if let Some(level) = &config.log_level {
         if let Err(e) = ctx.log.set_filter(level) {
             tracing::warn!(error = %e, "ignoring the configured log level");
         }
     }
-    let filters = control::consumer_filters(config);
-    let changed = applied
-        .filters
-        .lock()
-        .map(|f| *f != filters)
-        .unwrap_or(true);
-    if changed {
-        match ctx.jet.workers_consumer(filters.clone()).await {
-            Ok(_) => {
-                if let Ok(mut f) = applied.filters.lock() {
-                    *f = filters;
+    if let Ok(mut d) = ctx.disabled_kinds.write() {
+        *d = config.disabled_kinds.clone();
+    }
+    // Jobs parked while their kind was disabled go back into the queue.
+    for kind in JobKind::ALL.into_iter().filter(|k| config.kind_enabled(*k)) {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            match control::unpark(&ctx.jet, kind).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    kind = kind.as_str(),
+                    jobs = n,
+                    "parked jobs back in the queue"
+                ),
+                Err(e) => {
+                    tracing::warn!(kind = kind.as_str(), error = %e, "cannot move parked jobs back")
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not apply the kind filter to the consumer"),
-        }
+        });
     }
     let frozen = config.frozen.unwrap_or(false);
     ctx.frozen.send_replace(frozen);
@@ -100,7 +88,6 @@ pub async fn load(ctx: &WorkerCtx) -> (RuntimeConfig, u64) {
 /// Follow config changes until `stop`; every change (any key) is re-read and applied.
 pub async fn watch(
     ctx: Arc<WorkerCtx>,
-    applied: Arc<Applied>,
     mut changes: async_nats::jetstream::kv::Watch,
     stop: CancellationToken,
 ) {
@@ -112,7 +99,7 @@ pub async fn watch(
         match entry {
             Some(Ok(e)) => {
                 let (config, _) = load(&ctx).await;
-                apply(&ctx, &applied, &config, e.revision).await;
+                apply(&ctx, &config, e.revision).await;
             }
             Some(Err(e)) => tracing::warn!(error = %e, "config watch error"),
             None => {

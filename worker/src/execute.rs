@@ -50,6 +50,19 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     };
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.spec.kind(), attempt = delivered);
+    if !ctx.kind_enabled(job.spec.kind()) {
+        // Disabled by the controller: set the job aside, untouched, until it is enabled.
+        match jetmill_natsx::control::park(&ctx.jet, &message).await {
+            Ok(()) => {
+                tracing::info!(parent: &span, "kind disabled; job parked until it is enabled")
+            }
+            Err(e) => {
+                tracing::warn!(parent: &span, error = %e, "cannot park a job of a disabled kind; retrying later");
+                ack(&message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
+        }
+        return;
+    }
     let _running = ctx.register(job.id, cancel.clone());
     run(ctx, message, job, delivered, cancel)
         .instrument(span)
@@ -126,6 +139,7 @@ async fn run(
     }
     emit(ctx, &job, EventType::Started, attempt, None, None).await;
     tracing::info!("job started");
+    tracing::debug!(kind = job.spec.kind().as_str(), attempt, "computing");
 
     let end = compute(ctx, &message, &job, attempt, cancel).await;
     match end {

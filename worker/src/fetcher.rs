@@ -5,7 +5,7 @@
 //! message with its slot permit to the actor, which starts a runner. Jobs are
 //! never prefetched beyond free slots, so a busy worker leaves work to others.
 
-use crate::context::WorkerCtx;
+use crate::context::{Slot, WorkerCtx};
 use crate::runner::{self, Runner};
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
@@ -13,7 +13,6 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 /// How long one pull request waits for messages before asking again.
@@ -32,8 +31,8 @@ pub struct Args {
 
 /// Messages to the fetcher.
 pub enum FetcherMsg {
-    /// A job arrived; start a runner holding `permit` for its life.
-    Delivered(Box<Message>, OwnedSemaphorePermit),
+    /// A job arrived; start a runner holding `slot` for its life.
+    Delivered(Box<Message>, Slot),
 }
 
 /// The fetcher's state: the shared context and the pull loop's task.
@@ -109,6 +108,13 @@ impl Actor for Fetcher {
     }
 }
 
+/// Give back a job that arrived for a pull request opened before a freeze or a
+/// concurrency cut. The delay keeps it from coming straight back to the same request.
+async fn hand_back(message: &Message, why: &str) {
+    tracing::info!(why, "handing a just-delivered job back to the queue");
+    let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+}
+
 async fn pull_loop(
     ctx: Arc<WorkerCtx>,
     consumer: PullConsumer,
@@ -127,6 +133,7 @@ async fn pull_loop(
             ctx.parked.send_replace(false);
             continue;
         }
+        ctx.parked.send_if_modified(|p| std::mem::replace(p, false));
         let first = tokio::select! {
             _ = stop.cancelled() => return,
             _ = frozen.changed() => continue,
@@ -160,9 +167,8 @@ async fn pull_loop(
                 Some(Some(Ok(message))) => {
                     if *frozen.borrow() {
                         // Frozen while this pull was open: hand the job back untouched
-                        // rather than start it (the freeze is reported applied only
-                        // once no pull is open).
-                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        // (the freeze is reported applied only once no pull is open).
+                        hand_back(&message, "frozen").await;
                         continue;
                     }
                     let Some(permit) = permits.pop() else {
@@ -170,8 +176,12 @@ async fn pull_loop(
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         continue;
                     };
+                    let Some(slot) = ctx.take_slot(permit) else {
+                        hand_back(&message, "concurrency lowered").await;
+                        continue;
+                    };
                     if let Err(e) =
-                        fetcher.send_message(FetcherMsg::Delivered(Box::new(message), permit))
+                        fetcher.send_message(FetcherMsg::Delivered(Box::new(message), slot))
                     {
                         tracing::error!(error = %e, "fetcher is gone; stopping the pull loop");
                         return;

@@ -55,24 +55,18 @@ pub async fn run_with_log(
         .watch_all()
         .await
         .context("watching the runtime config")?;
-    let applied = Arc::new(control::Applied::new());
     let (config, revision) = control::load(&ctx).await;
+    control::apply(&ctx, &config, revision).await;
     let consumer = ctx
         .jet
-        .workers_consumer(jetmill_natsx::control::consumer_filters(&config))
+        .workers_consumer()
         .await
         .context("creating the workers consumer")?;
-    control::apply(&ctx, &applied, &config, revision).await;
 
     let listening = CancellationToken::new();
     let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));
     let advisories = tokio::spawn(listeners::max_deliveries(ctx.clone(), listening.clone()));
-    let watcher = tokio::spawn(control::watch(
-        ctx.clone(),
-        applied,
-        changes,
-        listening.clone(),
-    ));
+    let watcher = tokio::spawn(control::watch(ctx.clone(), changes, listening.clone()));
     let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
     let (sup, sup_handle) = Actor::spawn(

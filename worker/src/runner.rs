@@ -8,7 +8,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Stateless handler.
 pub struct Runner;
@@ -17,7 +16,7 @@ pub struct Runner;
 pub struct Args {
     pub ctx: Arc<WorkerCtx>,
     pub message: Message,
-    pub permit: OwnedSemaphorePermit,
+    pub permit: crate::context::Slot,
 }
 
 /// Messages to a runner.
@@ -31,7 +30,7 @@ pub struct State {
     cancel: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     /// Released when the runner stops, freeing the slot for the fetcher.
-    _permit: OwnedSemaphorePermit,
+    _permit: crate::context::Slot,
 }
 
 impl Actor for Runner {

@@ -1,10 +1,12 @@
 //! The runtime control plane: desired config in KV `config`, reports in KV `workers`.
 
 use crate::{Jet, NatsxError};
+use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jetmill_proto::config::{report_key, worker_key, GLOBAL_KEY};
 use jetmill_proto::{JobKind, RuntimeConfig, WorkerReport};
+use std::time::Duration;
 
 /// A config value and the bucket revision it was written at (0: never written).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -140,21 +142,124 @@ pub async fn unreport(jet: &Jet, worker_id: &str) -> Result<(), NatsxError> {
         .map_err(NatsxError::js("delete worker report"))
 }
 
-/// Subject filters of the workers' consumer for `config`: every subject, or only
-/// enabled kinds, so jobs of a disabled kind wait in the stream untouched.
-pub fn consumer_filters(config: &RuntimeConfig) -> Vec<String> {
-    if config.disabled_kinds.is_empty() {
-        return vec![jetmill_proto::names::JOBS_SUBJECTS.to_string()];
+/// Set a delivered job of a disabled kind aside: republish it on its
+/// `jobs.parked.` subject (awaiting the PubAck), then ack the original. Until the
+/// kind is enabled it waits there, not counted as an attempt and invisible to the
+/// workers' consumer. A crash between the two steps leaves a duplicate, which the
+/// record's compare-and-set makes harmless.
+pub async fn park(jet: &Jet, message: &async_nats::jetstream::Message) -> Result<(), NatsxError> {
+    let seq = message
+        .info()
+        .map(|i| i.stream_sequence)
+        .unwrap_or_default();
+    let Some(subject) = jetmill_proto::names::parked_subject(message.subject.as_str()) else {
+        return Err(NatsxError::Corrupt {
+            what: "job subject".into(),
+            detail: message.subject.to_string(),
+        });
+    };
+    republish(jet, message, subject, format!("parked.{seq}")).await?;
+    message.ack().await.map_err(|e| NatsxError::Corrupt {
+        what: "ack of a parked job".into(),
+        detail: e.to_string(),
+    })
+}
+
+/// Move every parked job of `kind` back into the queue; returns how many moved.
+pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
+    let name = jetmill_proto::names::parked_consumer(kind);
+    let consumer = jet
+        .jobs
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!(
+                    "moves parked {kind} jobs back when the kind is enabled"
+                )),
+                filter_subject: format!("jobs.parked.*.{}", kind.as_str()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(NatsxError::js("parked-jobs consumer"))?;
+    let mut moved = 0;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(256)
+            .messages()
+            .await
+            .map_err(NatsxError::js("fetch parked jobs"))?;
+        let mut n = 0;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| NatsxError::Corrupt {
+                what: "fetch parked jobs".into(),
+                detail: e.to_string(),
+            })?;
+            n += 1;
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
+            let Some(subject) = jetmill_proto::names::unparked_subject(m.subject.as_str()) else {
+                continue;
+            };
+            republish(jet, &m, subject, format!("unparked.{seq}")).await?;
+            m.ack().await.map_err(|e| NatsxError::Corrupt {
+                what: "ack of an unparked job".into(),
+                detail: e.to_string(),
+            })?;
+            moved += 1;
+        }
+        if n == 0 {
+            return Ok(moved);
+        }
     }
-    let enabled: Vec<String> = JobKind::ALL
-        .iter()
-        .filter(|k| config.kind_enabled(**k))
-        .map(|k| format!("jobs.run.*.{}", k.as_str()))
-        .collect();
-    if enabled.is_empty() {
-        // Every kind disabled: a subject no job is published on.
-        vec!["jobs.run.disabled.none".to_string()]
-    } else {
-        enabled
+}
+
+async fn republish(
+    jet: &Jet,
+    message: &async_nats::jetstream::Message,
+    subject: String,
+    suffix: String,
+) -> Result<(), NatsxError> {
+    let mut headers = message.headers.clone().unwrap_or_default();
+    let base = headers
+        .get(jetmill_proto::names::HDR_JOB_ID)
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_else(|| "job".to_string());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("{base}.{suffix}").as_str(),
+    );
+    jet.js
+        .publish_with_headers(subject, headers, message.payload.clone())
+        .await
+        .map_err(NatsxError::js("republish a job"))?
+        .await
+        .map_err(NatsxError::js("republish a job"))?;
+    Ok(())
+}
+
+/// Every per-worker override, by the worker key's name (without the `worker.` prefix).
+pub async fn overrides(kv: &kv::Store) -> Result<Vec<(String, Versioned)>, NatsxError> {
+    let keys: Vec<String> = match kv.keys().await {
+        Ok(keys) => keys
+            .try_collect()
+            .await
+            .map_err(NatsxError::js("list config keys"))?,
+        Err(e) => return Err(NatsxError::js("list config keys")(e)),
+    };
+    let mut out = Vec::new();
+    for key in keys {
+        if let Some(worker) = key.strip_prefix("worker.") {
+            let v = read(kv, &key).await?;
+            if v.revision > 0 && v.config != RuntimeConfig::default() {
+                out.push((worker.to_string(), v));
+            }
+        }
     }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }

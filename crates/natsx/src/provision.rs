@@ -71,7 +71,7 @@ pub async fn provision(
         stream::Config {
             name: names::JOBS_STREAM.into(),
             description: Some("jetmill jobs waiting for a worker (work queue)".into()),
-            subjects: vec![names::JOBS_SUBJECTS.into()],
+            subjects: vec![names::JOBS_SUBJECTS.into(), names::PARKED_SUBJECTS.into()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             max_messages: settings.max_queued,
@@ -82,6 +82,7 @@ pub async fn provision(
         },
     )
     .await?;
+    let jobs = add_parked_subjects(&js, jobs).await?;
     let events = stream_get_or_create(
         &js,
         stream::Config {
@@ -165,21 +166,12 @@ pub async fn provision(
 }
 
 impl Jet {
-    /// The workers' durable pull consumer, created or updated to `settings`,
-    /// taking only the subjects in `filters` (see [`crate::control::consumer_filters`]).
-    pub async fn workers_consumer(
-        &self,
-        filters: Vec<String>,
-    ) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
-        let (filter_subject, filter_subjects) = match filters.as_slice() {
-            [one] => (one.clone(), Vec::new()),
-            _ => (String::new(), filters),
-        };
+    /// The workers' durable pull consumer, created or updated to `settings`.
+    pub async fn workers_consumer(&self) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
         let cfg = pull::Config {
             durable_name: Some(names::WORKERS_CONSUMER.into()),
             description: Some("jetmill workers (shared by every worker process)".into()),
-            filter_subject,
-            filter_subjects,
+            filter_subject: names::JOBS_SUBJECTS.into(),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             max_deliver: self.settings.max_deliver,
@@ -214,6 +206,26 @@ async fn stream_get_or_create(
     js.get_or_create_stream(cfg)
         .await
         .map_err(provision_err(format!("stream {name}")))
+}
+
+/// A JOBS stream made before kinds could be parked lacks `jobs.parked.>`: add it
+/// (the only change made to an existing stream; nothing else is touched).
+async fn add_parked_subjects(
+    js: &Context,
+    mut jobs: stream::Stream,
+) -> Result<stream::Stream, NatsxError> {
+    let mut cfg = jobs.cached_info().config.clone();
+    if cfg.subjects.iter().any(|s| s == names::PARKED_SUBJECTS) {
+        return Ok(jobs);
+    }
+    cfg.subjects.push(names::PARKED_SUBJECTS.into());
+    js.update_stream(cfg).await.map_err(provision_err(
+        "adding jobs.parked.> to stream JOBS".to_string(),
+    ))?;
+    jobs.info()
+        .await
+        .map_err(provision_err("stream JOBS".to_string()))?;
+    Ok(jobs)
 }
 
 async fn kv_get_or_create(js: &Context, cfg: kv::Config) -> Result<kv::Store, NatsxError> {

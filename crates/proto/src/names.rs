@@ -8,6 +8,9 @@ use crate::{EventType, JobId, JobKind, Priority};
 pub const JOBS_STREAM: &str = "JOBS";
 /// Subjects of [`JOBS_STREAM`]: `jobs.run.<priority>.<kind>`.
 pub const JOBS_SUBJECTS: &str = "jobs.run.>";
+/// Subjects of jobs of a disabled kind, set aside until it is enabled again:
+/// `jobs.parked.<priority>.<kind>` (same stream, not seen by the workers' consumer).
+pub const PARKED_SUBJECTS: &str = "jobs.parked.>";
 /// Durable pull consumer shared by every worker.
 pub const WORKERS_CONSUMER: &str = "workers";
 /// Limits-retention stream of lifecycle events: the outbox downstream services read.
@@ -41,6 +44,25 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// Subject a job is published on.
 pub fn job_subject(priority: Priority, kind: JobKind) -> String {
     format!("jobs.run.{}.{}", priority.as_str(), kind.as_str())
+}
+
+/// The parked twin of a job subject (`jobs.run.` -> `jobs.parked.`).
+pub fn parked_subject(run_subject: &str) -> Option<String> {
+    run_subject
+        .strip_prefix("jobs.run.")
+        .map(|rest| format!("jobs.parked.{rest}"))
+}
+
+/// The job subject a parked subject came from (`jobs.parked.` -> `jobs.run.`).
+pub fn unparked_subject(parked_subject: &str) -> Option<String> {
+    parked_subject
+        .strip_prefix("jobs.parked.")
+        .map(|rest| format!("jobs.run.{rest}"))
+}
+
+/// Durable consumer that drains one kind's parked jobs back into the queue.
+pub fn parked_consumer(kind: JobKind) -> String {
+    format!("parked-{}", kind.as_str())
 }
 
 /// Subject of one lifecycle event of a job.

@@ -1,0 +1,226 @@
+//! Read-only commands: `jetmill workers`, `jetmill stats`, `jetmill config show`.
+
+use crate::cli::{human_age, print_json, table, ReadArgs};
+use crate::control::{connect, describe};
+use anyhow::Context;
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use futures::TryStreamExt;
+use jetmill_natsx::control;
+use jetmill_proto::names;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `jetmill workers`: every live worker's latest report.
+pub async fn workers(args: &ReadArgs) -> anyhow::Result<()> {
+    let jet = connect(&args.nats).await?;
+    let reports = control::workers(&jet)
+        .await
+        .context("reading worker reports")?;
+    if args.json {
+        return print_json(&reports);
+    }
+    if reports.is_empty() {
+        println!("no live workers (reports expire 10 s after a worker stops)");
+        return Ok(());
+    }
+    let now = jetmill_proto::now_ms();
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.host.clone(),
+                r.pid.to_string(),
+                r.version.clone(),
+                human_age(now - r.started_at_ms),
+                r.concurrency.to_string(),
+                r.running.to_string(),
+                r.done.to_string(),
+                r.failed.to_string(),
+                if r.frozen { "yes" } else { "no" }.to_string(),
+                r.config_revision.to_string(),
+                format!("{} ago", human_age(now - r.reported_at_ms)),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "WORKER", "HOST", "PID", "VERSION", "UPTIME", "SLOTS", "RUNNING", "DONE", "FAILED",
+                "FROZEN", "CONFIG", "SEEN"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// `jetmill config show`: the stored global config and every worker override.
+pub async fn config_show(args: &ReadArgs) -> anyhow::Result<()> {
+    let jet = connect(&args.nats).await?;
+    let global = control::global(&jet.config)
+        .await
+        .context("reading the config")?;
+    let overrides = control::overrides(&jet.config)
+        .await
+        .context("reading worker overrides")?;
+    if args.json {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            revision: u64,
+            global: &'a jetmill_proto::RuntimeConfig,
+            workers: BTreeMap<&'a str, &'a jetmill_proto::RuntimeConfig>,
+        }
+        return print_json(&Shown {
+            revision: global.revision,
+            global: &global.config,
+            workers: overrides
+                .iter()
+                .map(|(w, v)| (w.as_str(), &v.config))
+                .collect(),
+        });
+    }
+    println!(
+        "global (revision {}): {}",
+        global.revision,
+        describe(&global.config)
+    );
+    for (worker, v) in &overrides {
+        println!(
+            "worker {worker} (revision {}): {}",
+            v.revision,
+            describe(&v.config)
+        );
+    }
+    Ok(())
+}
+
+/// What `jetmill stats` reports.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Jobs in the JOBS stream (queued or in flight) per `priority.kind`.
+    pub queued: BTreeMap<String, u64>,
+    /// Jobs of disabled kinds set aside until enabled, per `priority.kind`.
+    pub parked: BTreeMap<String, u64>,
+    /// Jobs not yet delivered to any worker.
+    pub undelivered: u64,
+    /// Jobs delivered and not yet acknowledged (running, or waiting for redelivery).
+    pub pending_acks: usize,
+    /// Jobs delivered more than once and not yet acknowledged.
+    pub redeliveries: usize,
+    /// Pull requests waiting (idle worker slots asking for work).
+    pub waiting_pulls: usize,
+    /// Jobs that ended (done or failed) in the last minute.
+    pub finished_last_minute: u64,
+    /// `finished_last_minute / 60`.
+    pub jobs_per_second: f64,
+    pub live_workers: usize,
+}
+
+/// `jetmill stats`: queue depth, acks, redeliveries and throughput, from JetStream.
+pub async fn stats(args: &ReadArgs) -> anyhow::Result<()> {
+    let jet = connect(&args.nats).await?;
+    let stats = gather(&jet).await?;
+    if args.json {
+        return print_json(&stats);
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (state, map) in [
+        ("queued", &stats.queued),
+        ("parked (kind disabled)", &stats.parked),
+    ] {
+        for (subject, n) in map {
+            let (prio, kind) = subject.split_once('.').unwrap_or((subject.as_str(), ""));
+            rows.push(vec![
+                prio.to_string(),
+                kind.to_string(),
+                n.to_string(),
+                state.to_string(),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        rows.push(vec![
+            "-".into(),
+            "-".into(),
+            "0".into(),
+            "queue empty".into(),
+        ]);
+    }
+    println!("{}", table(&["PRIORITY", "KIND", "JOBS", "STATE"], &rows));
+    println!();
+    println!("not yet delivered   {}", stats.undelivered);
+    println!("pending acks        {}", stats.pending_acks);
+    println!("redelivered         {}", stats.redeliveries);
+    println!("waiting pulls       {}", stats.waiting_pulls);
+    println!("live workers        {}", stats.live_workers);
+    println!(
+        "finished last min   {} ({:.1} jobs/s)",
+        stats.finished_last_minute, stats.jobs_per_second
+    );
+    Ok(())
+}
+
+async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
+    let (mut queued, mut parked) = (BTreeMap::new(), BTreeMap::new());
+    let mut subjects = jet
+        .jobs
+        .info_with_subjects("jobs.>")
+        .await
+        .context("reading the JOBS stream")?;
+    while let Some((subject, n)) = subjects
+        .try_next()
+        .await
+        .context("reading the JOBS stream")?
+    {
+        if let Some(key) = subject.strip_prefix("jobs.run.") {
+            queued.insert(key.to_string(), n as u64);
+        } else if let Some(key) = subject.strip_prefix("jobs.parked.") {
+            parked.insert(key.to_string(), n as u64);
+        }
+    }
+    let consumer = jet
+        .jobs
+        .consumer_info(names::WORKERS_CONSUMER)
+        .await
+        .context("reading the workers consumer (has a worker ever started?)")?;
+    let finished = finished_since(jet, Duration::from_secs(60)).await?;
+    let live_workers = control::workers(jet)
+        .await
+        .context("reading worker reports")?
+        .len();
+    Ok(Stats {
+        queued,
+        parked,
+        undelivered: consumer.num_pending,
+        pending_acks: consumer.num_ack_pending,
+        redeliveries: consumer.num_redelivered,
+        waiting_pulls: consumer.num_waiting,
+        finished_last_minute: finished,
+        jobs_per_second: finished as f64 / 60.0,
+        live_workers,
+    })
+}
+
+/// Count done/failed events newer than `window` without reading them: an ephemeral
+/// consumer starting at that time reports how many messages it has pending.
+async fn finished_since(jet: &jetmill_natsx::Jet, window: Duration) -> anyhow::Result<u64> {
+    let start = time::OffsetDateTime::now_utc() - window;
+    let consumer = jet
+        .events
+        .create_consumer(pull::Config {
+            filter_subjects: vec!["jobs.events.*.done".into(), "jobs.events.*.failed".into()],
+            deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+            inactive_threshold: Duration::from_secs(5),
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .context("counting recent events")?;
+    let info = consumer.cached_info();
+    let n = info.num_pending;
+    let _ = jet.events.delete_consumer(&info.name).await;
+    Ok(n)
+}
