@@ -7,16 +7,18 @@
 //!   waits until the live workers report the new revision and says who did not.
 //! - `workers`, `stats`: what runs and how the queue is doing.
 //! - `jobs submit|get|list|cancel|watch`: the HTTP API from the shell.
+//! - `bench`: end-to-end load numbers next to the broker's own rate.
 //!
 //! See docs/operations.md.
 
+mod bench;
 mod cli;
 mod control;
 mod dev;
 mod inspect;
 mod jobs;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::{parse_kind, ApplyArgs, ReadArgs};
 use control::Change;
 use jetmill_gateway::GatewayArgs;
@@ -97,6 +99,9 @@ enum Command {
         #[command(subcommand)]
         cmd: jobs::JobsCmd,
     },
+    /// Load-test a running jetmill over HTTP, next to the broker's own rate.
+    /// Example: `jetmill bench --mix 10000:factorial:1000 --concurrency 64`
+    Bench(bench::BenchArgs),
     /// Print a shell completion script. Example: `jetmill completions bash > /etc/bash_completion.d/jetmill`
     Completions { shell: clap_complete::Shell },
 }
@@ -168,7 +173,22 @@ impl ChaosArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Operator commands print their own output; library chatter (connects, ...) only
+    // shows when asked for with --log-level or JETMILL_LOG.
+    let defaulted = matches.value_source("level") == Some(clap::parser::ValueSource::DefaultValue);
+    if defaulted
+        && !matches!(
+            cli.command,
+            Command::Dev(_) | Command::Gateway(_) | Command::Worker(_)
+        )
+    {
+        cli.log.level = "warn".into();
+    }
     let log = jetmill_runtime::init_logging(&cli.log);
     match run(cli.command, log).await {
         Ok(true) => ExitCode::SUCCESS,
@@ -217,6 +237,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Workers(args) => inspect::workers(&args).await.map(|()| true),
         Command::Stats(args) => inspect::stats(&args).await.map(|()| true),
         Command::Jobs { cmd } => jobs::run(cmd).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

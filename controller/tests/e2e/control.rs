@@ -446,3 +446,60 @@ async fn unreachable_nats_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_a_mix_loses_nothing_and_compares_with_the_broker() {
+    let app = TestApp::spawn().await;
+    let out = jetmill(
+        &app,
+        &[
+            "bench",
+            "--mix",
+            "150:factorial:100,50:sum:[1,2]",
+            "--concurrency",
+            "16",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "operator commands log nothing by default: {}",
+        text(&out)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    assert_eq!(s["jobs"], 200, "{s}");
+    assert_eq!(s["done"], 200, "{s}");
+    assert_eq!(s["lost"], 0, "{s}");
+    assert!(s["jobs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+    let lat = &s["latency"];
+    assert!(
+        lat["p50_ms"].as_f64() <= lat["p99_ms"].as_f64()
+            && lat["p99_ms"].as_f64() <= lat["max_ms"].as_f64(),
+        "{s}"
+    );
+    assert_eq!(s["baseline"]["messages"], 1000, "{s}");
+    assert!(s["fraction_of_broker"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+    // Server side agrees: every job's record is done.
+    let listed: Value = app
+        .http
+        .get(app.url("/v1/jobs?limit=1000"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("list json");
+    let jobs = listed["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 200, "records stored");
+    assert!(jobs.iter().all(|j| j["status"] == "done"), "all done");
+    // Bad mix: a clear error naming the format.
+    let out = jetmill(&app, &["bench", "--mix", "lots:factorial"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("COUNT:KIND:INPUT"),
+        "{}",
+        text(&out)
+    );
+}
