@@ -137,11 +137,14 @@ async fn run(
             return;
         }
     }
-    emit(ctx, &job, EventType::Started, attempt, None, None).await;
     tracing::info!("job started");
     tracing::debug!(kind = job.spec.kind().as_str(), attempt, "computing");
-
-    let end = compute(ctx, &message, &job, attempt, cancel).await;
+    // The `started` event's PubAck is awaited while the kernel runs (one round trip
+    // fewer per small job); it is published first, so it still precedes `done`.
+    let (_, end) = tokio::join!(
+        emit(ctx, &job, EventType::Started, attempt, None, None),
+        compute(ctx, &message, &job, attempt, cancel)
+    );
     match end {
         KernelEnd::Finished(decimal, info) => {
             finish(ctx, &message, &job, attempt, decimal, info).await
