@@ -69,7 +69,11 @@ struct MixEntry {
 
 fn parse_mix(s: &str) -> anyhow::Result<Vec<MixEntry>> {
     let mut out = Vec::new();
-    for part in split_top_level(s).into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+    for part in split_top_level(s)
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let mut it = part.splitn(3, ':');
         let (Some(count), Some(kind), Some(input)) = (it.next(), it.next(), it.next()) else {
             bail!("bad --mix entry {part:?}: use COUNT:KIND:INPUT, e.g. 10000:factorial:1000");
@@ -363,7 +367,11 @@ async fn one_job(
 ) {
     counters.submitted.fetch_add(1, Ordering::Relaxed);
     let t0 = Instant::now();
-    let mut req = http.post(format!("{base}/v1/jobs")).json(&body);
+    // Every job must be computed: never answered from the gateway's result cache.
+    let mut req = http
+        .post(format!("{base}/v1/jobs"))
+        .header(reqwest::header::CACHE_CONTROL, "no-cache")
+        .json(&body);
     if let Some(t) = &token {
         req = req.bearer_auth(t);
     }
