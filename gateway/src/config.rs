@@ -1,5 +1,6 @@
 //! Gateway configuration from flags and `JETMILL_*` environment variables.
 
+use crate::auth::AuthArgs;
 use jetmill_natsx::{NatsArgs, QueueArgs};
 use jetmill_proto::Limits;
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ pub struct GatewayArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "JETMILL_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,

@@ -4,7 +4,8 @@
 //! our own failures get an opaque 5xx body while the full cause goes to the log.
 //! Bodies are RFC 9457 problem details (`application/problem+json`).
 
-use axum::http::{header, StatusCode};
+use crate::auth::AuthError;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jetmill_natsx::NatsxError;
 use jetmill_proto::ValidationError;
@@ -26,6 +27,9 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// No valid credentials (401 with `WWW-Authenticate: Bearer`).
+    #[error(transparent)]
+    Unauthorized(AuthError),
     /// No such job (or route) for this caller (404).
     #[error("{0}")]
     NotFound(String),
@@ -70,6 +74,12 @@ impl ApiError {
             ApiError::BadRequest { status, field, .. } => {
                 (*status, "bad-request", "Bad request", field.clone())
             }
+            ApiError::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+                Some("Authorization".into()),
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
             ApiError::Conflict(_) => (
                 StatusCode::CONFLICT,
@@ -121,12 +131,23 @@ impl IntoResponse for ApiError {
             field,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             json,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::Unauthorized(e) = &self {
+            // RFC 6750: say how to authenticate, and why a presented token failed.
+            let challenge = match e {
+                AuthError::Missing => HeaderValue::from_static("Bearer realm=\"jetmill\""),
+                _ => HeaderValue::from_static("Bearer realm=\"jetmill\", error=\"invalid_token\""),
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

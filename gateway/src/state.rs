@@ -1,5 +1,6 @@
-//! What every handler shares: NATS handles and input limits.
+//! What every handler shares: NATS handles, input limits, auth and options.
 
+use crate::auth::Auth;
 use jetmill_natsx::Jet;
 use jetmill_proto::Limits;
 use std::sync::Arc;
@@ -15,13 +16,15 @@ struct Inner {
     jet: Jet,
     /// Size limits applied to every submission.
     limits: Limits,
+    /// Verifiers for bearer tokens (empty: auth off).
+    auth: Auth,
 }
 
 impl AppState {
-    /// Share `jet` and `limits` with the handlers.
-    pub fn new(jet: Jet, limits: Limits) -> Self {
+    /// Share `jet`, `limits` and `auth` with the handlers.
+    pub fn new(jet: Jet, limits: Limits, auth: Auth) -> Self {
         AppState {
-            inner: Arc::new(Inner { jet, limits }),
+            inner: Arc::new(Inner { jet, limits, auth }),
         }
     }
 
@@ -33,5 +36,12 @@ impl AppState {
     /// Submission limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+}
+
+impl AppState {
+    /// Bearer token verification.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 }

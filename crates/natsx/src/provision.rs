@@ -152,12 +152,13 @@ pub async fn provision(
             .await
             .map_err(provision_err("object store results"))?,
     };
+    let records = crate::Records::new(records, client.clone());
     Ok(Jet {
         client,
         js,
         jobs,
         events,
-        records: crate::Records::new(records),
+        records,
         results,
         config,
         workers,

@@ -105,3 +105,13 @@ pub fn poison_event_subject(stream_seq: u64) -> String {
 pub fn max_deliveries_advisory() -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKERS_CONSUMER}")
 }
+
+/// Whether `s` can be a tenant: 1-64 ASCII letters, digits, `-` or `_`.
+///
+/// Tenants are the first token of record keys and NATS subjects, so no dots,
+/// spaces or wildcards.
+pub fn is_valid_tenant(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -6,7 +6,8 @@
 //! their next progress check-in, so a missed broadcast costs at most a second.
 //! A queued job is dropped when a worker fetches it and finds it cancelled.
 
-use super::jobs::{parse_id, tenant};
+use super::jobs::load;
+use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -17,14 +18,17 @@ use time::OffsetDateTime;
 /// Cancel the job; 200 with the cancelled record, 409 if it already finished.
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    let id = parse_id(&id)?;
+    // Another tenant's job is a 404 here too (an admin may cancel any job).
+    let found = load(&state, &caller, &id).await?;
+    let id = found.id;
     let jet = state.jet();
     let now = OffsetDateTime::now_utc();
     let updated = jet
         .records
-        .update(tenant(), &id, None, |r| {
+        .update(&found.tenant, &id, None, |r| {
             if !r.status.can_become(JobStatus::Cancelled) {
                 return false;
             }

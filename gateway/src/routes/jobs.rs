@@ -1,9 +1,10 @@
-//! `/v1/jobs`: submit, read, list, and download results.
+//! `/v1/jobs`: submit, read, and download results.
 
+use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,12 +13,7 @@ use jetmill_proto::{
     names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus,
     ResultLocation,
 };
-use serde::{Deserialize, Serialize};
-
-/// The tenant of a request. Until auth lands every caller is the default tenant.
-pub(super) fn tenant() -> &'static str {
-    names::DEFAULT_TENANT
-}
+use serde::Serialize;
 
 /// Answer to a successful submit.
 #[derive(Debug, Serialize)]
@@ -30,6 +26,7 @@ pub struct Submitted {
 /// `POST /v1/jobs`: validate, commit to JetStream (the PubAck is the commit), record, 202.
 pub async fn submit(
     State(state): State<AppState>,
+    caller: Principal,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<Submitted>), ApiError> {
     let body = body.map_err(|rej| ApiError::BadRequest {
@@ -42,7 +39,7 @@ pub async fn submit(
     let req = JobRequest::from_json(&json, state.limits())?;
     let msg = JobMessage {
         id: JobId::new(),
-        tenant: tenant().to_string(),
+        tenant: caller.tenant,
         spec: req.spec,
         priority: req.priority,
         submitted_at_ms: now_ms(),
@@ -116,7 +113,7 @@ async fn publish_job(
     Ok(())
 }
 
-pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         field: Some("id".into()),
@@ -126,64 +123,41 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     })
 }
 
-async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+/// The caller's job `id`; another tenant's job is a 404 (its existence is not revealed),
+/// except to an admin.
+pub(crate) async fn load(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
     let id = parse_id(id)?;
-    match state.jet().records.get(tenant(), &id).await? {
-        Some((record, _)) => Ok(record),
-        None => Err(ApiError::NotFound(format!("no job {id}"))),
-    }
+    let records = &state.jet().records;
+    let found = match records.get(&caller.tenant, &id).await? {
+        Some((record, _)) => Some(record),
+        None if caller.admin => records.find(&id).await?,
+        None => None,
+    };
+    found
+        .filter(|r| caller.can_see(&r.tenant))
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
 /// `GET /v1/jobs/{id}`: the job record.
 pub async fn get_one(
     State(state): State<AppState>,
+    caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(load(&state, &id).await?))
-}
-
-/// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    pub limit: Option<String>,
-}
-
-/// Page of `GET /v1/jobs`.
-#[derive(Debug, Serialize)]
-pub struct JobList {
-    pub jobs: Vec<JobRecord>,
-}
-
-/// Most jobs one list call returns.
-pub const MAX_LIST: usize = 1000;
-
-/// `GET /v1/jobs?limit=N`: the newest jobs, newest first.
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<JobList>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST).contains(n))
-            .ok_or_else(|| ApiError::BadRequest {
-                status: StatusCode::BAD_REQUEST,
-                field: Some("limit".into()),
-                message: format!("limit must be a whole number from 1 to {MAX_LIST}"),
-            })?,
-    };
-    let jobs = state.jet().records.list(Some(tenant()), limit).await?;
-    Ok(Json(JobList { jobs }))
+    Ok(Json(load(&state, &caller, &id).await?))
 }
 
 /// `GET /v1/jobs/{id}/result`: the full decimal text, streamed, with its length.
 pub async fn result(
     State(state): State<AppState>,
+    caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = load(&state, &id).await?;
+    let record = load(&state, &caller, &id).await?;
     let info = match (&record.status, &record.result_info) {
         (JobStatus::Done, Some(info)) => info.clone(),
         (status, _) => {

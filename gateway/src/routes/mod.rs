@@ -3,6 +3,7 @@
 mod cancel;
 mod health;
 mod jobs;
+mod list;
 
 use crate::{ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
@@ -17,7 +18,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::get_one).delete(cancel::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .fallback(|| async {
