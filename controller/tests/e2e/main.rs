@@ -6,6 +6,7 @@ mod control;
 mod dev;
 mod helpers;
 mod jobs;
+mod listing;
 mod reliability;
 mod validation;
 mod workers;
