@@ -36,6 +36,21 @@ pub enum ApiError {
     /// The request conflicts with the job's state (409), e.g. a result of an unfinished job.
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` was reused for a different request (422).
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    /// The operator disabled this job kind for now (503 with `Retry-After`).
+    #[error("jobs of kind {kind} are disabled by the operator; retry later")]
+    KindDisabled {
+        kind: jetmill_proto::JobKind,
+        retry_after_secs: u64,
+    },
+    /// Over a queue limit (429 with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// NATS/JetStream is unreachable or refused the operation (503).
     #[error("job queue unavailable")]
     Unavailable(#[source] NatsxError),
@@ -54,6 +69,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The job kind the problem is about (a disabled kind).
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub job_kind: Option<String>,
 }
 
 impl ApiError {
@@ -85,6 +103,24 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "conflict",
                 "Conflict with the job's state",
+                None,
+            ),
+            ApiError::IdempotencyConflict(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with a different request",
+                Some("Idempotency-Key".into()),
+            ),
+            ApiError::KindDisabled { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kind-disabled",
+                "Job kind disabled",
+                Some("kind".into()),
+            ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many queued jobs",
                 None,
             ),
             ApiError::Unavailable(_) => (
@@ -129,6 +165,10 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             field,
+            job_kind: match &self {
+                ApiError::KindDisabled { kind, .. } => Some(kind.as_str().to_string()),
+                _ => None,
+            },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (
@@ -137,6 +177,17 @@ impl IntoResponse for ApiError {
             json,
         )
             .into_response();
+        if let ApiError::KindDisabled {
+            retry_after_secs, ..
+        }
+        | ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if let ApiError::Unauthorized(e) = &self {
             // RFC 6750: say how to authenticate, and why a presented token failed.
             let challenge = match e {

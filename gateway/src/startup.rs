@@ -13,6 +13,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    state: AppState,
 }
 
 impl Application {
@@ -22,13 +23,14 @@ impl Application {
         check_open(&auth, args)?;
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
         let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
-        let state = AppState::new(jet, args.limits(), auth);
+        let config = crate::control::follow(jet.config.clone()).await;
+        let state = AppState::new(jet, args.limits(), auth, config, args.options());
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let router = app(
-            state,
+            state.clone(),
             args.body_limit,
             Duration::from_secs(args.request_timeout_secs),
         );
@@ -36,6 +38,7 @@ impl Application {
             listener,
             router,
             addr,
+            state,
         })
     }
 
@@ -47,6 +50,10 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
+        tokio::spawn(crate::usage::keep_counting(
+            self.state.jet().clone(),
+            shutdown.clone(),
+        ));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

@@ -22,5 +22,5 @@ pub mod results;
 pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
 pub use listing::{ListQuery, Page};
-pub use provision::{provision, Jet, QueueArgs, QueueSettings};
+pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
 pub use records::{Records, Update};

@@ -140,6 +140,9 @@ pub struct JobRecord {
     /// Size, hash, preview and location of the result once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_info: Option<ResultInfo>,
+    /// The result was reused from an identical earlier job; nothing was computed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
@@ -167,6 +170,7 @@ impl JobRecord {
             finished_at: None,
             result: None,
             result_info: None,
+            cached: false,
         }
     }
 
