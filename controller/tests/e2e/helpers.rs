@@ -95,6 +95,9 @@ pub async fn start_gateway(
 ) -> String {
     let mut args = GatewayArgs::local(nats_url, SocketAddr::from(([127, 0, 0, 1], 0)))
         .expect("gateway defaults");
+    // Most tests exercise the workers with repeated inputs, which the result cache
+    // would answer without them; the cache's own tests turn it back on.
+    args.result_cache = false;
     configure(&mut args);
     let app = Application::build(&args).await.expect("gateway starts");
     let base = format!("http://{}", app.local_addr());

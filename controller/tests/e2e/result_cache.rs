@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn an_identical_request_is_answered_from_the_finished_result_without_workers() {
-    let mut app = TestApp::gateway_only().await;
+    let mut app = TestApp::gateway_with(|g| g.result_cache = true).await;
     app.start_worker_process("cache-w1", &[]);
     app.workers[0].wait_started().await;
     let body = json!({"kind": "factorial", "input": 3000});
@@ -74,7 +74,7 @@ async fn an_identical_request_is_answered_from_the_finished_result_without_worke
 
 #[tokio::test]
 async fn a_cancelled_job_is_not_a_cache_hit() {
-    let mut app = TestApp::gateway_only().await;
+    let mut app = TestApp::gateway_with(|g| g.result_cache = true).await;
     app.start_worker_process("cache-w2", &[]);
     app.workers[0].wait_started().await;
     // A cancelled job never becomes a hit: the next identical submit is queued.
@@ -87,4 +87,14 @@ async fn a_cancelled_job_is_not_a_cache_hit() {
     assert_eq!(status, 202, "{answer}");
     let again = answer["id"].as_str().expect("id").to_string();
     app.cancel(&again).await;
+}
+
+#[test]
+fn the_cache_is_on_by_default() {
+    let args = jetmill_gateway::GatewayArgs::local(
+        "nats://127.0.0.1:4222",
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .expect("defaults");
+    assert!(args.result_cache, "--result-cache must default to true");
 }
