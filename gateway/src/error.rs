@@ -60,13 +60,20 @@ pub enum ApiError {
 }
 
 /// RFC 9457 problem details, plus the offending field when there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// Short machine-readable problem kind, e.g. `invalid-field`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    /// Human title of the problem kind.
+    #[schema(value_type = String)]
     pub title: &'static str,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong and how to fix the request.
     pub detail: String,
+    /// The request field, header or parameter at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The job kind the problem is about (a disabled kind).

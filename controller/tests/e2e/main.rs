@@ -11,6 +11,7 @@ mod idempotency;
 mod jobs;
 mod listing;
 mod live;
+mod openapi;
 mod raw_results;
 mod reliability;
 mod result_cache;

@@ -4,7 +4,7 @@ use crate::EventType;
 use serde::{Deserialize, Serialize};
 
 /// What one tenant has asked for and got, counted from lifecycle events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub tenant: String,
     /// Jobs accepted (including ones answered from the result cache).

@@ -15,6 +15,21 @@ use jetmill_natsx::{events, Update};
 use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord, JobStatus};
 use time::OffsetDateTime;
 
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled; the record", body = JobRecord),
+        (status = 400, description = "Not a job id", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// Cancel the job; 200 with the cancelled record, 409 if it already finished.
 pub async fn cancel(
     State(state): State<AppState>,

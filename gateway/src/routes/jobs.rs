@@ -16,7 +16,7 @@ use jetmill_proto::{
 use serde::Serialize;
 
 /// Answer to a successful submit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
     pub id: JobId,
     pub status: JobStatus,
@@ -26,6 +26,27 @@ pub struct Submitted {
     pub cached: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(content = super::openapi::SubmitBody, description = "The job to run"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the first job (1-255 characters, kept 48 h)"),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` skips the result cache"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = Submitted),
+        (status = 200, description = "A repeated Idempotency-Key, or answered from the result cache (`cached: true`)", body = Submitted),
+        (status = 400, description = "Malformed JSON or an unusable Idempotency-Key", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or an Idempotency-Key reused for another request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full or tenant over its quota (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /v1/jobs`: validate, commit to JetStream (the PubAck is the commit), record, 202.
 ///
 /// With an `Idempotency-Key` a repeat of the same request answers 200 with the job
@@ -290,6 +311,23 @@ pub(crate) async fn load(
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Decimal text (`text/plain`), or with `Accept: application/octet-stream` the magnitude as little-endian bytes (sign in `X-Jetmill-Sign`)",
+         content((String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
+        (status = 400, description = "Not a job id", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 406, description = "Too large for the raw form", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not done", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /v1/jobs/{id}/result`: the full decimal text, streamed, with its length; or with
 /// `Accept: application/octet-stream` the magnitude as little-endian bytes.
 pub async fn result(

@@ -31,7 +31,7 @@ pub struct ListParams {
 }
 
 /// A page of `GET /v1/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
     /// Matching jobs, newest first.
     pub jobs: Vec<JobRecord>,
@@ -124,6 +124,25 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(
+        ("status" = Option<String>, Query, description = "pending, running, done, failed or cancelled"),
+        ("kind" = Option<String>, Query, description = "factorial, fibonacci or sum"),
+        ("limit" = Option<u32>, Query, description = "Page size 1..1000 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("tenant" = Option<String>, Query, description = "Admins only: one tenant"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs, newest first", body = JobList),
+        (status = 400, description = "A bad parameter (`field` names it)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /v1/jobs?status=&kind=&limit=&cursor=`: one page, newest first.
 pub async fn list(
     State(state): State<AppState>,

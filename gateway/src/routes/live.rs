@@ -52,6 +52,23 @@ fn bad_wait(message: String) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("wait" = Option<String>, Query, description = "Long-poll up to this long for the job to end: `30s`, `500ms`, `2m` or seconds"),
+    ),
+    responses(
+        (status = 200, description = "The job record", body = JobRecord),
+        (status = 400, description = "Not a job id, or a bad `wait`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /v1/jobs/{id}`: the job record; with `?wait=` once it ended or the wait is over
 /// (capped at the gateway's `--max-wait-secs`), whichever comes first.
 pub async fn get_one(
@@ -113,6 +130,23 @@ async fn wait_until_ended(
     Ok(latest)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events; each `data` is a job event", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Not a job id, or a bad Last-Event-ID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /v1/jobs/{id}/events`: the job's lifecycle as Server-Sent Events.
 ///
 /// Each event is `event: <type>` (accepted, started, progress, retried, done, failed,

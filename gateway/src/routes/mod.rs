@@ -5,6 +5,7 @@ mod health;
 mod jobs;
 mod list;
 mod live;
+pub mod openapi;
 mod usage;
 
 use crate::{ApiError, AppState};
@@ -26,6 +27,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     let quick = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/usage", get(usage::usage))

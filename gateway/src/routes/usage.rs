@@ -16,6 +16,19 @@ pub struct UsageParams {
     pub tenant: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    params(("tenant" = Option<String>, Query, description = "Admins only: whose counters")),
+    responses(
+        (status = 200, description = "The counters", body = Usage),
+        (status = 400, description = "Another tenant without admin scope", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// Submitted, done, failed, cancelled and in-flight jobs of one tenant.
 ///
 /// Counted from lifecycle events, so it trails the jobs by moments.
