@@ -91,3 +91,59 @@ async fn the_openapi_document_covers_every_route_error_and_field() {
         .expect("usage json");
     assert_eq!(undeclared(&doc, "Usage", &usage), Vec::<String>::new());
 }
+
+/// The schemathesis command: `$JETMILL_SCHEMATHESIS` or the one
+/// `scripts/install-schemathesis.sh` put in `.tools` (scripts/test.sh runs it first).
+fn schemathesis() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("JETMILL_SCHEMATHESIS") {
+        return p.into();
+    }
+    let local = jetmill_testkit::workspace_root().join(".tools/schemathesis/bin/schemathesis");
+    assert!(
+        local.exists(),
+        "schemathesis not found: run scripts/install-schemathesis.sh (scripts/test.sh does)"
+    );
+    local
+}
+
+#[tokio::test]
+async fn fuzzing_the_api_from_its_document_finds_no_server_error_or_schema_mismatch() {
+    // No workers: fuzzed submits only queue. Long-polls are cut to 1 s.
+    let app = TestApp::gateway_with(|g| g.max_wait_secs = 1).await;
+    let bin = schemathesis();
+    let schema = app.url("/openapi.json");
+    // schemathesis keeps a cache in its working directory: give it a scratch one.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = tokio::process::Command::new(&bin)
+        .current_dir(scratch.path())
+        .args([
+            "run",
+            &schema,
+            "--checks",
+            "not_a_server_error,response_schema_conformance,content_type_conformance",
+            "--max-examples",
+            "25",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "10",
+            "--seed",
+            "6",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    assert!(report.contains("passed"), "no test cases ran:\n{report}");
+}
