@@ -6,9 +6,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export JETMILL_NATS_SERVER="$(scripts/install-nats.sh | tail -n 1)"
 echo "using nats-server: $JETMILL_NATS_SERVER ($("$JETMILL_NATS_SERVER" --version))"
+# The API fuzz test (controller/tests/e2e/openapi.rs) runs schemathesis from PyPI.
+export JETMILL_SCHEMATHESIS="$(scripts/install-schemathesis.sh | tail -n 1)"
 # Tests must not pick up an operator's settings.
 for v in $(env | sed -n 's/^\(JETMILL_[A-Z_]*\)=.*/\1/p'); do
-  [ "$v" = JETMILL_NATS_SERVER ] || unset "$v"
+  [ "$v" = JETMILL_NATS_SERVER ] || [ "$v" = JETMILL_SCHEMATHESIS ] || unset "$v"
 done
 
 cargo fmt --all --check

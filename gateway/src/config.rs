@@ -1,5 +1,6 @@
 //! Gateway configuration from flags and `JETMILL_*` environment variables.
 
+use crate::auth::AuthArgs;
 use jetmill_natsx::{NatsArgs, QueueArgs};
 use jetmill_proto::Limits;
 use std::net::SocketAddr;
@@ -14,12 +15,32 @@ pub struct GatewayArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "JETMILL_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
     /// Seconds before a request is abandoned with 408.
     #[arg(long, env = "JETMILL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Answer a computation that already finished from its result, without queueing
+    /// work (`--result-cache false` turns it off; clients can send `Cache-Control: no-cache`).
+    #[arg(long, env = "JETMILL_RESULT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub result_cache: bool,
+    /// `Retry-After` seconds sent with the 503 for a kind the operator disabled.
+    #[arg(long, env = "JETMILL_DISABLED_RETRY_AFTER_SECS", default_value_t = 30)]
+    pub disabled_retry_after_secs: u64,
+    /// Longest `GET /v1/jobs/{id}?wait=` long-poll, in seconds (longer waits are cut to it).
+    #[arg(long, env = "JETMILL_MAX_WAIT_SECS", default_value_t = 60)]
+    pub max_wait_secs: u64,
+    /// Most unfinished (queued or running) jobs per tenant; 0 means no limit. Counted from
+    /// events (see `GET /v1/usage`), so a burst can overshoot it by the jobs in flight
+    /// through the gateways at that moment. The overall limit is `--max-queued`.
+    #[arg(long, env = "JETMILL_MAX_IN_FLIGHT_PER_TENANT", default_value_t = 0)]
+    pub max_in_flight_per_tenant: u64,
+    /// `Retry-After` seconds sent with a 429 (queue or tenant limit reached).
+    #[arg(long, env = "JETMILL_BUSY_RETRY_AFTER_SECS", default_value_t = 5)]
+    pub busy_retry_after_secs: u64,
     /// Largest n accepted for factorial.
     #[arg(long, env = "JETMILL_MAX_FACTORIAL_N", default_value_t = Limits::default().max_factorial_n)]
     pub max_factorial_n: u64,
@@ -43,6 +64,18 @@ impl GatewayArgs {
         g.listen = listen;
         g.nats = NatsArgs::with_url(nats_url);
         Ok(g)
+    }
+
+    /// Behaviour switches from these flags.
+    pub fn options(&self) -> crate::state::Options {
+        crate::state::Options {
+            result_cache: self.result_cache,
+            disabled_retry_after_secs: self.disabled_retry_after_secs,
+            max_wait: std::time::Duration::from_secs(self.max_wait_secs),
+            max_in_flight_per_tenant: (self.max_in_flight_per_tenant > 0)
+                .then_some(self.max_in_flight_per_tenant),
+            busy_retry_after_secs: self.busy_retry_after_secs,
+        }
     }
 
     /// Input limits from these flags.

@@ -4,7 +4,8 @@
 //! our own failures get an opaque 5xx body while the full cause goes to the log.
 //! Bodies are RFC 9457 problem details (`application/problem+json`).
 
-use axum::http::{header, StatusCode};
+use crate::auth::AuthError;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jetmill_natsx::NatsxError;
 use jetmill_proto::ValidationError;
@@ -26,12 +27,30 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// No valid credentials (401 with `WWW-Authenticate: Bearer`).
+    #[error(transparent)]
+    Unauthorized(AuthError),
     /// No such job (or route) for this caller (404).
     #[error("{0}")]
     NotFound(String),
     /// The request conflicts with the job's state (409), e.g. a result of an unfinished job.
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` was reused for a different request (422).
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    /// The operator disabled this job kind for now (503 with `Retry-After`).
+    #[error("jobs of kind {kind} are disabled by the operator; retry later")]
+    KindDisabled {
+        kind: jetmill_proto::JobKind,
+        retry_after_secs: u64,
+    },
+    /// Over a queue limit (429 with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// NATS/JetStream is unreachable or refused the operation (503).
     #[error("job queue unavailable")]
     Unavailable(#[source] NatsxError),
@@ -41,15 +60,25 @@ pub enum ApiError {
 }
 
 /// RFC 9457 problem details, plus the offending field when there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// Short machine-readable problem kind, e.g. `invalid-field`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    /// Human title of the problem kind.
+    #[schema(value_type = String)]
     pub title: &'static str,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong and how to fix the request.
     pub detail: String,
+    /// The request field, header or parameter at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The job kind the problem is about (a disabled kind).
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub job_kind: Option<String>,
 }
 
 impl ApiError {
@@ -70,11 +99,35 @@ impl ApiError {
             ApiError::BadRequest { status, field, .. } => {
                 (*status, "bad-request", "Bad request", field.clone())
             }
+            ApiError::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+                Some("Authorization".into()),
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
             ApiError::Conflict(_) => (
                 StatusCode::CONFLICT,
                 "conflict",
                 "Conflict with the job's state",
+                None,
+            ),
+            ApiError::IdempotencyConflict(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with a different request",
+                Some("Idempotency-Key".into()),
+            ),
+            ApiError::KindDisabled { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kind-disabled",
+                "Job kind disabled",
+                Some("kind".into()),
+            ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many queued jobs",
                 None,
             ),
             ApiError::Unavailable(_) => (
@@ -119,14 +172,40 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             field,
+            job_kind: match &self {
+                ApiError::KindDisabled { kind, .. } => Some(kind.as_str().to_string()),
+                _ => None,
+            },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             json,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::KindDisabled {
+            retry_after_secs, ..
+        }
+        | ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        if let ApiError::Unauthorized(e) = &self {
+            // RFC 6750: say how to authenticate, and why a presented token failed.
+            let challenge = match e {
+                AuthError::Missing => HeaderValue::from_static("Bearer realm=\"jetmill\""),
+                _ => HeaderValue::from_static("Bearer realm=\"jetmill\", error=\"invalid_token\""),
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

@@ -1,17 +1,27 @@
 //! The jetmill HTTP gateway: validates submissions, commits them to JetStream,
 //! and serves job records and results.
 //!
+//! - [`auth`]: bearer tokens (JWT, API keys) to a tenant ([`auth::Principal`]).
+//! - [`idempotency`]: `Idempotency-Key` replays; [`cache`]: the result cache.
+//! - [`control`]: the runtime config (disabled kinds), followed with a KV watch.
 //! - [`config`]: flags and environment ([`GatewayArgs`]).
 //! - [`startup`]: [`Application`] — connect, provision, bind, serve until stopped.
 //! - [`routes`]: one module per URL subtree; [`app`] assembles the router.
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
+//! - [`usage`]: per-tenant counters kept from the `EVENTS` stream.
 
+pub mod auth;
+pub mod cache;
 pub mod config;
+pub mod control;
 pub mod error;
+pub mod idempotency;
+pub mod raw;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod usage;
 
 pub use config::GatewayArgs;
 pub use error::ApiError;

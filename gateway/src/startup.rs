@@ -1,5 +1,6 @@
 //! [`Application`]: build (connect, provision, bind) then serve until stopped.
 
+use crate::auth::Auth;
 use crate::{app, AppState, GatewayArgs};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -12,20 +13,24 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    state: AppState,
 }
 
 impl Application {
     /// Connect to NATS, provision streams and buckets, and bind the listener.
     pub async fn build(args: &GatewayArgs) -> anyhow::Result<Self> {
+        let auth = Auth::from_args(&args.auth)?;
+        check_open(&auth, args)?;
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
         let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
-        let state = AppState::new(jet, args.limits());
+        let config = crate::control::follow(jet.config.clone()).await;
+        let state = AppState::new(jet, args.limits(), auth, config, args.options());
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let router = app(
-            state,
+            state.clone(),
             args.body_limit,
             Duration::from_secs(args.request_timeout_secs),
         );
@@ -33,6 +38,7 @@ impl Application {
             listener,
             router,
             addr,
+            state,
         })
     }
 
@@ -44,8 +50,40 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
+        tokio::spawn(crate::usage::keep_counting(
+            self.state.jet().clone(),
+            shutdown.clone(),
+        ));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     }
+}
+
+/// Without auth, serve only on loopback unless the operator forced it with `--allow-open`.
+fn check_open(auth: &Auth, args: &GatewayArgs) -> anyhow::Result<()> {
+    if auth.is_enabled() {
+        return Ok(());
+    }
+    if !args.listen.ip().is_loopback() {
+        if !args.auth.allow_open {
+            anyhow::bail!(
+                "refusing to listen on {} without authentication: configure --jwt-secret, \
+                 --jwt-public-key or --api-keys, listen on 127.0.0.1, or pass --allow-open \
+                 (JETMILL_ALLOW_OPEN=true) to serve everyone as tenant `public`",
+                args.listen
+            );
+        }
+        tracing::warn!(
+            addr = %args.listen,
+            "!!! AUTHENTICATION IS OFF on a non-loopback address (--allow-open): anyone who can \
+             reach it can submit and read jobs !!!"
+        );
+    } else {
+        tracing::warn!(
+            addr = %args.listen,
+            "authentication is off: every caller is tenant `public` (loopback only)"
+        );
+    }
+    Ok(())
 }

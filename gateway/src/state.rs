@@ -1,8 +1,10 @@
-//! What every handler shares: NATS handles and input limits.
+//! What every handler shares: NATS handles, input limits, auth and options.
 
+use crate::auth::Auth;
 use jetmill_natsx::Jet;
-use jetmill_proto::Limits;
+use jetmill_proto::{Limits, RuntimeConfig};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Cheap to clone; one per gateway process.
 #[derive(Clone)]
@@ -15,14 +17,69 @@ struct Inner {
     jet: Jet,
     /// Size limits applied to every submission.
     limits: Limits,
+    /// Verifiers for bearer tokens (empty: auth off).
+    auth: Auth,
+    /// The latest runtime config (KV `config`), kept current by a watch.
+    config: watch::Receiver<RuntimeConfig>,
+    /// Behaviour switches from the command line.
+    options: Options,
+}
+
+/// Gateway behaviour chosen at start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Answer identical computations from finished results.
+    pub result_cache: bool,
+    /// `Retry-After` seconds sent with 503 for a disabled kind.
+    pub disabled_retry_after_secs: u64,
+    /// Longest `?wait=` a long-poll may hold a request.
+    pub max_wait: std::time::Duration,
+    /// Most unfinished jobs one tenant may have (`None`: no per-tenant limit).
+    pub max_in_flight_per_tenant: Option<u64>,
+    /// `Retry-After` seconds sent with 429 when a queue limit is reached.
+    pub busy_retry_after_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            result_cache: true,
+            disabled_retry_after_secs: 30,
+            max_wait: std::time::Duration::from_secs(60),
+            max_in_flight_per_tenant: None,
+            busy_retry_after_secs: 5,
+        }
+    }
 }
 
 impl AppState {
-    /// Share `jet` and `limits` with the handlers.
-    pub fn new(jet: Jet, limits: Limits) -> Self {
+    /// Share `jet`, `limits`, `auth`, the followed runtime config and `options` with the handlers.
+    pub fn new(
+        jet: Jet,
+        limits: Limits,
+        auth: Auth,
+        config: watch::Receiver<RuntimeConfig>,
+        options: Options,
+    ) -> Self {
         AppState {
-            inner: Arc::new(Inner { jet, limits }),
+            inner: Arc::new(Inner {
+                jet,
+                limits,
+                auth,
+                config,
+                options,
+            }),
         }
+    }
+
+    /// The runtime config as last seen (a cheap in-memory read).
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Start-time behaviour switches.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
     }
 
     /// NATS handles.
@@ -33,5 +90,12 @@ impl AppState {
     /// Submission limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+}
+
+impl AppState {
+    /// Bearer token verification.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 }

@@ -86,6 +86,25 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// Start a gateway on a free loopback port against `nats_url`; returns its base URL.
+/// It stops when `shutdown` is cancelled.
+pub async fn start_gateway(
+    nats_url: &str,
+    shutdown: &CancellationToken,
+    configure: impl FnOnce(&mut GatewayArgs),
+) -> String {
+    let mut args = GatewayArgs::local(nats_url, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("gateway defaults");
+    // Most tests exercise the workers with repeated inputs, which the result cache
+    // would answer without them; the cache's own tests turn it back on.
+    args.result_cache = false;
+    configure(&mut args);
+    let app = Application::build(&args).await.expect("gateway starts");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    base
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -103,13 +122,14 @@ pub fn worker_args(nats_url: &str) -> WorkerArgs {
 impl TestApp {
     /// nats-server + gateway, no worker yet.
     pub async fn gateway_only() -> TestApp {
+        Self::gateway_with(|_| {}).await
+    }
+
+    /// nats-server + a gateway whose defaults `configure` may change (auth, cache...).
+    pub async fn gateway_with(configure: impl FnOnce(&mut GatewayArgs)) -> TestApp {
         let nats = NatsServer::start();
-        let args = GatewayArgs::local(nats.url(), SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("gateway defaults");
-        let app = Application::build(&args).await.expect("gateway starts");
-        let base = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let base = start_gateway(nats.url(), &shutdown, configure).await;
         TestApp {
             nats,
             base,

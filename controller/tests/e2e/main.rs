@@ -1,10 +1,20 @@
 //! End-to-end tests: real nats-server, the real gateway over HTTP, real workers
 //! (in-process or as `jetmill worker` child processes). One test binary.
 
+mod auth;
+mod backpressure;
 mod control;
 mod dev;
+mod disabled_kinds;
 mod helpers;
+mod idempotency;
 mod jobs;
+mod listing;
+mod live;
+mod openapi;
+mod raw_results;
 mod reliability;
+mod result_cache;
+mod usage;
 mod validation;
 mod workers;

@@ -3,6 +3,7 @@
 //! - [`connect`]: connection flags shared by every binary ([`NatsArgs`]).
 //! - [`provision`]: creates or verifies streams, the consumer and buckets, idempotently.
 //! - [`records`]: the job records in KV, with compare-and-set updates.
+//! - [`listing`]: per-tenant key scans and cursor pages of records.
 //! - [`events`]: publishing lifecycle events.
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
@@ -13,11 +14,13 @@ pub mod connect;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod listing;
 pub mod provision;
 pub mod records;
 pub mod results;
 
 pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
-pub use provision::{provision, Jet, QueueArgs, QueueSettings};
+pub use listing::{ListQuery, Page};
+pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
 pub use records::{Records, Update};

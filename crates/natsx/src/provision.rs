@@ -56,9 +56,18 @@ pub struct Jet {
     pub config: kv::Store,
     /// Live workers' self-reports.
     pub workers: kv::Store,
+    /// Idempotency keys of submits (kept [`IDEMPOTENCY_TTL`]).
+    pub idempotency: kv::Store,
+    /// Computation fingerprint -> a job that computes it (the result cache).
+    pub result_cache: kv::Store,
+    /// Per-tenant job counters, kept from `EVENTS` by the gateways.
+    pub usage: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
+
+/// How long an `Idempotency-Key` is remembered (the API promises at least 24 h).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(48 * 3600);
 
 /// Create or find every stream and bucket.
 pub async fn provision(
@@ -139,6 +148,43 @@ pub async fn provision(
         },
     )
     .await?;
+    let idempotency = kv_get_or_create(
+        &js,
+        kv::Config {
+            bucket: names::IDEMPOTENCY_BUCKET.into(),
+            description: "jetmill submit idempotency keys, key <tenant>.<sha256 of the key>".into(),
+            history: 1,
+            max_age: IDEMPOTENCY_TTL,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let result_cache = kv_get_or_create(
+        &js,
+        kv::Config {
+            bucket: names::RESULT_CACHE_BUCKET.into(),
+            description: "jetmill result cache: sha256 of (kind, input, params) -> job".into(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let usage = kv_get_or_create(
+        &js,
+        kv::Config {
+            bucket: names::USAGE_BUCKET.into(),
+            description: "jetmill per-tenant job counters, key <tenant>".into(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let results = match js.get_object_store(names::RESULTS_BUCKET).await {
         Ok(store) => store,
         Err(_) => js
@@ -152,15 +198,19 @@ pub async fn provision(
             .await
             .map_err(provision_err("object store results"))?,
     };
+    let records = crate::Records::new(records, client.clone());
     Ok(Jet {
         client,
         js,
         jobs,
         events,
-        records: crate::Records::new(records),
+        records,
         results,
         config,
         workers,
+        idempotency,
+        result_cache,
+        usage,
         settings,
     })
 }

@@ -6,7 +6,6 @@
 
 use crate::NatsxError;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use futures::TryStreamExt;
 use jetmill_proto::{names, JobId, JobRecord};
 
 /// What an update function decided, and what the record is now.
@@ -24,12 +23,14 @@ pub enum Update {
 #[derive(Clone)]
 pub struct Records {
     kv: kv::Store,
+    /// For inboxes of the key-listing consumers.
+    pub(crate) client: async_nats::Client,
 }
 
 impl Records {
     /// Wrap the `jobs` bucket.
-    pub fn new(kv: kv::Store) -> Self {
-        Records { kv }
+    pub fn new(kv: kv::Store, client: async_nats::Client) -> Self {
+        Records { kv, client }
     }
 
     /// The raw bucket (for watchers and inspection).
@@ -126,58 +127,15 @@ impl Records {
 
     /// Find a job by id when the tenant is not known (admin and operator paths).
     pub async fn find(&self, id: &JobId) -> Result<Option<JobRecord>, NatsxError> {
-        let suffix = format!(".{id}");
-        let mut keys = self
-            .kv
-            .keys()
-            .await
-            .map_err(NatsxError::js("list job records"))?;
-        while let Some(key) = keys
-            .try_next()
-            .await
-            .map_err(NatsxError::js("list job records"))?
-        {
-            if let Some(tenant) = key.strip_suffix(&suffix) {
-                return Ok(self.get(tenant, id).await?.map(|(r, _)| r));
+        let keys = self.keys_matching(&format!("*.{id}")).await?;
+        for key in keys {
+            if let Some((tenant, _)) = key.split_once('.') {
+                if let Some((r, _)) = self.get(tenant, id).await? {
+                    return Ok(Some(r));
+                }
             }
         }
         Ok(None)
-    }
-
-    /// The newest `limit` records of `tenant` (all tenants when `None`), newest first.
-    ///
-    /// Ids are UUIDv7, so sorting keys by id sorts by submission time.
-    pub async fn list(
-        &self,
-        tenant: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, NatsxError> {
-        let keys: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .map_err(NatsxError::js("list job records"))?
-            .try_collect()
-            .await
-            .map_err(NatsxError::js("list job records"))?;
-        let mut ids: Vec<(JobId, String)> = keys
-            .into_iter()
-            .filter_map(|k| {
-                let (t, id) = k.split_once('.')?;
-                if tenant.is_some_and(|want| want != t) {
-                    return None;
-                }
-                Some((id.parse().ok()?, t.to_string()))
-            })
-            .collect();
-        ids.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
-        let mut out = Vec::with_capacity(limit.min(ids.len()));
-        for (id, t) in ids.into_iter().take(limit) {
-            if let Some((r, _)) = self.get(&t, &id).await? {
-                out.push(r);
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -4,7 +4,7 @@ use crate::{JobId, JobStatus};
 use serde::{Deserialize, Serialize};
 
 /// The kind of lifecycle event; also the last token of its subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
     Accepted,
@@ -44,7 +44,7 @@ impl EventType {
 }
 
 /// One lifecycle event of one job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub job_id: JobId,
     pub tenant: String,

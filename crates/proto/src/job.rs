@@ -5,8 +5,21 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A job's id: a UUIDv7, so ids sort by submission time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid, example = "01a207e4-e83b-72f9-ab26-1de816ec8030")]
 pub struct JobId(pub uuid::Uuid);
 
 impl JobId {
@@ -36,7 +49,7 @@ impl FromStr for JobId {
 }
 
 /// What a job computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Factorial,
@@ -72,7 +85,9 @@ impl FromStr for JobKind {
 }
 
 /// Queue priority; part of the subject so operators can see and filter it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,

@@ -19,6 +19,7 @@ pub mod message;
 pub mod names;
 pub mod record;
 pub mod request;
+pub mod usage;
 
 pub use chaos::Chaos;
 pub use config::{RuntimeConfig, WorkerReport};
@@ -27,6 +28,7 @@ pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_VERSION};
 pub use record::{JobRecord, JobStatus, ResultInfo, ResultLocation};
 pub use request::{JobRequest, Limits, ValidationError};
+pub use usage::Usage;
 
 /// Milliseconds since the Unix epoch, as stored in messages and records.
 pub fn now_ms() -> i64 {

@@ -26,6 +26,15 @@ pub const CONFIG_BUCKET: &str = "config";
 /// KV bucket where live workers report themselves (short max age).
 pub const WORKERS_BUCKET: &str = "workers";
 
+/// KV bucket mapping `<tenant>.<sha256(Idempotency-Key)>` to the job it created.
+pub const IDEMPOTENCY_BUCKET: &str = "idempotency";
+/// KV bucket mapping `sha256(kind, input, params)` to a job with that computation.
+pub const RESULT_CACHE_BUCKET: &str = "result_cache";
+/// KV bucket of per-tenant usage counters, key `<tenant>`.
+pub const USAGE_BUCKET: &str = "usage";
+/// Durable consumer on `EVENTS` that the gateways share to keep the usage counters.
+pub const USAGE_CONSUMER: &str = "usage";
+
 /// Header: the job id, readable with `nats stream view`.
 pub const HDR_JOB_ID: &str = "Jetmill-Job-Id";
 /// Header: the job kind.
@@ -104,4 +113,14 @@ pub fn poison_event_subject(stream_seq: u64) -> String {
 /// JetStream advisory sent when a job reaches `max_deliver` without being acked.
 pub fn max_deliveries_advisory() -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKERS_CONSUMER}")
+}
+
+/// Whether `s` can be a tenant: 1-64 ASCII letters, digits, `-` or `_`.
+///
+/// Tenants are the first token of record keys and NATS subjects, so no dots,
+/// spaces or wildcards.
+pub fn is_valid_tenant(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

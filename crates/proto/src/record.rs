@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Accepted and queued.
@@ -72,7 +72,7 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// Where the full decimal text of a result is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "store", rename_all = "snake_case")]
 pub enum ResultLocation {
     /// In the record's `result` field.
@@ -82,7 +82,7 @@ pub enum ResultLocation {
 }
 
 /// Facts about a result, present whatever its size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultInfo {
     /// Number of decimal digits (without a sign).
     pub digits: u64,
@@ -99,7 +99,7 @@ pub struct ResultInfo {
 }
 
 /// The state of one job, as clients and operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
     pub tenant: String,
@@ -140,6 +140,9 @@ pub struct JobRecord {
     /// Size, hash, preview and location of the result once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_info: Option<ResultInfo>,
+    /// The result was reused from an identical earlier job; nothing was computed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
@@ -167,6 +170,7 @@ impl JobRecord {
             finished_at: None,
             result: None,
             result_info: None,
+            cached: false,
         }
     }
 

@@ -6,7 +6,8 @@
 //! their next progress check-in, so a missed broadcast costs at most a second.
 //! A queued job is dropped when a worker fetches it and finds it cancelled.
 
-use super::jobs::{parse_id, tenant};
+use super::jobs::load;
+use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -14,17 +15,35 @@ use jetmill_natsx::{events, Update};
 use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord, JobStatus};
 use time::OffsetDateTime;
 
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled; the record", body = JobRecord),
+        (status = 400, description = "Not a job id", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// Cancel the job; 200 with the cancelled record, 409 if it already finished.
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    let id = parse_id(&id)?;
+    // Another tenant's job is a 404 here too (an admin may cancel any job).
+    let found = load(&state, &caller, &id).await?;
+    let id = found.id;
     let jet = state.jet();
     let now = OffsetDateTime::now_utc();
     let updated = jet
         .records
-        .update(tenant(), &id, None, |r| {
+        .update(&found.tenant, &id, None, |r| {
             if !r.status.can_become(JobStatus::Cancelled) {
                 return false;
             }

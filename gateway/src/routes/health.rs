@@ -7,11 +7,18 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process serves", body = Object)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: connected to NATS and JetStream answers an account query.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "NATS connected and JetStream answers", body = Object),
+        (status = 503, description = "Not ready, with what is wrong", body = Object),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let jet = state.jet();
     let connected = jet.client.connection_state() == async_nats::connection::State::Connected;

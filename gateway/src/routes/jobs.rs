@@ -1,9 +1,10 @@
-//! `/v1/jobs`: submit, read, list, and download results.
+//! `/v1/jobs`: submit, read, and download results.
 
-use crate::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::{cache, idempotency, ApiError, AppState};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,26 +13,53 @@ use jetmill_proto::{
     names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus,
     ResultLocation,
 };
-use serde::{Deserialize, Serialize};
-
-/// The tenant of a request. Until auth lands every caller is the default tenant.
-pub(super) fn tenant() -> &'static str {
-    names::DEFAULT_TENANT
-}
+use serde::Serialize;
 
 /// Answer to a successful submit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
     pub id: JobId,
     pub status: JobStatus,
     pub status_url: String,
+    /// Answered from an identical finished job's result; nothing was queued.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(content = super::openapi::SubmitBody, description = "The job to run"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the first job (1-255 characters, kept 48 h)"),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` skips the result cache"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = Submitted),
+        (status = 200, description = "A repeated Idempotency-Key, or answered from the result cache (`cached: true`)", body = Submitted),
+        (status = 400, description = "Malformed JSON or an unusable Idempotency-Key", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or an Idempotency-Key reused for another request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full or tenant over its quota (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /v1/jobs`: validate, commit to JetStream (the PubAck is the commit), record, 202.
+///
+/// With an `Idempotency-Key` a repeat of the same request answers 200 with the job
+/// the first one created. An identical computation that already finished answers 200
+/// with a new `done` job (`cached: true`) unless the cache is off or the client sent
+/// `Cache-Control: no-cache`. A kind the operator disabled is a 503 with `Retry-After`.
 pub async fn submit(
     State(state): State<AppState>,
+    caller: Principal,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<Submitted>), ApiError> {
+    let idempotency_key = idempotency::key_from(&headers)?;
     let body = body.map_err(|rej| ApiError::BadRequest {
         status: rej.status(),
         field: Some("body".into()),
@@ -42,7 +70,7 @@ pub async fn submit(
     let req = JobRequest::from_json(&json, state.limits())?;
     let msg = JobMessage {
         id: JobId::new(),
-        tenant: tenant().to_string(),
+        tenant: caller.tenant,
         spec: req.spec,
         priority: req.priority,
         submitted_at_ms: now_ms(),
@@ -51,50 +79,188 @@ pub async fn submit(
         chaos: req.chaos,
     };
     let jet = state.jet();
-    publish_job(&jet.js, &msg).await?;
+    if let Some(key) = &idempotency_key {
+        if let idempotency::Claim::Replay(id) =
+            idempotency::claim(&jet.idempotency, key, &msg).await?
+        {
+            return replay(&state, &msg.tenant, id).await;
+        }
+    }
+    // From here on a claimed key must be released if no job comes of this request.
+    let outcome = accept(&state, &headers, &msg).await;
+    if outcome.is_err() {
+        if let Some(key) = &idempotency_key {
+            idempotency::release(&jet.idempotency, key, &msg).await;
+        }
+    }
+    let (status, cached) = outcome?;
+    let status_url = format!("/v1/jobs/{}", msg.id);
+    Ok((
+        if cached {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
+        location(&status_url),
+        Json(Submitted {
+            id: msg.id,
+            status,
+            status_url,
+            cached,
+        }),
+    ))
+}
+
+/// Admit `msg`: refuse a disabled kind, answer from the cache, or queue it.
+/// Returns the new job's status and whether it came from the cache.
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    msg: &JobMessage,
+) -> Result<(JobStatus, bool), ApiError> {
+    let kind = msg.spec.kind();
+    if !state.runtime_config().kind_enabled(kind) {
+        return Err(ApiError::KindDisabled {
+            kind,
+            retry_after_secs: state.options().disabled_retry_after_secs,
+        });
+    }
+    let jet = state.jet();
+    let use_cache = state.options().result_cache && cache::cacheable(msg) && !no_cache(headers);
+    if use_cache {
+        if let Some(source) = cache::lookup(&jet.result_cache, &jet.records, msg).await? {
+            let record = cache::hit_record(msg, &source);
+            jet.records.create(&record).await?;
+            for event in [EventType::Accepted, EventType::Done] {
+                publish_event(jet, msg, event).await;
+            }
+            tracing::info!(job_id = %msg.id, kind = %kind, source = %source.id, "job answered from the result cache");
+            return Ok((JobStatus::Done, true));
+        }
+    }
+    if let Some(max) = state.options().max_in_flight_per_tenant {
+        let usage = crate::usage::read(&jet.usage, &msg.tenant).await?;
+        if usage.in_flight >= max {
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "tenant {} has {} unfinished jobs, the most allowed is {max}; retry when some finish",
+                    msg.tenant, usage.in_flight
+                ),
+                retry_after_secs: state.options().busy_retry_after_secs,
+            });
+        }
+    }
+    publish_job(&jet.js, msg)
+        .await
+        .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
 
     // The job is committed. The record and the event are conveniences a worker can
     // rebuild from the message, so their failure must not fail the request.
-    let record = JobRecord::pending(&msg);
+    let record = JobRecord::pending(msg);
     if let Err(e) = jet.records.create(&record).await {
         tracing::warn!(job_id = %msg.id, error = %e, "could not create pending record; the worker will");
     }
-    let accepted = JobEvent {
-        job_id: msg.id,
-        tenant: msg.tenant.clone(),
-        event: EventType::Accepted,
-        at_ms: msg.submitted_at_ms,
-        attempt: 0,
-        worker: None,
-        progress: None,
-        error: None,
-    };
-    if let Err(e) = events::publish(&jet.js, &accepted).await {
-        tracing::warn!(job_id = %msg.id, error = %e, "could not publish accepted event");
+    publish_event(jet, msg, EventType::Accepted).await;
+    if use_cache {
+        // Before answering, so a client that saw this job finish can count on a hit.
+        cache::remember(&jet.result_cache, &jet.records, msg).await;
     }
-    tracing::info!(job_id = %msg.id, kind = %msg.spec.kind(), "job accepted");
+    tracing::info!(job_id = %msg.id, kind = %kind, "job accepted");
+    Ok((JobStatus::Pending, false))
+}
 
-    let status_url = format!("/v1/jobs/{}", msg.id);
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&status_url) {
-        headers.insert(header::LOCATION, v);
-    }
+/// The answer to a repeated `Idempotency-Key`: 200 with the job the first request made.
+async fn replay(
+    state: &AppState,
+    tenant: &str,
+    id: JobId,
+) -> Result<(StatusCode, HeaderMap, Json<Submitted>), ApiError> {
+    // The first request may still be between its claim and its record: pending then.
+    let record = state.jet().records.get(tenant, &id).await?.map(|(r, _)| r);
+    let status_url = format!("/v1/jobs/{id}");
+    let mut headers = location(&status_url);
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok((
-        StatusCode::ACCEPTED,
+        StatusCode::OK,
         headers,
         Json(Submitted {
-            id: msg.id,
-            status: JobStatus::Pending,
+            id,
+            status: record.as_ref().map_or(JobStatus::Pending, |r| r.status),
             status_url,
+            cached: record.is_some_and(|r| r.cached),
         }),
     ))
+}
+
+fn location(url: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(url) {
+        headers.insert(header::LOCATION, v);
+    }
+    headers
+}
+
+/// `Cache-Control: no-cache` (or `no-store`) asks for a fresh computation.
+fn no_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store"
+            )
+        })
+}
+
+/// Publish a gateway-side lifecycle event; best effort (logged on failure).
+async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, event: EventType) {
+    let e = JobEvent {
+        job_id: msg.id,
+        tenant: msg.tenant.clone(),
+        event,
+        at_ms: now_ms(),
+        attempt: 0,
+        worker: None,
+        progress: (event == EventType::Done).then_some(1.0),
+        error: None,
+    };
+    if let Err(err) = events::publish(&jet.js, &e).await {
+        tracing::warn!(job_id = %msg.id, error = %err, event = event.as_str(), "could not publish event");
+    }
+}
+
+/// A publish refused because the `JOBS` stream is at `--max-queued` becomes a 429.
+fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        // The server's answer: err_code 10077, "maximum messages exceeded" (or bytes).
+        if c.downcast_ref::<async_nats::jetstream::Error>().is_some() || c.source().is_none() {
+            let d = c.to_string();
+            if d.contains("maximum messages") || d.contains("maximum bytes") {
+                return ApiError::TooManyRequests {
+                    message: "the job queue is full; retry later".into(),
+                    retry_after_secs,
+                };
+            }
+        }
+        cause = c.source();
+    }
+    e.into()
 }
 
 async fn publish_job(
     js: &async_nats::jetstream::Context,
     msg: &JobMessage,
-) -> Result<(), ApiError> {
-    let payload = msg.encode().map_err(|e| ApiError::Internal(e.into()))?;
+) -> Result<(), jetmill_natsx::NatsxError> {
+    let payload = msg
+        .encode()
+        .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
+            what: "job message".into(),
+            detail: e.to_string(),
+        })?;
     let mut headers = async_nats::HeaderMap::new();
     let id = msg.id.to_string();
     headers.insert("Nats-Msg-Id", id.as_str());
@@ -116,7 +282,7 @@ async fn publish_job(
     Ok(())
 }
 
-pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         field: Some("id".into()),
@@ -126,64 +292,51 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     })
 }
 
-async fn load(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+/// The caller's job `id`; another tenant's job is a 404 (its existence is not revealed),
+/// except to an admin.
+pub(crate) async fn load(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
     let id = parse_id(id)?;
-    match state.jet().records.get(tenant(), &id).await? {
-        Some((record, _)) => Ok(record),
-        None => Err(ApiError::NotFound(format!("no job {id}"))),
-    }
-}
-
-/// `GET /v1/jobs/{id}`: the job record.
-pub async fn get_one(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(load(&state, &id).await?))
-}
-
-/// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    pub limit: Option<String>,
-}
-
-/// Page of `GET /v1/jobs`.
-#[derive(Debug, Serialize)]
-pub struct JobList {
-    pub jobs: Vec<JobRecord>,
-}
-
-/// Most jobs one list call returns.
-pub const MAX_LIST: usize = 1000;
-
-/// `GET /v1/jobs?limit=N`: the newest jobs, newest first.
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<JobList>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST).contains(n))
-            .ok_or_else(|| ApiError::BadRequest {
-                status: StatusCode::BAD_REQUEST,
-                field: Some("limit".into()),
-                message: format!("limit must be a whole number from 1 to {MAX_LIST}"),
-            })?,
+    let records = &state.jet().records;
+    let found = match records.get(&caller.tenant, &id).await? {
+        Some((record, _)) => Some(record),
+        None if caller.admin => records.find(&id).await?,
+        None => None,
     };
-    let jobs = state.jet().records.list(Some(tenant()), limit).await?;
-    Ok(Json(JobList { jobs }))
+    found
+        .filter(|r| caller.can_see(&r.tenant))
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
-/// `GET /v1/jobs/{id}/result`: the full decimal text, streamed, with its length.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Decimal text (`text/plain`), or with `Accept: application/octet-stream` the magnitude as little-endian bytes (sign in `X-Jetmill-Sign`)",
+         content((String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
+        (status = 400, description = "Not a job id", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 406, description = "Too large for the raw form", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not done", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /v1/jobs/{id}/result`: the full decimal text, streamed, with its length; or with
+/// `Accept: application/octet-stream` the magnitude as little-endian bytes.
 pub async fn result(
     State(state): State<AppState>,
+    caller: Principal,
     Path(id): Path<String>,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = load(&state, &id).await?;
+    let record = load(&state, &caller, &id).await?;
     let info = match (&record.status, &record.result_info) {
         (JobStatus::Done, Some(info)) => info.clone(),
         (status, _) => {
@@ -194,16 +347,20 @@ pub async fn result(
             )))
         }
     };
+    let sha = (
+        header::HeaderName::from_static("x-jetmill-sha256"),
+        HeaderValue::from_str(&info.sha256).unwrap_or(HeaderValue::from_static("")),
+    );
+    if wants_raw(&request_headers) {
+        return raw_result(&state, record.result, &info, sha).await;
+    }
     let headers = [
         (
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         ),
         (header::CONTENT_LENGTH, HeaderValue::from(info.bytes)),
-        (
-            header::HeaderName::from_static("x-jetmill-sha256"),
-            HeaderValue::from_str(&info.sha256).unwrap_or(HeaderValue::from_static("")),
-        ),
+        sha,
     ];
     match info.location {
         ResultLocation::Inline => {
@@ -221,4 +378,79 @@ pub async fn result(
             Ok((headers, body).into_response())
         }
     }
+}
+
+/// The client asked for `application/octet-stream` (and not for text first).
+fn wants_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .find(|m| m == "application/octet-stream" || m.starts_with("text/"))
+        .is_some_and(|m| m == "application/octet-stream")
+}
+
+/// The result as little-endian bytes (sign in `X-Jetmill-Sign`), converted on request.
+async fn raw_result(
+    state: &AppState,
+    inline: Option<String>,
+    info: &jetmill_proto::ResultInfo,
+    sha: (header::HeaderName, HeaderValue),
+) -> Result<Response, ApiError> {
+    if info.bytes > crate::raw::MAX_DECIMAL_BYTES {
+        return Err(ApiError::BadRequest {
+            status: StatusCode::NOT_ACCEPTABLE,
+            field: Some("Accept".into()),
+            message: format!(
+                "results over {} decimal bytes are served only as text; this one has {}",
+                crate::raw::MAX_DECIMAL_BYTES,
+                info.bytes
+            ),
+        });
+    }
+    let text = match (&info.location, inline) {
+        (ResultLocation::Inline, Some(text)) => text,
+        (ResultLocation::Inline, None) => String::new(),
+        (ResultLocation::Object { name, .. }, _) => {
+            use tokio::io::AsyncReadExt;
+            let mut object = state
+                .jet()
+                .results
+                .get(name)
+                .await
+                .map_err(jetmill_natsx::NatsxError::js("read result object"))?;
+            let mut text = String::with_capacity(usize::try_from(info.bytes).unwrap_or(0));
+            object
+                .read_to_string(&mut text)
+                .await
+                .map_err(jetmill_natsx::NatsxError::js("read result object"))?;
+            text
+        }
+    };
+    let (negative, bytes) =
+        tokio::task::spawn_blocking(move || crate::raw::decimal_to_le_bytes(&text))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (header::CONTENT_LENGTH, HeaderValue::from(bytes.len())),
+        (
+            header::HeaderName::from_static("x-jetmill-sign"),
+            HeaderValue::from_static(if negative { "-" } else { "+" }),
+        ),
+        sha,
+    ];
+    Ok((headers, bytes).into_response())
 }

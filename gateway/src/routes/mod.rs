@@ -3,9 +3,14 @@
 mod cancel;
 mod health;
 mod jobs;
+mod list;
+mod live;
+pub mod openapi;
+mod usage;
 
 use crate::{ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use std::time::Duration;
@@ -13,21 +18,30 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// The whole HTTP API, without a socket (tests can drive it with `oneshot`).
+///
+/// Every request must produce its response head within `request_timeout` (408
+/// otherwise), except the long-poll and SSE routes, which get `max_wait` on top.
 pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Router {
-    Router::new()
+    let max_wait = state.options().max_wait;
+    let timeout = |d: Duration| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
+    let quick = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/{id}", get(jobs::get_one).delete(cancel::cancel))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/usage", get(usage::usage))
+        .layer(timeout(request_timeout));
+    let waiting = Router::new()
+        .route("/v1/jobs/{id}", get(live::get_one).delete(cancel::cancel))
+        .route("/v1/jobs/{id}/events", get(live::events))
+        .layer(timeout(request_timeout + max_wait));
+    quick
+        .merge(waiting)
         .fallback(|| async {
             ApiError::NotFound("no such route; the API lives under /v1/jobs".into())
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

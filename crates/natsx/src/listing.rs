@@ -1,0 +1,148 @@
+//! Listing job records: per-tenant key scans and cursor pages, newest first.
+//!
+//! Keys are `<tenant>.<job_id>` and ids are UUIDv7, so a tenant's keys come from one
+//! subject-filtered, headers-only scan of the bucket's stream (no values are read),
+//! sort by id to sort by submission time, and a page is "ids below the cursor".
+
+use crate::{NatsxError, Records};
+use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use futures::{StreamExt, TryStreamExt};
+use jetmill_proto::{JobId, JobKind, JobRecord, JobStatus};
+use std::time::Duration;
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only this tenant's jobs (`None`: every tenant, for admins).
+    pub tenant: Option<String>,
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this kind.
+    pub kind: Option<JobKind>,
+    /// Only jobs older than this one (the previous page's cursor).
+    pub before: Option<JobId>,
+    /// Most jobs in the page.
+    pub limit: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Matching records, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// The last id of this page when more matching jobs may follow.
+    pub next: Option<JobId>,
+}
+
+/// Records fetched concurrently while filling a page.
+const FETCH_CONCURRENCY: usize = 16;
+/// Longest a key scan may take before it is reported as a failure.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Records {
+    /// Keys of live records whose key matches the NATS subject `filter` (`acme.*`, `*.<id>`).
+    pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, NatsxError> {
+        let kv = self.kv();
+        let consumer = kv
+            .stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                description: Some("jetmill record key scan".into()),
+                filter_subject: format!("{}{filter}", kv.prefix),
+                headers_only: true,
+                replay_policy: ReplayPolicy::Instant,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsxError::js("list job records"))?;
+        let mut keys = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(keys);
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(NatsxError::js("list job records"))?;
+        let scan = async {
+            while let Some(msg) = messages.next().await {
+                let msg = msg.map_err(NatsxError::js("list job records"))?;
+                let info = msg.info().map_err(|e| NatsxError::Corrupt {
+                    what: "record key scan".into(),
+                    detail: e.to_string(),
+                })?;
+                let pending = info.pending;
+                let live = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_none_or(|op| op.as_str() == "PUT");
+                if live {
+                    if let Some(key) = msg.subject.strip_prefix(kv.prefix.as_str()) {
+                        keys.push(key.to_string());
+                    }
+                }
+                if pending == 0 {
+                    break;
+                }
+            }
+            Ok::<_, NatsxError>(())
+        };
+        tokio::time::timeout(SCAN_TIMEOUT, scan)
+            .await
+            .map_err(NatsxError::js("list job records"))??;
+        Ok(keys)
+    }
+
+    /// One page of records matching `q`, newest first, starting below `q.before`.
+    pub async fn page(&self, q: &ListQuery) -> Result<Page, NatsxError> {
+        let filter = match &q.tenant {
+            Some(t) => format!("{t}.*"),
+            None => "*.*".to_string(),
+        };
+        let mut ids: Vec<(JobId, String)> = self
+            .keys_matching(&filter)
+            .await?
+            .into_iter()
+            .filter_map(|k| {
+                let (t, id) = k.split_once('.')?;
+                Some((id.parse().ok()?, t.to_string()))
+            })
+            .filter(|(id, _)| q.before.is_none_or(|b| *id < b))
+            .collect();
+        ids.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+
+        let limit = q.limit.max(1);
+        let mut jobs = Vec::with_capacity(limit.min(ids.len()));
+        let mut scanned = 0;
+        // Read in chunks (concurrently within a chunk) until the page is full.
+        for chunk in ids.chunks(limit.max(FETCH_CONCURRENCY)) {
+            let records: Vec<Option<JobRecord>> = futures::stream::iter(chunk.to_vec())
+                .map(|(id, t)| {
+                    let this = self.clone();
+                    async move { Ok::<_, NatsxError>(this.get(&t, &id).await?.map(|(r, _)| r)) }
+                })
+                .buffered(FETCH_CONCURRENCY)
+                .try_collect::<Vec<_>>()
+                .await?;
+            for record in records {
+                scanned += 1;
+                let Some(r) = record else { continue };
+                if q.status.is_some_and(|s| s != r.status) || q.kind.is_some_and(|k| k != r.kind) {
+                    continue;
+                }
+                jobs.push(r);
+                if jobs.len() == limit {
+                    let more = scanned < ids.len();
+                    let next = if more {
+                        jobs.last().map(|r| r.id)
+                    } else {
+                        None
+                    };
+                    return Ok(Page { jobs, next });
+                }
+            }
+        }
+        Ok(Page { jobs, next: None })
+    }
+}
