@@ -24,6 +24,9 @@ pub struct DevArgs {
     /// Worker concurrency (default: the number of cores).
     #[arg(long, env = "JETMILL_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Address of the worker's Prometheus `/metrics` listener (port 0 picks a free one).
+    #[arg(long, env = "JETMILL_METRICS_LISTEN", default_value = "127.0.0.1:0")]
+    pub worker_metrics_listen: SocketAddr,
     /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH).
     #[arg(long, env = "JETMILL_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
@@ -158,16 +161,27 @@ async fn run_parts(
     let url = format!("http://{}", app.local_addr());
     let mut worker_args = WorkerArgs::local(nats_url)?;
     worker_args.concurrency = args.concurrency;
+    let metrics_listener = jetmill_worker::observe::bind_metrics(args.worker_metrics_listen)
+        .await
+        .context("use --worker-metrics-listen to pick another address")?;
+    let worker_metrics = format!(
+        "http://{}/metrics",
+        metrics_listener
+            .local_addr()
+            .context("reading the metrics address")?
+    );
 
     let gateway = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let worker = tokio::spawn(jetmill_worker::run_with_log(
+    let worker = tokio::spawn(jetmill_worker::run_with(
         worker_args,
         shutdown.clone(),
         log,
+        Some(metrics_listener),
     ));
     eprintln!();
     eprintln!("  jetmill dev is running (no authentication: loopback only)");
     eprintln!("  API:   {url}/v1/jobs");
+    eprintln!("  metrics: {url}/metrics (gateway)   {worker_metrics} (worker)");
     eprintln!("  NATS:  {nats_url}   (data in {})", args.dir.display());
     eprintln!("  try:   curl -s -d '{{\"kind\":\"factorial\",\"input\":1000}}' {url}/v1/jobs");
     eprintln!("  stop:  Ctrl-C");

@@ -189,8 +189,20 @@ async fn main() -> ExitCode {
     {
         cli.log.level = "warn".into();
     }
-    let log = jetmill_runtime::init_logging(&cli.log);
-    match run(cli.command, log).await {
+    // The long-running parts export traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let (log, telemetry) = match &cli.command {
+        Command::Dev(_) => jetmill_runtime::init(&cli.log, "jetmill-dev"),
+        Command::Gateway(_) => jetmill_runtime::init(&cli.log, "jetmill-gateway"),
+        Command::Worker(_) => jetmill_runtime::init(&cli.log, "jetmill-worker"),
+        _ => (
+            jetmill_runtime::init_logging(&cli.log),
+            jetmill_runtime::Telemetry::default(),
+        ),
+    };
+    let outcome = run(cli.command, log).await;
+    // Send the spans still buffered, whatever the outcome.
+    telemetry.shutdown().await;
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

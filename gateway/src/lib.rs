@@ -10,6 +10,7 @@
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
 //! - [`usage`]: per-tenant counters kept from the `EVENTS` stream.
+//! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
 pub mod auth;
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod idempotency;
+pub mod observe;
 pub mod raw;
 pub mod routes;
 pub mod startup;

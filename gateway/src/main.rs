@@ -17,9 +17,12 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    jetmill_runtime::init_logging(&cli.log);
+    let (_log, telemetry) = jetmill_runtime::init(&cli.log, "jetmill-gateway");
     let shutdown = jetmill_runtime::shutdown_token();
-    let app = Application::build(&cli.gateway).await?;
-    app.run_until_stopped(shutdown).await?;
-    Ok(())
+    let result = match Application::build(&cli.gateway).await {
+        Ok(app) => app.run_until_stopped(shutdown).await.map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    telemetry.shutdown().await;
+    result
 }

@@ -1,6 +1,7 @@
 //! What every handler shares: NATS handles, input limits, auth and options.
 
 use crate::auth::Auth;
+use jetmill_metrics::Metrics;
 use jetmill_natsx::Jet;
 use jetmill_proto::{Limits, RuntimeConfig};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ struct Inner {
     jet: Jet,
     /// Size limits applied to every submission.
     limits: Limits,
+    /// This gateway's Prometheus metrics.
+    metrics: Arc<Metrics>,
     /// Verifiers for bearer tokens (empty: auth off).
     auth: Auth,
     /// The latest runtime config (KV `config`), kept current by a watch.
@@ -68,6 +71,7 @@ impl AppState {
                 auth,
                 config,
                 options,
+                metrics: Arc::new(Metrics::gateway()),
             }),
         }
     }
@@ -85,6 +89,11 @@ impl AppState {
     /// NATS handles.
     pub fn jet(&self) -> &Jet {
         &self.inner.jet
+    }
+
+    /// This gateway's Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// Submission limits.

@@ -1,6 +1,7 @@
 //! Worker configuration from flags and `JETMILL_*` environment variables.
 
 use jetmill_natsx::{NatsArgs, QueueArgs};
+use std::net::SocketAddr;
 
 /// Everything a worker can be told at start.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,6 +37,9 @@ pub struct WorkerArgs {
     /// Default failure injection: fail by panicking inside the kernel thread.
     #[arg(long, env = "JETMILL_CHAOS_PANIC")]
     pub chaos_panic: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset; port 0 picks one).
+    #[arg(long, env = "JETMILL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl WorkerArgs {

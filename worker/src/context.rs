@@ -1,6 +1,7 @@
 //! [`WorkerCtx`]: what every actor of one worker shares.
 
 use crate::config::{cores, WorkerArgs};
+use jetmill_metrics::Metrics;
 use jetmill_natsx::Jet;
 use jetmill_proto::{Chaos, JobId, JobKind};
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub struct WorkerCtx {
     pub done: AtomicU64,
     /// Attempts that failed on this worker.
     pub failed: AtomicU64,
+    /// Prometheus metrics of this worker.
+    pub metrics: Arc<Metrics>,
 }
 
 impl WorkerCtx {
@@ -79,6 +82,7 @@ impl WorkerCtx {
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            metrics: Arc::new(Metrics::worker()),
         }
     }
 

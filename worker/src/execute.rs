@@ -16,6 +16,7 @@ use crate::context::WorkerCtx;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use jetmill_compute::{ComputeError, Control, Task};
+use jetmill_metrics::Outcome;
 use jetmill_natsx::{events, results, Update};
 use jetmill_proto::{
     names, now_ms, EventType, JobEvent, JobMessage, JobRecord, JobSpec, JobStatus, ResultInfo,
@@ -23,7 +24,7 @@ use jetmill_proto::{
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
@@ -48,8 +49,16 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         Ok(job) => job,
         Err(e) => return poisoned(ctx, &message, e.to_string()).await,
     };
-    let span =
-        tracing::info_span!("job", job_id = %job.id, kind = %job.spec.kind(), attempt = delivered);
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        kind = %job.spec.kind(),
+        attempt = delivered,
+        otel.kind = "consumer",
+        trace_id = tracing::field::Empty,
+        queue_wait_ms = crate::observe::queue_wait(&job).as_millis() as u64,
+    );
+    crate::observe::adopt_trace(&span, &message);
     if !ctx.kind_enabled(job.spec.kind()) {
         // Disabled by the controller: set the job aside, untouched, until it is enabled.
         match jetmill_natsx::control::park(&ctx.jet, &message).await {
@@ -104,6 +113,12 @@ async fn run(
     attempt: u32,
     cancel: Arc<AtomicBool>,
 ) {
+    let kind = job.spec.kind().as_str();
+    let _in_flight = ctx
+        .metrics
+        .jobs
+        .started(kind, attempt, crate::observe::queue_wait(&job));
+    let trace_id = crate::observe::trace_id(&message);
     let records = &ctx.jet.records;
     let fallback = JobRecord::pending(&job);
     let started_at = OffsetDateTime::now_utc();
@@ -117,6 +132,7 @@ async fn run(
             r.worker = Some(ctx.worker_id.clone());
             r.started_at = Some(started_at);
             r.progress = 0.0;
+            r.trace_id = r.trace_id.take().or_else(|| trace_id.clone());
             true
         })
         .await;
@@ -141,9 +157,17 @@ async fn run(
     tracing::debug!(kind = job.spec.kind().as_str(), attempt, "computing");
     // The `started` event's PubAck is awaited while the kernel runs (one round trip
     // fewer per small job); it is published first, so it still precedes `done`.
+    let timed_compute = async {
+        let computing = Instant::now();
+        let end = compute(ctx, &message, &job, attempt, cancel)
+            .instrument(tracing::info_span!("compute"))
+            .await;
+        ctx.metrics.jobs.ran(kind, computing.elapsed());
+        end
+    };
     let (_, end) = tokio::join!(
         emit(ctx, &job, EventType::Started, attempt, None, None),
-        compute(ctx, &message, &job, attempt, cancel)
+        timed_compute
     );
     match end {
         KernelEnd::Finished(decimal, info) => {
@@ -220,7 +244,9 @@ async fn compute(
     let threads = ctx.thread_budget();
     let chaos = job.chaos.or(ctx.chaos());
     let (p, c) = (progress.clone(), cancel.clone());
+    let parent = tracing::Span::current();
     let mut kernel = tokio::task::spawn_blocking(move || {
+        let _span = tracing::info_span!(parent: &parent, "kernel", threads).entered();
         if let Some(chaos) = chaos.filter(|c| c.is_active()) {
             match crate::chaos::before_kernel(&chaos, &c) {
                 Ok(()) => {}
@@ -345,7 +371,10 @@ async fn finish(
 ) {
     let inline = decimal.len() <= ctx.inline_limit;
     if !inline {
-        match results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal).await {
+        match results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal)
+            .instrument(tracing::info_span!("store object"))
+            .await
+        {
             Ok(location) => info.location = location,
             Err(e) => {
                 return fail(
@@ -377,10 +406,14 @@ async fn finish(
             r.result_info = Some(info.clone());
             true
         })
+        .instrument(tracing::info_span!("result write"))
         .await;
     match written {
         Ok(Update::Applied(_)) | Ok(Update::Missing) => {
             ctx.done.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics
+                .jobs
+                .finished(job.spec.kind().as_str(), Outcome::Done);
             emit(ctx, job, EventType::Done, attempt, Some(1.0), None).await;
             tracing::info!(digits = info.digits, inline, "job done");
             ack(message, AckKind::Ack).await;
@@ -442,11 +475,15 @@ async fn fail(ctx: &WorkerCtx, message: &Message, job: &JobMessage, attempt: u32
     }
     if last {
         tracing::warn!(%error, attempts = attempt, "job failed for good");
+        ctx.metrics
+            .jobs
+            .finished(job.spec.kind().as_str(), Outcome::Failed);
         emit(ctx, job, EventType::Failed, attempt, None, Some(error)).await;
         ack(message, AckKind::Term).await;
     } else {
         let delay = backoff(ctx.retry_base, attempt);
         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry");
+        ctx.metrics.jobs.retried(job.spec.kind().as_str());
         emit(ctx, job, EventType::Retried, attempt, None, Some(error)).await;
         ack(message, AckKind::Nak(Some(delay))).await;
     }
@@ -457,6 +494,11 @@ async fn stopped(ctx: &WorkerCtx, message: &Message, job: &JobMessage) {
     let current = ctx.jet.records.get(&job.tenant, &job.id).await;
     if let Ok(Some((r, _))) = &current {
         if r.status.is_terminal() {
+            if r.status == JobStatus::Cancelled {
+                ctx.metrics
+                    .jobs
+                    .finished(job.spec.kind().as_str(), Outcome::Cancelled);
+            }
             ack(message, AckKind::Term).await;
             return;
         }
@@ -495,7 +537,12 @@ pub(crate) async fn emit(
         progress,
         error,
     };
-    if let Err(e) = events::publish(&ctx.jet.js, &ev).await {
+    let span = tracing::info_span!(
+        "event",
+        otel.name = format!("event {}", event.as_str()),
+        otel.kind = "producer"
+    );
+    if let Err(e) = events::publish(&ctx.jet.js, &ev).instrument(span).await {
         tracing::warn!(event = event.as_str(), error = %e, "could not publish event");
     }
 }

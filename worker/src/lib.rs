@@ -7,6 +7,7 @@
 //! store the result, mark done, then ack.
 //!
 //! [`run`] is the whole worker until its shutdown token fires, then it drains.
+//! [`observe`] holds its tracing helpers and the optional `/metrics` listener.
 
 pub mod chaos;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod control;
 pub mod execute;
 pub mod fetcher;
 pub mod listeners;
+pub mod observe;
 pub mod runner;
 pub mod supervisor;
 
@@ -34,10 +36,26 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 /// [`run`], with a handle through which the controller's `log-level` changes the filter.
+/// Serves `/metrics` when `--metrics-listen` is set.
 pub async fn run_with_log(
     args: WorkerArgs,
     shutdown: CancellationToken,
     log: jetmill_runtime::LogHandle,
+) -> anyhow::Result<()> {
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(observe::bind_metrics(addr).await?),
+        None => None,
+    };
+    run_with(args, shutdown, log, metrics_listener).await
+}
+
+/// [`run_with_log`], serving `/metrics` on `metrics_listener` when given (whatever
+/// `--metrics-listen` says), so a caller that bound port 0 knows the address.
+pub async fn run_with(
+    args: WorkerArgs,
+    shutdown: CancellationToken,
+    log: jetmill_runtime::LogHandle,
+    metrics_listener: Option<tokio::net::TcpListener>,
 ) -> anyhow::Result<()> {
     let client =
         jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
@@ -62,6 +80,9 @@ pub async fn run_with_log(
         .workers_consumer()
         .await
         .context("creating the workers consumer")?;
+    if let Some(listener) = metrics_listener {
+        observe::spawn_metrics(listener, ctx.metrics.clone(), shutdown.clone());
+    }
 
     let listening = CancellationToken::new();
     let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));

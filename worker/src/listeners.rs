@@ -106,6 +106,9 @@ async fn give_up(ctx: &WorkerCtx, adv: MaxDeliveries) {
         match written {
             Ok(Update::Applied(_)) => {
                 tracing::warn!(job_id = %job.id, %error, "job failed for good");
+                ctx.metrics
+                    .jobs
+                    .finished(job.spec.kind().as_str(), jetmill_metrics::Outcome::Failed);
                 emit(ctx, &job, EventType::Failed, attempts, None, Some(error)).await;
             }
             Ok(_) => {}

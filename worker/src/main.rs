@@ -17,7 +17,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let log = jetmill_runtime::init_logging(&cli.log);
+    let (log, telemetry) = jetmill_runtime::init(&cli.log, "jetmill-worker");
     let shutdown = jetmill_runtime::shutdown_token();
-    jetmill_worker::run_with_log(cli.worker, shutdown, log).await
+    let result = jetmill_worker::run_with_log(cli.worker, shutdown, log).await;
+    telemetry.shutdown().await;
+    result
 }

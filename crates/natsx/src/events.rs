@@ -14,6 +14,7 @@ pub async fn publish(js: &Context, event: &JobEvent) -> Result<(), NatsxError> {
     headers.insert(names::HDR_JOB_ID, event.job_id.to_string().as_str());
     headers.insert(names::HDR_TENANT, event.tenant.as_str());
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_JSON);
+    crate::trace::inject_current(&mut headers);
     let body = serde_json::to_vec(event).map_err(|e| NatsxError::Corrupt {
         what: "event".into(),
         detail: e.to_string(),

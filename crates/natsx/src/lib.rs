@@ -7,6 +7,7 @@
 //! - [`events`]: publishing lifecycle events.
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
+//! - [`trace`]: W3C trace context in message headers.
 //!
 //! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
 
@@ -18,6 +19,7 @@ pub mod listing;
 pub mod provision;
 pub mod records;
 pub mod results;
+pub mod trace;
 
 pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;

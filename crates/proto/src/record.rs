@@ -143,6 +143,10 @@ pub struct JobRecord {
     /// The result was reused from an identical earlier job; nothing was computed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The OpenTelemetry trace id of the submission (32 hex digits), when it was traced;
+    /// look the trace up in Jaeger or any OTLP backend. Older records have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
@@ -171,6 +175,7 @@ impl JobRecord {
             result: None,
             result_info: None,
             cached: false,
+            trace_id: None,
         }
     }
 
@@ -189,6 +194,18 @@ impl JobRecord {
 #[cfg(test)]
 mod tests {
     use super::JobStatus::*;
+
+    #[test]
+    fn records_without_trace_id_still_parse() {
+        let old =
+            br#"{"id":"0190b6b0-0000-7000-8000-000000000000","tenant":"public","kind":"factorial",
+            "input":5,"status":"done","progress":1.0,"attempts":1,
+            "submitted_at":"2026-01-01T00:00:00Z","result":"120"}"#;
+        let r = super::JobRecord::from_json(old).expect("an old record parses");
+        assert_eq!(r.trace_id, None);
+        let again = super::JobRecord::from_json(&r.to_json()).expect("round trip");
+        assert_eq!(again, r);
+    }
 
     #[test]
     fn status_only_moves_forward() {

@@ -1,9 +1,14 @@
-//! Process plumbing every jetmill binary shares: logging and shutdown signals.
+//! Process plumbing every jetmill binary shares: logging, tracing and shutdown signals.
 //!
-//! [`init_logging`] installs a `tracing` subscriber whose filter can be changed
-//! at runtime (the controller's `log-level`), in text or JSON.
+//! [`init`] installs a `tracing` subscriber whose filter can be changed at runtime
+//! (the controller's `log-level`), in text or JSON, plus an OpenTelemetry layer that
+//! exports spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`otel`]).
 //! [`shutdown_token`] turns SIGINT/SIGTERM into a `CancellationToken` that every
 //! task watches, so a stop drains instead of cutting work off.
+
+pub mod otel;
+
+pub use otel::Telemetry;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{
@@ -54,12 +59,46 @@ impl LogHandle {
     }
 }
 
-/// Install the global subscriber. A second call (tests, `jetmill dev`) keeps the first
-/// subscriber and returns a handle that changes nothing.
+/// Install the global subscriber without trace export. A second call (tests,
+/// `jetmill dev`) keeps the first subscriber and returns a handle that changes nothing.
 pub fn init_logging(args: &LogArgs) -> LogHandle {
+    install(args, None)
+}
+
+/// Install the global subscriber; export spans over OTLP as `default_service` (unless
+/// `OTEL_SERVICE_NAME` says otherwise) when an OTLP endpoint is configured.
+///
+/// Keep the returned [`Telemetry`] and call [`Telemetry::shutdown`] before exiting so
+/// buffered spans are sent. A second call keeps the first subscriber.
+pub fn init(args: &LogArgs, default_service: &str) -> (LogHandle, Telemetry) {
+    let (provider, problem) = match otel::tracer_provider(default_service) {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(e)),
+    };
+    let handle = install(args, provider.as_ref());
+    if let Some(problem) = problem {
+        tracing::warn!(%problem, "trace export is off");
+    }
+    // A provider whose layer was not installed (second call) exports nothing; drop it.
+    let telemetry = match (&handle.handle, provider) {
+        (Some(_), Some(p)) => Telemetry::new(Some(p)),
+        (_, Some(p)) => {
+            let _ = p.shutdown();
+            Telemetry::default()
+        }
+        _ => Telemetry::default(),
+    };
+    (handle, telemetry)
+}
+
+fn install(
+    args: &LogArgs,
+    provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> LogHandle {
     let filter = EnvFilter::try_new(&args.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let registry = tracing_subscriber::registry().with(filter);
+    let otel_layer = provider.map(|p| tracing_opentelemetry::layer().with_tracer(otel::tracer(p)));
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = match args.format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -70,6 +109,7 @@ pub fn init_logging(args: &LogArgs) -> LogHandle {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
+                    .with_span_list(true)
                     .with_writer(std::io::stderr),
             )
             .try_init(),

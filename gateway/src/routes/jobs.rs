@@ -153,10 +153,12 @@ async fn accept(
     publish_job(&jet.js, msg)
         .await
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
+    state.metrics().jobs.submitted(kind.as_str());
 
     // The job is committed. The record and the event are conveniences a worker can
     // rebuild from the message, so their failure must not fail the request.
-    let record = JobRecord::pending(msg);
+    let mut record = JobRecord::pending(msg);
+    record.trace_id = jetmill_natsx::trace::trace_id(&tracing::Span::current());
     if let Err(e) = jet.records.create(&record).await {
         tracing::warn!(job_id = %msg.id, error = %e, "could not create pending record; the worker will");
     }
@@ -251,6 +253,7 @@ fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) -> ApiError {
     e.into()
 }
 
+#[tracing::instrument(name = "publish", skip_all, fields(otel.kind = "producer", job_id = %msg.id))]
 async fn publish_job(
     js: &async_nats::jetstream::Context,
     msg: &JobMessage,
@@ -272,6 +275,7 @@ async fn publish_job(
         jetmill_proto::SCHEMA_VERSION.to_string().as_str(),
     );
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_POSTCARD);
+    jetmill_natsx::trace::inject_current(&mut headers);
     let subject = names::job_subject(msg.priority, msg.spec.kind());
     let ack = js
         .publish_with_headers(subject, headers, payload.into())

@@ -8,7 +8,7 @@ mod live;
 pub mod openapi;
 mod usage;
 
-use crate::{ApiError, AppState};
+use crate::{observe, ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -27,6 +27,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     let quick = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(observe::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
@@ -42,6 +43,14 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
             ApiError::NotFound("no such route; the API lives under /v1/jobs".into())
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics().clone(),
+            jetmill_metrics::http::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::http_span)
+                .on_response(observe::record_status),
+        )
         .with_state(state)
 }
