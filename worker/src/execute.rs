@@ -72,6 +72,7 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         }
         return;
     }
+    crate::observe::queue_wait_span(&message, &job, delivered);
     let _running = ctx.register(job.id, cancel.clone());
     run(ctx, message, job, delivered, cancel)
         .instrument(span)
@@ -135,6 +136,7 @@ async fn run(
             r.trace_id = r.trace_id.take().or_else(|| trace_id.clone());
             true
         })
+        .instrument(tracing::info_span!("fetch"))
         .await;
     match marked {
         Ok(Update::Applied(_)) | Ok(Update::Missing) => {}

@@ -7,7 +7,7 @@ use jetmill_metrics::Metrics;
 use jetmill_proto::{now_ms, JobMessage};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,30 @@ pub fn adopt_trace(span: &tracing::Span, message: &Message) -> Option<String> {
         span.record("trace_id", id.as_str());
     }
     id
+}
+
+/// Record the time a job's first delivery spent in the queue as a `queue wait` span:
+/// a child of the gateway's publish span (from the message headers), from submission
+/// until now. Later deliveries are not queue wait of the submission, so they get none;
+/// nor does an untraced message, and without an exporter the tracer is a no-op.
+pub fn queue_wait_span(message: &Message, job: &JobMessage, delivered: u32) {
+    use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
+    if delivered != 1 {
+        return;
+    }
+    let parent = jetmill_natsx::trace::extract(message.headers.as_ref());
+    if !parent.span().span_context().is_valid() {
+        return;
+    }
+    let tracer = opentelemetry::global::tracer("jetmill");
+    let submitted = u64::try_from(job.submitted_at_ms).unwrap_or(0);
+    let mut span = tracer
+        .span_builder("queue wait")
+        .with_kind(SpanKind::Internal)
+        .with_start_time(UNIX_EPOCH + Duration::from_millis(submitted))
+        .with_attributes([opentelemetry::KeyValue::new("job_id", job.id.to_string())])
+        .start_with_context(&tracer, &parent);
+    span.end();
 }
 
 /// The trace id of the current job: its span's, else the one its message carries.

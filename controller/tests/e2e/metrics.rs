@@ -43,13 +43,15 @@ async fn metrics_parse_and_counters_move_with_jobs() {
     let worker_metrics = format!("http://{}/metrics", listener.local_addr().expect("addr"));
     let token = app.shutdown.clone();
     let args = worker_args(app.nats.url());
-    tokio::spawn(async move { jetmill_worker::run_with(
+    tokio::spawn(async move {
+        jetmill_worker::run_with(
             args,
             token,
             jetmill_runtime::LogHandle::disabled(),
             Some(listener),
         )
-        .await });
+        .await
+    });
     let gateway_metrics = app.url("/metrics");
 
     let w0 = scrape(&app.http, &worker_metrics).await;

@@ -163,7 +163,9 @@ async fn one_trace_spans_gateway_and_worker_processes() {
     let wanted = [
         ("jetmill-gateway", "POST /v1/jobs"),
         ("jetmill-gateway", "publish"),
+        ("jetmill-worker", "queue wait"),
         ("jetmill-worker", "job"),
+        ("jetmill-worker", "fetch"),
         ("jetmill-worker", "compute"),
         ("jetmill-worker", "kernel"),
         ("jetmill-worker", "result write"),
@@ -207,7 +209,25 @@ async fn one_trace_spans_gateway_and_worker_processes() {
         job.parent_span_id, publish.span_id,
         "the worker's job span is a child of the publish"
     );
-    for name in ["compute", "kernel", "result write", "event done"] {
+    let queue_wait = find("jetmill-worker", "queue wait");
+    assert_eq!(
+        queue_wait.parent_span_id, publish.span_id,
+        "the queue wait follows the publish"
+    );
+    let compute = find("jetmill-worker", "compute");
+    assert_eq!(
+        find("jetmill-worker", "kernel").parent_span_id,
+        compute.span_id,
+        "the kernel's span is inside compute"
+    );
+    for name in ["fetch", "compute", "result write", "event done"] {
+        assert_eq!(
+            find("jetmill-worker", name).parent_span_id,
+            job.span_id,
+            "{name} is a step of the attempt"
+        );
+    }
+    for name in ["fetch", "compute", "kernel", "result write", "event done"] {
         let s = find("jetmill-worker", name);
         assert!(
             descends_from(&s, &job, &by_id),
@@ -231,6 +251,20 @@ async fn one_trace_spans_gateway_and_worker_processes() {
         assert_eq!(l["span"]["job_id"], job_id.as_str(), "{l}");
         assert_eq!(l["span"]["trace_id"], trace_id.as_str(), "{l}");
     }
+    // Every line logged inside the job's span (whatever the innermost span) names both.
+    let mut inside = 0;
+    for l in &lines {
+        let Some(job_span) = l["spans"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "job"))
+        else {
+            continue;
+        };
+        inside += 1;
+        assert_eq!(job_span["job_id"], job_id.as_str(), "{l}");
+        assert_eq!(job_span["trace_id"], trace_id.as_str(), "{l}");
+    }
+    assert!(inside >= 2, "{lines:#?}");
 }
 
 #[tokio::test]

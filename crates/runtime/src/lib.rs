@@ -81,7 +81,12 @@ pub fn init(args: &LogArgs, default_service: &str) -> (LogHandle, Telemetry) {
     }
     // A provider whose layer was not installed (second call) exports nothing; drop it.
     let telemetry = match (&handle.handle, provider) {
-        (Some(_), Some(p)) => Telemetry::new(Some(p)),
+        (Some(_), Some(p)) => {
+            // Spans made with the OpenTelemetry API directly (e.g. a worker's backdated
+            // `queue wait`) go to the same pipeline.
+            opentelemetry::global::set_tracer_provider(p.clone());
+            Telemetry::new(Some(p))
+        }
         (_, Some(p)) => {
             let _ = p.shutdown();
             Telemetry::default()
