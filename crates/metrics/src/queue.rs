@@ -12,6 +12,27 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// Why the queue gauges could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueReadError {
+    /// The stream or its info could not be read.
+    #[error("reading stream {stream}: {detail}")]
+    Stream {
+        /// Stream name.
+        stream: &'static str,
+        /// What JetStream said.
+        detail: String,
+    },
+    /// Its consumers could not be listed.
+    #[error("listing consumers of {stream}: {detail}")]
+    Consumers {
+        /// Stream name.
+        stream: &'static str,
+        /// What JetStream said.
+        detail: String,
+    },
+}
+
 /// Label set `{stream}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabel {
@@ -70,7 +91,7 @@ impl QueueGauges {
     /// Read the `JOBS` stream and each of its consumers into the gauges.
     ///
     /// On error the gauges are cleared, so a scrape shows no stale numbers.
-    pub async fn refresh(&self, js: &jetstream::Context) -> Result<(), String> {
+    pub async fn refresh(&self, js: &jetstream::Context) -> Result<(), QueueReadError> {
         let result = self.read(js).await;
         if result.is_err() {
             self.clear();
@@ -86,21 +107,31 @@ impl QueueGauges {
         self.waiting.clear();
     }
 
-    async fn read(&self, js: &jetstream::Context) -> Result<(), String> {
+    async fn read(&self, js: &jetstream::Context) -> Result<(), QueueReadError> {
         let stream_name = names::JOBS_STREAM;
         let stream = js
             .get_stream(stream_name)
             .await
-            .map_err(|e| format!("reading stream {stream_name}: {e}"))?;
+            .map_err(|e| QueueReadError::Stream {
+                stream: stream_name,
+                detail: e.to_string(),
+            })?;
         let info = stream
             .get_info()
             .await
-            .map_err(|e| format!("reading stream {stream_name}: {e}"))?;
-        let consumers: Vec<_> = stream
-            .consumers()
-            .try_collect()
-            .await
-            .map_err(|e| format!("listing consumers of {stream_name}: {e}"))?;
+            .map_err(|e| QueueReadError::Stream {
+                stream: stream_name,
+                detail: e.to_string(),
+            })?;
+        let consumers: Vec<_> =
+            stream
+                .consumers()
+                .try_collect()
+                .await
+                .map_err(|e| QueueReadError::Consumers {
+                    stream: stream_name,
+                    detail: e.to_string(),
+                })?;
         // Replace rather than update, so a deleted consumer disappears.
         self.clear();
         self.stream_messages

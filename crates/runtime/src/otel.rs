@@ -34,11 +34,19 @@ pub fn service_name(default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// Why trace export could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OtelError {
+    /// The OTLP exporter rejected its configuration (e.g. a malformed endpoint).
+    #[error("cannot build the OTLP span exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
 /// Build the provider exporting to the configured endpoint, or `None` when export is off.
 ///
 /// The exporter reads the endpoint, headers and timeout from the `OTEL_*` variables
 /// itself; the batch processor honours `OTEL_BSP_*` (e.g. `OTEL_BSP_SCHEDULE_DELAY`).
-pub fn tracer_provider(default_service: &str) -> Result<Option<SdkTracerProvider>, String> {
+pub fn tracer_provider(default_service: &str) -> Result<Option<SdkTracerProvider>, OtelError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     if !export_configured() {
         return Ok(None);
@@ -46,8 +54,7 @@ pub fn tracer_provider(default_service: &str) -> Result<Option<SdkTracerProvider
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
-        .build()
-        .map_err(|e| format!("cannot build the OTLP span exporter: {e}"))?;
+        .build()?;
     let resource = Resource::builder()
         .with_service_name(service_name(default_service))
         .build();
