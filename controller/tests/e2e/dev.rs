@@ -50,7 +50,28 @@ async fn jetmill_dev_serves_jobs_and_stops_cleanly_on_ctrl_c() {
         "{api}"
     );
 
+    // The next line names both /metrics endpoints: gateway first, then the worker.
+    let metrics_line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no metrics line from jetmill dev; output: {seen:#?}"));
+        if line.trim().starts_with("metrics:") {
+            break line;
+        }
+        seen.push(line);
+    };
+    let metrics_urls: Vec<&str> = metrics_line
+        .split_whitespace()
+        .filter(|w| w.starts_with("http://"))
+        .collect();
+    assert_eq!(metrics_urls.len(), 2, "{metrics_line}");
+
     let http = reqwest::Client::new();
+    for url in &metrics_urls {
+        let scrape = crate::metrics::scrape(&http, url).await;
+        assert!(!scrape.samples.is_empty(), "{url} exposes metrics");
+    }
     let resp = http
         .post(&api)
         .json(&serde_json::json!({"kind": "factorial", "input": 25}))

@@ -7,7 +7,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Scrape `url`, check every line is understood, and parse it.
-async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
+pub async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
     let resp = http.get(url).send().await.expect("GET /metrics");
     assert_eq!(resp.status().as_u16(), 200, "{url}");
     let text = resp.text().await.expect("body");
