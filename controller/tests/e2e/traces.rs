@@ -315,3 +315,52 @@ async fn json_logs_carry_job_id_without_trace_export() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_quiet_log_level_keeps_exporting_spans() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let gateway = spawn_jetmill(
+        "quiet-gateway",
+        &["gateway", "--server", nats.url(), "--listen", "127.0.0.1:0"],
+        Some(&receiver.endpoint),
+    );
+    let base = gateway_base(&gateway).await;
+    let worker = spawn_jetmill(
+        "quiet-worker",
+        &[
+            "--log-level",
+            "warn",
+            "worker",
+            "--server",
+            nats.url(),
+            "--worker-id",
+            "quiet",
+        ],
+        Some(&receiver.endpoint),
+    );
+    let http = reqwest::Client::new();
+    let record = run_job(
+        &http,
+        &base,
+        serde_json::json!({"kind": "fibonacci", "input": 40}),
+    )
+    .await;
+    let trace_id = record["trace_id"].as_str().expect("trace id").to_string();
+    let exported = jetmill_testkit::wait_until(Duration::from_secs(30), || {
+        let spans = receiver.spans();
+        std::future::ready(["job", "compute", "kernel"].iter().all(|name| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace_id && s.service == "jetmill-worker" && s.name == *name)
+        }))
+    })
+    .await;
+    assert!(exported, "worker spans exported at log level warn");
+    assert!(
+        json_lines(&worker)
+            .iter()
+            .all(|l| l["level"] == "WARN" || l["level"] == "ERROR"),
+        "the log output still honours --log-level"
+    );
+}

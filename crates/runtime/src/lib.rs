@@ -12,7 +12,8 @@ pub use otel::Telemetry;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{
-    layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry,
+    filter::LevelFilter, layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer,
+    Registry,
 };
 
 /// Log line format.
@@ -100,25 +101,34 @@ fn install(
     args: &LogArgs,
     provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> LogHandle {
+    // The log filter (reloadable: the controller's `log-level`) applies to the log
+    // output only, so `log-level warn` does not switch tracing off; spans are
+    // exported from `info` up whatever the log level.
     let filter = EnvFilter::try_new(&args.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let otel_layer = provider.map(|p| tracing_opentelemetry::layer().with_tracer(otel::tracer(p)));
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
-    let result = match args.format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
+    let output = match args.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let otel_layer = provider.map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(otel::tracer(p))
+            .with_filter(LevelFilter::INFO)
+    });
+    let result = tracing_subscriber::registry()
+        .with(output)
+        .with(otel_layer)
+        .try_init();
     LogHandle {
         handle: result.ok().map(|_| handle),
     }
