@@ -37,6 +37,22 @@ fn sum(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn metrics_parse_and_counters_move_with_jobs() {
     let app = TestApp::gateway_only().await;
+    let gateway_metrics = app.url("/metrics");
+    // No worker yet: the queue gauge read from JetStream shows the jobs waiting.
+    let mut early = Vec::new();
+    for n in [3, 4, 5] {
+        early.push(
+            app.submit_ok(json!({"kind": "factorial", "input": n}))
+                .await,
+        );
+    }
+    let queued = scrape(&app.http, &gateway_metrics).await;
+    assert_eq!(
+        sum(&queued, "jetmill_stream_messages", &[("stream", "JOBS")]),
+        3.0,
+        "queue depth read from JetStream"
+    );
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind metrics");
@@ -52,11 +68,27 @@ async fn metrics_parse_and_counters_move_with_jobs() {
         )
         .await
     });
-    let gateway_metrics = app.url("/metrics");
+    for id in &early {
+        let rec = app.wait_finished(id, Duration::from_secs(60)).await;
+        assert_eq!(rec["status"], "done", "{rec}");
+    }
 
-    let w0 = scrape(&app.http, &worker_metrics).await;
-    let g0 = scrape(&app.http, &gateway_metrics).await;
+    // The record is written just before the counter moves: wait for the three.
     let done = "jetmill_jobs_finished_total";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let w0 = loop {
+        let w = scrape(&app.http, &worker_metrics).await;
+        if sum(&w, done, &[("outcome", "done")]) == 3.0 {
+            break w;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the early jobs were not counted: {:?}",
+            w.samples
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let g0 = scrape(&app.http, &gateway_metrics).await;
     let before = sum(&w0, done, &[("outcome", "done")]);
 
     let mut ids = Vec::new();
@@ -85,12 +117,13 @@ async fn metrics_parse_and_counters_move_with_jobs() {
     assert_eq!(sum(&w1, done, &[("outcome", "done")]) - before, 10.0);
     assert_eq!(
         sum(&w1, done, &[("kind", "factorial"), ("outcome", "done")]),
-        5.0
+        5.0 + 3.0,
+        "five of the ten, and the three early ones"
     );
     assert_eq!(sum(&w1, "jetmill_jobs_in_flight", &[]), 0.0);
     assert_eq!(
         sum(&w1, "jetmill_job_run_duration_seconds_count", &[]),
-        10.0,
+        13.0,
         "one run observation per job"
     );
 
@@ -118,6 +151,10 @@ async fn metrics_parse_and_counters_move_with_jobs() {
         .get("route")
         .is_none_or(|r| !r.contains(ids[0].as_str()))));
     // Queue gauges read from JetStream: everything drained.
+    assert_eq!(
+        sum(&g1, "jetmill_stream_messages", &[("stream", "JOBS")]),
+        0.0
+    );
     assert_eq!(
         sum(
             &g1,

@@ -57,6 +57,9 @@ pub struct QueueGauges {
     ack_pending: Family<ConsumerLabels, Gauge>,
     redelivered: Family<ConsumerLabels, Gauge>,
     waiting: Family<ConsumerLabels, Gauge>,
+    /// Consumers set at the last refresh, so one that is gone can be removed
+    /// without clearing (and briefly hiding) the others from a concurrent scrape.
+    known: std::sync::Mutex<Vec<ConsumerLabels>>,
 }
 
 impl QueueGauges {
@@ -100,6 +103,7 @@ impl QueueGauges {
     }
 
     fn clear(&self) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.stream_messages.clear();
         self.pending.clear();
         self.ack_pending.clear();
@@ -132,13 +136,12 @@ impl QueueGauges {
                     stream: stream_name,
                     detail: e.to_string(),
                 })?;
-        // Replace rather than update, so a deleted consumer disappears.
-        self.clear();
         self.stream_messages
             .get_or_create(&StreamLabel {
                 stream: stream_name.to_string(),
             })
             .set(i64::try_from(info.state.messages).unwrap_or(i64::MAX));
+        let mut now = Vec::with_capacity(consumers.len());
         for c in consumers {
             let labels = ConsumerLabels {
                 stream: stream_name.to_string(),
@@ -153,7 +156,21 @@ impl QueueGauges {
             set(&self.ack_pending, c.num_ack_pending as u64);
             set(&self.redelivered, c.num_redelivered as u64);
             set(&self.waiting, c.num_waiting as u64);
+            now.push(labels);
         }
+        // A consumer deleted since the last refresh disappears.
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in known.iter().filter(|l| !now.contains(l)) {
+            for family in [
+                &self.pending,
+                &self.ack_pending,
+                &self.redelivered,
+                &self.waiting,
+            ] {
+                family.remove(gone);
+            }
+        }
+        *known = now;
         Ok(())
     }
 }
