@@ -8,7 +8,7 @@
 //! - [`http`]: request counts and latencies by route template, method and status,
 //!   and the axum middleware that records them.
 //! - [`queue`]: queue depth and pending acks per consumer, read from JetStream.
-//! - [`serve`]: encoding and the worker's small `/metrics` listener.
+//! - [`serve`](mod@serve): encoding and the worker's small `/metrics` listener.
 //!
 //! Labels are bounded: a job kind, an outcome, a route template, a method, a status,
 //! a stream or consumer name. Never a job id.
