@@ -7,6 +7,7 @@ mod list;
 mod live;
 pub mod openapi;
 mod usage;
+mod workers;
 
 use crate::{observe, ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
@@ -32,6 +33,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/workers", get(workers::list))
         .layer(timeout(request_timeout));
     let waiting = Router::new()
         .route("/v1/jobs/{id}", get(live::get_one).delete(cancel::cancel))
