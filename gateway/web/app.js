@@ -518,6 +518,7 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 /** Poll the record every 500 ms until it is terminal (gateways without the SSE endpoint). */
 async function pollJob(id, ctrl) {
   $('live-mode').textContent = 'live: polling every 0.5 s';
+  $('job-view').dataset.live = 'poll';
   while (!ctrl.signal.aborted) {
     try {
       const rec = await api('GET', `/v1/jobs/${id}`);
@@ -553,6 +554,7 @@ async function streamJob(id, ctrl) {
     return;
   }
   $('live-mode').textContent = 'live: event stream';
+  $('job-view').dataset.live = 'sse';
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let refresh = null;
@@ -598,6 +600,7 @@ async function openJob(id) {
   stopLive();
   state.openId = id;
   $('job-timeline').replaceChildren();
+  delete $('job-view').dataset.live;
   $('copy-msg').textContent = '';
   $('result-box').hidden = true;
   $('job-view').hidden = false;

@@ -46,7 +46,9 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     quick
         .merge(waiting)
         .fallback(|| async {
-            ApiError::NotFound("no such route; the API lives under /v1 and the web page at /".into())
+            ApiError::NotFound(
+                "no such route; the API lives under /v1 and the web page at /".into(),
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
