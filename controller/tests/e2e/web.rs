@@ -4,7 +4,7 @@
 
 mod driver;
 
-use crate::helpers::TestApp;
+use crate::helpers::{worker_args, TestApp};
 use driver::Browser;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -124,6 +124,19 @@ async fn workers_endpoint_reports_live_workers_and_queue_depth() {
         "{view}"
     );
     assert_eq!(view["queue_depth"], 0, "{view}");
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        doc["paths"]["/v1/workers"]["get"].is_object(),
+        "GET /v1/workers is not in the OpenAPI document"
+    );
 }
 
 #[tokio::test]
@@ -298,6 +311,14 @@ async fn page_submits_factorial_shows_errors_progress_and_downloads_the_result()
         )
         .await;
     browser.screenshot(&out.join("05-job-view.png")).await;
+    // This gateway has the event stream, so the page follows it rather than polling.
+    let live = browser
+        .js(
+            "return document.getElementById('job-view').dataset.live",
+            json!([]),
+        )
+        .await;
+    assert_eq!(live, "sse");
 
     // Download the full result through the link and check it against the record.
     browser
@@ -445,4 +466,135 @@ async fn page_cancels_a_running_job_and_shows_workers_at_phone_width() {
         .await;
     assert_eq!(unlabelled, json!([]), "controls without a label");
     browser.screenshot(&out.join("03-phone.png")).await;
+}
+
+#[tokio::test]
+async fn page_explains_401_and_sends_the_token_it_is_given() {
+    const KEY: &str = "key-web-0123456789";
+    let keys_dir = tempfile::tempdir().expect("tempdir");
+    let keys = keys_dir.path().join("api-keys");
+    std::fs::write(&keys, format!("{KEY} webtenant\n")).expect("write api keys");
+    let app = TestApp::gateway_with(|a| a.auth.api_keys = Some(keys)).await;
+    app.start_worker_in_process(worker_args(app.nats.url()));
+    let out = output_dir("auth");
+    let downloads = tempfile::tempdir().expect("download dir");
+    // The page itself needs no token; the API does.
+    let browser = open_page(&app, downloads.path()).await;
+    let banner = browser
+        .wait_js(
+            "401 explained",
+            WAIT,
+            "const b = document.getElementById('auth-msg'); return b.hidden ? '' : b.textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        banner.as_str().unwrap_or_default().contains("401")
+            && banner.as_str().unwrap_or_default().contains("Access token"),
+        "{banner}"
+    );
+    browser.screenshot(&out.join("01-401.png")).await;
+
+    // A wrong token is called wrong, the right one clears the banner.
+    let token = browser.find("#token", WAIT).await;
+    browser.type_into(&token, "not-the-key").await;
+    browser
+        .click(&browser.find("#token-save", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "wrong token explained",
+            WAIT,
+            "return document.getElementById('auth-msg').textContent.includes('not accepted')",
+            json!([]),
+        )
+        .await;
+    browser.type_into(&token, KEY).await;
+    browser
+        .click(&browser.find("#token-save", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "banner gone and workers listed with the token",
+            WAIT,
+            "return document.getElementById('auth-msg').hidden && !!document.querySelector('#workers-body tr')",
+            json!([]),
+        )
+        .await;
+    let stored = browser
+        .js("return sessionStorage.getItem('jetmill.token')", json!([]))
+        .await;
+    assert_eq!(stored, KEY);
+
+    // Submit, follow the job (SSE with the token), download through fetch.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "3000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let id = browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "return document.getElementById('submit-msg').dataset.jobId || ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "result preview",
+            WAIT,
+            "return !document.getElementById('result-box').hidden && document.querySelector('#job-timeline li[data-event=\"done\"]')",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&out.join("02-job-with-token.png")).await;
+    browser
+        .click(&browser.find("#copy-result", WAIT).await)
+        .await;
+    let copied = browser
+        .wait_js(
+            "copy confirmed",
+            WAIT,
+            "return document.getElementById('copy-msg').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        copied.as_str().unwrap_or_default().starts_with("Copied "),
+        "{copied}"
+    );
+    let digits: u64 = browser
+        .text(&browser.find("#result-digits", WAIT).await)
+        .await
+        .parse()
+        .expect("digit count");
+    browser
+        .click(&browser.find("#result-download", WAIT).await)
+        .await;
+    let file = downloads.path().join(format!("{id}.txt"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() == digits) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "download with a token did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
