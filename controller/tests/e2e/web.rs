@@ -421,6 +421,76 @@ async fn page_cancels_a_running_job_and_shows_workers_at_phone_width() {
     assert_eq!(cancel_hidden, true);
     browser.screenshot(&out.join("02-cancelled.png")).await;
 
+    // A long job through the form: its progress bar moves; Cancel in the job view.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "5000000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let long = browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "const m = document.getElementById('submit-msg').dataset.jobId || '';
+             return m !== arguments[0] ? m : '';",
+            json!([id]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+    let moved = browser
+        .wait_js(
+            "progress bar between 0 and 1",
+            WAIT,
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             if (!r) return null;
+             if (r.dataset.status !== 'running') return r.dataset.status === 'done' ? 'done' : null;
+             const p = Number(r.querySelector('progress').value);
+             return p > 0 && p < 1 ? p : null;",
+            json!([long]),
+        )
+        .await;
+    assert!(
+        moved.is_f64(),
+        "factorial(5000000) finished before its progress showed: {moved}"
+    );
+    browser.screenshot(&out.join("03-progress.png")).await;
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{long}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "job view open",
+            WAIT,
+            "return document.getElementById('job-id').textContent === arguments[0]
+                && !document.getElementById('job-cancel').hidden",
+            json!([long]),
+        )
+        .await;
+    browser
+        .click(&browser.find("#job-cancel", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "job view shows cancelled",
+            WAIT,
+            "const d = document.querySelector('#job-record dd[data-field=\"status\"]');
+             return d && d.textContent === 'cancelled'
+                && !!document.querySelector('#job-timeline li[data-event=\"cancelled\"]');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(app.get_job(&long).await["status"], "cancelled");
+    browser.screenshot(&out.join("04-job-cancelled.png")).await;
+
     // The status filter.
     browser
         .click(
@@ -465,7 +535,7 @@ async fn page_cancels_a_running_job_and_shows_workers_at_phone_width() {
         )
         .await;
     assert_eq!(unlabelled, json!([]), "controls without a label");
-    browser.screenshot(&out.join("03-phone.png")).await;
+    browser.screenshot(&out.join("05-phone.png")).await;
 }
 
 #[tokio::test]
