@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, and every test against a
-# real nats-server (installed by scripts/install-nats.sh if missing).
+# real nats-server (installed by scripts/install-nats.sh if missing), the web page's
+# tests in a real headless Chromium (installed by scripts/install-chromium.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,6 +13,12 @@ export JETMILL_SCHEMATHESIS="$(scripts/install-schemathesis.sh | tail -n 1)"
 for v in $(env | sed -n 's/^\(JETMILL_[A-Z_]*\)=.*/\1/p'); do
   [ "$v" = JETMILL_NATS_SERVER ] || [ "$v" = JETMILL_SCHEMATHESIS ] || unset "$v"
 done
+
+# Debian's chromium + chromium-driver for controller/tests/e2e/web.rs. If they cannot be
+# installed the suite still runs, and those tests fail saying what to install.
+if ! scripts/install-chromium.sh >/dev/null; then
+  echo "WARNING: could not install chromium/chromium-driver; the web page tests will fail" >&2
+fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -20,4 +20,5 @@ mod result_cache;
 mod traces;
 mod usage;
 mod validation;
+mod web;
 mod workers;

@@ -72,7 +72,7 @@ impl RuntimeConfig {
 }
 
 /// What a live worker says about itself, refreshed every few seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerReport {
     pub id: String,
     pub host: String,

@@ -7,6 +7,8 @@ mod list;
 mod live;
 pub mod openapi;
 mod usage;
+mod web;
+mod workers;
 
 use crate::{observe, ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
@@ -32,6 +34,10 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/workers", get(workers::list))
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/style.css", get(web::style_css))
         .layer(timeout(request_timeout));
     let waiting = Router::new()
         .route("/v1/jobs/{id}", get(live::get_one).delete(cancel::cancel))
@@ -40,7 +46,9 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     quick
         .merge(waiting)
         .fallback(|| async {
-            ApiError::NotFound("no such route; the API lives under /v1/jobs".into())
+            ApiError::NotFound(
+                "no such route; the API lives under /v1 and the web page at /".into(),
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,670 @@
+//! The web page at `/`, in a real headless Chromium (Debian's `chromium` +
+//! `chromium-driver`, see scripts/install-chromium.sh) against jetmill on a real
+//! nats-server. Screenshots of the main states go to `target/test-output/web/`.
+
+mod driver;
+
+use crate::helpers::{worker_args, TestApp};
+use driver::Browser;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `target/test-output/web/<test>/`, emptied first.
+fn output_dir(test: &str) -> PathBuf {
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let dir = target.join("test-output").join("web").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test-output dir");
+    dir
+}
+
+async fn open_page(app: &TestApp, downloads: &std::path::Path) -> Browser {
+    let browser = Browser::start(downloads).await;
+    browser.goto(&app.url("/")).await;
+    browser
+        .wait_js(
+            "page ready",
+            WAIT,
+            "return document.body.dataset.ready === 'true'",
+            json!([]),
+        )
+        .await;
+    browser
+}
+
+/// Status of the job's row in the jobs table, or "" while there is none.
+async fn row_status(browser: &Browser, id: &str) -> String {
+    browser
+        .js(
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); return r ? r.dataset.status : '';",
+            json!([id]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn page_and_assets_are_served_with_content_types() {
+    let app = TestApp::gateway_only().await;
+    for (path, ct, needle) in [
+        ("/", "text/html; charset=utf-8", "<title>jetmill</title>"),
+        (
+            "/assets/app.js",
+            "text/javascript; charset=utf-8",
+            "'use strict'",
+        ),
+        ("/assets/style.css", "text/css; charset=utf-8", ":root"),
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.expect("GET");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], ct, "{path}");
+        assert!(resp.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("default-src 'self'"));
+        let body = resp.text().await.expect("body");
+        assert!(body.contains(needle), "{path} lacks {needle}");
+    }
+    // Nothing from another origin: the page works offline.
+    let html = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    let missing = app
+        .http
+        .get(app.url("/assets/nope.js"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn workers_endpoint_reports_live_workers_and_queue_depth() {
+    let app = TestApp::spawn().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let view = loop {
+        let v: Value = app
+            .http
+            .get(app.url("/v1/workers"))
+            .send()
+            .await
+            .expect("GET /v1/workers")
+            .json()
+            .await
+            .expect("json");
+        if v["workers"].as_array().is_some_and(|w| !w.is_empty()) {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no worker report: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let w = &view["workers"][0];
+    assert!(w["concurrency"].as_u64().is_some_and(|c| c >= 1), "{view}");
+    assert!(
+        w["frozen"].is_boolean() && w["config_revision"].is_u64(),
+        "{view}"
+    );
+    assert_eq!(view["queue_depth"], 0, "{view}");
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        doc["paths"]["/v1/workers"]["get"].is_object(),
+        "GET /v1/workers is not in the OpenAPI document"
+    );
+}
+
+#[tokio::test]
+async fn page_submits_factorial_shows_errors_progress_and_downloads_the_result() {
+    let app = TestApp::spawn().await;
+    let out = output_dir("submit");
+    let downloads = tempfile::tempdir().expect("download dir");
+    let browser = open_page(&app, downloads.path()).await;
+
+    // A bad input: the API's problem+json shows next to the input field.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "-5").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let err = browser
+        .wait_js(
+            "error next to the input",
+            WAIT,
+            "return document.getElementById('err-input').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        err.as_str().unwrap_or_default().contains("negative"),
+        "input error: {err}"
+    );
+    let invalid = browser
+        .js(
+            "return document.getElementById('f-input').getAttribute('aria-invalid')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(invalid, "true");
+    browser.screenshot(&out.join("01-input-error.png")).await;
+    // A bad option shows next to its own field.
+    browser.type_into(&input, "10").await;
+    let attempts = browser.find("#f-max-attempts", WAIT).await;
+    browser.type_into(&attempts, "99").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "error next to max attempts",
+            WAIT,
+            "return document.getElementById('err-max-attempts').textContent",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('err-input').textContent",
+                json!([])
+            )
+            .await,
+        ""
+    );
+    browser.screenshot(&out.join("02-option-error.png")).await;
+
+    // factorial(50000) through the form.
+    browser.type_into(&attempts, "").await;
+    browser.type_into(&input, "50000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let id = browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "return document.getElementById('submit-msg').dataset.jobId || ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+    let record = app.get_job(&id).await;
+    assert_eq!(record["kind"], "factorial");
+    assert!(
+        record["input"] == 50000 || record["input"] == "50000",
+        "{record}"
+    );
+
+    // The row appears; watch its progress bar until the status is done.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen_progress = Vec::new();
+    let mut seen_status = Vec::new();
+    let mut shot = false;
+    loop {
+        let v = browser
+            .js(
+                "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+                 return r ? [r.dataset.status, Number(r.querySelector('progress').value)] : null;",
+                json!([id]),
+            )
+            .await;
+        if let Some(arr) = v.as_array() {
+            let status = arr[0].as_str().unwrap_or_default().to_string();
+            let p = arr[1].as_f64().unwrap_or(-1.0);
+            if seen_status.last() != Some(&status) {
+                seen_status.push(status.clone());
+            }
+            if seen_progress.last() != Some(&p) {
+                seen_progress.push(p);
+            }
+            if !shot {
+                browser.screenshot(&out.join("03-job-row.png")).await;
+                shot = true;
+            }
+            if status == "done" {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} not done on the page; statuses {seen_status:?}, progress {seen_progress:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen_progress.last(), Some(&1.0), "{seen_progress:?}");
+    let cells = browser
+        .js(
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             return ['attempts','worker','duration'].map(c => r.querySelector(`[data-col=\"${c}\"]`).textContent);",
+            json!([id]),
+        )
+        .await;
+    assert_eq!(cells[0], "1", "{cells}");
+    assert!(!cells[1].as_str().unwrap_or_default().is_empty(), "{cells}");
+    assert!(!cells[2].as_str().unwrap_or_default().is_empty(), "{cells}");
+    browser.screenshot(&out.join("04-job-done.png")).await;
+
+    // Open the job: record, timeline, result preview.
+    let record = app.get_job(&id).await;
+    let info = &record["result_info"];
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    let digits = browser
+        .wait_js(
+            "result preview",
+            WAIT,
+            "return document.getElementById('result-box').hidden ? '' : document.getElementById('result-digits').textContent",
+            json!([]),
+        )
+        .await;
+    assert_eq!(digits, info["digits"].to_string());
+    let head = browser
+        .text(&browser.find("#result-head", WAIT).await)
+        .await;
+    let tail = browser
+        .text(&browser.find("#result-tail", WAIT).await)
+        .await;
+    assert_eq!(head, info["head"].as_str().expect("head"));
+    assert_eq!(tail, info["tail"].as_str().expect("tail"));
+    browser
+        .wait_js(
+            "timeline shows accepted, started and done",
+            WAIT,
+            "const l = document.getElementById('job-timeline');
+             return ['accepted','started','done'].every(e => l.querySelector(`li[data-event=\"${e}\"]`));",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&out.join("05-job-view.png")).await;
+    // This gateway has the event stream, so the page follows it rather than polling.
+    let live = browser
+        .js(
+            "return document.getElementById('job-view').dataset.live",
+            json!([]),
+        )
+        .await;
+    assert_eq!(live, "sse");
+
+    // Download the full result through the link and check it against the record.
+    browser
+        .click(&browser.find("#result-download", WAIT).await)
+        .await;
+    let file = downloads.path().join(format!("{id}.txt"));
+    let bytes = info["bytes"].as_u64().expect("bytes");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.len() == bytes {
+                break std::fs::read_to_string(&file).expect("read download");
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "download of {} did not arrive in {}; files: {:?}",
+            file.display(),
+            downloads.path().display(),
+            std::fs::read_dir(downloads.path())
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(text.len() as u64, info["digits"].as_u64().expect("digits"));
+    assert!(text.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(
+        hex::encode(Sha256::digest(text.as_bytes())),
+        info["sha256"].as_str().expect("sha256")
+    );
+}
+
+#[tokio::test]
+async fn page_cancels_a_running_job_and_shows_workers_at_phone_width() {
+    let app = TestApp::spawn().await;
+    let out = output_dir("cancel");
+    let downloads = tempfile::tempdir().expect("download dir");
+    // A long job: the chaos delay keeps it running until it is cancelled.
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 20, "chaos": {"delay_ms": 600000}}))
+        .await;
+    let browser = open_page(&app, downloads.path()).await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while row_status(&browser, &id).await != "running" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} never showed as running; status {:?}",
+            row_status(&browser, &id).await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The workers panel shows the worker busy with it.
+    let running = browser
+        .wait_js(
+            "worker row with one running job",
+            WAIT,
+            "const r = document.querySelector('#workers-body tr');
+             return r && r.querySelector('[data-col=\"running\"]').textContent === '1'
+               ? [r.querySelector('[data-col=\"concurrency\"]').textContent,
+                  r.querySelector('[data-col=\"frozen\"]').textContent,
+                  document.getElementById('queue-depth').textContent]
+               : null;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(running[1], "no", "{running}");
+    assert_eq!(
+        running[2], "1",
+        "queue depth counts the in-flight job: {running}"
+    );
+    browser.screenshot(&out.join("01-running.png")).await;
+
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"cancel\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while row_status(&browser, &id).await != "cancelled" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} not cancelled on the page"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.get_job(&id).await["status"], "cancelled");
+    let cancel_hidden = browser
+        .js(
+            "return document.querySelector(`tr[data-id=\"${arguments[0]}\"] [data-action=\"cancel\"]`).hidden",
+            json!([id]),
+        )
+        .await;
+    assert_eq!(cancel_hidden, true);
+    browser.screenshot(&out.join("02-cancelled.png")).await;
+
+    // A long job through the form: its progress bar moves; Cancel in the job view.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "5000000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let long = browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "const m = document.getElementById('submit-msg').dataset.jobId || '';
+             return m !== arguments[0] ? m : '';",
+            json!([id]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+    let moved = browser
+        .wait_js(
+            "progress bar between 0 and 1",
+            WAIT,
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             if (!r) return null;
+             if (r.dataset.status !== 'running') return r.dataset.status === 'done' ? 'done' : null;
+             const p = Number(r.querySelector('progress').value);
+             return p > 0 && p < 1 ? p : null;",
+            json!([long]),
+        )
+        .await;
+    assert!(
+        moved.is_f64(),
+        "factorial(5000000) finished before its progress showed: {moved}"
+    );
+    browser.screenshot(&out.join("03-progress.png")).await;
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{long}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "job view open",
+            WAIT,
+            "return document.getElementById('job-id').textContent === arguments[0]
+                && !document.getElementById('job-cancel').hidden",
+            json!([long]),
+        )
+        .await;
+    browser
+        .click(&browser.find("#job-cancel", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "job view shows cancelled",
+            WAIT,
+            "const d = document.querySelector('#job-record dd[data-field=\"status\"]');
+             return d && d.textContent === 'cancelled'
+                && !!document.querySelector('#job-timeline li[data-event=\"cancelled\"]');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(app.get_job(&long).await["status"], "cancelled");
+    browser.screenshot(&out.join("04-job-cancelled.png")).await;
+
+    // The status filter.
+    browser
+        .click(
+            &browser
+                .find("#status-filter option[value=\"done\"]", WAIT)
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "filter hides the cancelled job",
+            WAIT,
+            "return !document.querySelector(`tr[data-id=\"${arguments[0]}\"]`)",
+            json!([id]),
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find("#status-filter option[value=\"\"]", WAIT)
+                .await,
+        )
+        .await;
+    browser.find(&format!("tr[data-id=\"{id}\"]"), WAIT).await;
+
+    // Phone width: nothing overflows sideways, every control has a label.
+    browser.set_window(390, 844).await;
+    browser
+        .wait_js(
+            "no horizontal overflow at phone width",
+            WAIT,
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            json!([]),
+        )
+        .await;
+    let unlabelled = browser
+        .js(
+            "return [...document.querySelectorAll('input, select, textarea, button')]
+               .filter(e => !e.hidden && !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+               .map(e => e.id || e.outerHTML.slice(0, 60));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+    browser.screenshot(&out.join("05-phone.png")).await;
+}
+
+#[tokio::test]
+async fn page_explains_401_and_sends_the_token_it_is_given() {
+    const KEY: &str = "key-web-0123456789";
+    let keys_dir = tempfile::tempdir().expect("tempdir");
+    let keys = keys_dir.path().join("api-keys");
+    std::fs::write(&keys, format!("{KEY} webtenant\n")).expect("write api keys");
+    let app = TestApp::gateway_with(|a| a.auth.api_keys = Some(keys)).await;
+    app.start_worker_in_process(worker_args(app.nats.url()));
+    let out = output_dir("auth");
+    let downloads = tempfile::tempdir().expect("download dir");
+    // The page itself needs no token; the API does.
+    let browser = open_page(&app, downloads.path()).await;
+    let banner = browser
+        .wait_js(
+            "401 explained",
+            WAIT,
+            "const b = document.getElementById('auth-msg'); return b.hidden ? '' : b.textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        banner.as_str().unwrap_or_default().contains("401")
+            && banner.as_str().unwrap_or_default().contains("Access token"),
+        "{banner}"
+    );
+    browser.screenshot(&out.join("01-401.png")).await;
+
+    // A wrong token is called wrong, the right one clears the banner.
+    let token = browser.find("#token", WAIT).await;
+    browser.type_into(&token, "not-the-key").await;
+    browser
+        .click(&browser.find("#token-save", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "wrong token explained",
+            WAIT,
+            "return document.getElementById('auth-msg').textContent.includes('not accepted')",
+            json!([]),
+        )
+        .await;
+    browser.type_into(&token, KEY).await;
+    browser
+        .click(&browser.find("#token-save", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "banner gone and workers listed with the token",
+            WAIT,
+            "return document.getElementById('auth-msg').hidden && !!document.querySelector('#workers-body tr')",
+            json!([]),
+        )
+        .await;
+    let stored = browser
+        .js("return sessionStorage.getItem('jetmill.token')", json!([]))
+        .await;
+    assert_eq!(stored, KEY);
+
+    // Submit, follow the job (SSE with the token), download through fetch.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "3000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let id = browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "return document.getElementById('submit-msg').dataset.jobId || ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "result preview",
+            WAIT,
+            "return !document.getElementById('result-box').hidden && document.querySelector('#job-timeline li[data-event=\"done\"]')",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&out.join("02-job-with-token.png")).await;
+    browser
+        .click(&browser.find("#copy-result", WAIT).await)
+        .await;
+    let copied = browser
+        .wait_js(
+            "copy confirmed",
+            WAIT,
+            "return document.getElementById('copy-msg').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        copied.as_str().unwrap_or_default().starts_with("Copied "),
+        "{copied}"
+    );
+    let digits: u64 = browser
+        .text(&browser.find("#result-digits", WAIT).await)
+        .await
+        .parse()
+        .expect("digit count");
+    browser
+        .click(&browser.find("#result-download", WAIT).await)
+        .await;
+    let file = downloads.path().join(format!("{id}.txt"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() == digits) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "download with a token did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,725 @@
+// jetmill web page: submit jobs, watch them run, read results, see the workers.
+// Plain JavaScript, no build step, no dependencies; talks only to this gateway's /v1 API.
+'use strict';
+
+const TOKEN_KEY = 'jetmill.token';
+const LIST_EVERY_MS = 1000;
+const WORKERS_EVERY_MS = 2000;
+const POLL_JOB_EVERY_MS = 500;
+const COPY_LIMIT = 64 * 1024;
+const TERMINAL = new Set(['done', 'failed', 'cancelled']);
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  filter: '',
+  limit: 20,
+  cursor: null, // cursor of the page shown (null: newest)
+  cursorStack: [], // cursors of the newer pages, for "Newer"
+  nextCursor: null,
+  cursorSupported: false,
+  rows: new Map(), // job id -> <tr>
+  openId: null,
+  openRecord: null,
+  live: null, // AbortController of the open job's SSE stream or poll loop
+};
+
+// ---------------------------------------------------------------- HTTP
+
+/** An API answer that was not 2xx; `problem` is the RFC 9457 body when there is one. */
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+function authHeaders(extra) {
+  const h = Object.assign({}, extra || {});
+  const t = token();
+  if (t) h.Authorization = `Bearer ${t}`;
+  return h;
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: authHeaders(body === undefined ? {} : { 'Content-Type': 'application/json' }) };
+  if (body !== undefined) opts.body = JSON.stringify(body);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    showBanner('conn-msg', `Cannot reach the gateway (${e.message}); retrying.`);
+    throw e;
+  }
+  showBanner('conn-msg', '');
+  let data = null;
+  const ct = resp.headers.get('content-type') || '';
+  if (ct.includes('json')) {
+    try {
+      data = await resp.json();
+    } catch (_) {
+      data = null;
+    }
+  }
+  noteAuth(resp.status, data);
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+function showBanner(id, text) {
+  const el = $(id);
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+/** Explain 401/403 answers on the page; clear the explanation after a success. */
+function noteAuth(status, problem) {
+  const detail = problem && problem.detail ? ` The gateway said: “${problem.detail}”` : '';
+  if (status === 401) {
+    showBanner('auth-msg', token()
+      ? `401 Unauthorized: the access token you entered was not accepted. Check it and save it again.${detail}`
+      : `401 Unauthorized: this gateway requires an access token. Enter it under “Access token” above and press Save.${detail}`);
+  } else if (status === 403) {
+    showBanner('auth-msg', `403 Forbidden: your token is valid but may not do this.${detail}`);
+  } else if (status < 400) {
+    showBanner('auth-msg', '');
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+function fmtDuration(ms) {
+  if (ms == null || !isFinite(ms) || ms < 0) return '';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms < 3600000) return `${Math.floor(ms / 60000)} min ${Math.floor((ms % 60000) / 1000)} s`;
+  if (ms < 86400000) return `${Math.floor(ms / 3600000)} h ${Math.floor((ms % 3600000) / 60000)} min`;
+  return `${Math.floor(ms / 86400000)} d ${Math.floor((ms % 86400000) / 3600000)} h`;
+}
+
+function duration(job) {
+  if (!job.started_at) return '';
+  const start = Date.parse(job.started_at);
+  const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+  return fmtDuration(end - start);
+}
+
+function fmtInput(job) {
+  let s = typeof job.input === 'string' ? job.input : JSON.stringify(job.input);
+  if (job.params && job.params.modulus != null) s += ` mod ${job.params.modulus}`;
+  return s.length > 32 ? `${s.slice(0, 30)}…` : s;
+}
+
+function fmtTime(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString([], { hour12: false }) + `.${String(d.getMilliseconds()).padStart(3, '0')}`;
+}
+
+function pct(p) {
+  return `${Math.round((p || 0) * 100)}%`;
+}
+
+// ---------------------------------------------------------------- token
+
+function initToken() {
+  const input = $('token');
+  input.value = token();
+  $('token-state').textContent = token() ? 'token set for this tab' : '';
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = input.value.trim();
+    try {
+      if (v) sessionStorage.setItem(TOKEN_KEY, v);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* storage disabled: the token lasts until reload */ }
+    $('token-state').textContent = v ? 'token saved for this tab' : 'no token';
+    refreshAll();
+  });
+  $('token-clear').addEventListener('click', () => {
+    input.value = '';
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* ignore */ }
+    $('token-state').textContent = 'token cleared';
+    refreshAll();
+  });
+}
+
+// ---------------------------------------------------------------- submit form
+
+/** Which form control shows the error for an API `field` such as `input[3]` or `params.modulus`. */
+const FIELD_ERRORS = {
+  kind: 'kind',
+  input: 'input',
+  params: 'modulus',
+  timeout_secs: 'timeout',
+  max_attempts: 'max-attempts',
+  priority: 'priority',
+};
+const CONTROLS = {
+  kind: 'f-kind', input: 'f-input', modulus: 'f-modulus', timeout: 'f-timeout',
+  'max-attempts': 'f-max-attempts', priority: 'f-priority',
+};
+
+function clearFieldErrors() {
+  for (const [name, controlId] of Object.entries(CONTROLS)) {
+    $(`err-${name}`).textContent = '';
+    $(controlId).removeAttribute('aria-invalid');
+  }
+  $('err-form').textContent = '';
+}
+
+function showProblem(problem, status) {
+  const field = problem.field || '';
+  const root = field.split(/[.[]/)[0];
+  const name = FIELD_ERRORS[root];
+  const detail = problem.detail || problem.title || `HTTP ${status}`;
+  if (name) {
+    const where = field !== root && root !== 'params' ? ` (${field})` : '';
+    $(`err-${name}`).textContent = detail + where;
+    const control = $(CONTROLS[name]);
+    control.setAttribute('aria-invalid', 'true');
+    control.focus();
+  } else {
+    $('err-form').textContent = field ? `${field}: ${detail}` : `${status}: ${detail}`;
+  }
+}
+
+/** A number when the text is a plain safe integer, else the text itself (the API checks it). */
+function numberOrText(text) {
+  const t = text.trim();
+  if (/^-?\d{1,15}$/.test(t)) return Number(t);
+  return t;
+}
+
+function buildRequest() {
+  const kind = $('f-kind').value;
+  const raw = $('f-input').value.trim();
+  const body = { kind };
+  if (kind === 'sum') {
+    body.input = raw === '' ? [] : raw.split(/[\s,]+/).filter(Boolean).map(numberOrText);
+  } else {
+    body.input = numberOrText(raw);
+  }
+  const modulus = $('f-modulus').value.trim();
+  if (kind === 'fibonacci' && modulus !== '') body.params = { modulus: numberOrText(modulus) };
+  const timeout = $('f-timeout').value.trim();
+  if (timeout !== '') {
+    const n = Number(timeout);
+    body.timeout_secs = isFinite(n) ? n : timeout;
+  }
+  const attempts = $('f-max-attempts').value.trim();
+  if (attempts !== '') body.max_attempts = numberOrText(attempts);
+  const priority = $('f-priority').value;
+  if (priority !== 'normal') body.priority = priority;
+  return body;
+}
+
+function updateKindHints() {
+  const kind = $('f-kind').value;
+  $('modulus-field').hidden = kind !== 'fibonacci';
+  $('hint-input').textContent = kind === 'sum'
+    ? 'Integers separated by commas or spaces, e.g. 1, -2, 123456789012345678901234567890.'
+    : 'A whole number n, e.g. 50000.';
+}
+
+function initSubmit() {
+  $('f-kind').addEventListener('change', updateKindHints);
+  updateKindHints();
+  $('submit-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearFieldErrors();
+    const msg = $('submit-msg');
+    msg.textContent = 'Submitting…';
+    delete msg.dataset.jobId;
+    const btn = $('submit-btn');
+    btn.disabled = true;
+    try {
+      const res = await api('POST', '/v1/jobs', buildRequest());
+      msg.textContent = `Submitted job ${res.id}.`;
+      msg.dataset.jobId = res.id;
+      await loadJobs();
+    } catch (e) {
+      msg.textContent = '';
+      if (e instanceof ApiError) showProblem(e.problem, e.status);
+      else $('err-form').textContent = `Could not submit: ${e.message}`;
+    } finally {
+      btn.disabled = false;
+    }
+  });
+}
+
+// ---------------------------------------------------------------- jobs table
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+function newRow(id) {
+  const tr = el('tr', { 'data-id': id });
+  const open = el('button', { type: 'button', class: 'link', 'data-action': 'open', 'aria-label': `Open job ${id}`, title: id }, id.slice(0, 8));
+  open.addEventListener('click', () => openJob(id));
+  const cancel = el('button', { type: 'button', class: 'danger', 'data-action': 'cancel', 'aria-label': `Cancel job ${id}` }, 'Cancel');
+  cancel.addEventListener('click', () => cancelJob(id));
+  const progress = el('progress', { max: '1', value: '0', 'aria-label': `Progress of job ${id}` });
+  const cells = [
+    el('td', { 'data-col': 'id' }), el('td', { 'data-col': 'kind' }), el('td', { 'data-col': 'input' }),
+    el('td', { 'data-col': 'status' }), el('td', { 'data-col': 'progress' }), el('td', { 'data-col': 'attempts' }),
+    el('td', { 'data-col': 'worker' }), el('td', { 'data-col': 'duration' }), el('td', { 'data-col': 'actions' }),
+  ];
+  cells[0].append(open);
+  cells[3].append(el('span', { class: 'status' }));
+  cells[4].append(progress, el('span', { class: 'pct' }));
+  cells[8].append(cancel);
+  tr.append(...cells);
+  return tr;
+}
+
+function updateRow(tr, job) {
+  const cell = (c) => tr.querySelector(`[data-col="${c}"]`);
+  tr.dataset.status = job.status;
+  cell('kind').textContent = job.kind;
+  cell('input').textContent = fmtInput(job);
+  const status = cell('status').firstChild;
+  status.textContent = job.status;
+  status.className = `status status-${job.status}`;
+  if (job.error) status.title = job.error;
+  const p = job.status === 'done' ? 1 : (job.progress || 0);
+  const bar = cell('progress').querySelector('progress');
+  bar.value = p;
+  bar.dataset.progress = String(p);
+  cell('progress').querySelector('.pct').textContent = pct(p);
+  cell('attempts').textContent = String(job.attempts);
+  cell('worker').textContent = job.worker || '';
+  cell('duration').textContent = duration(job);
+  cell('actions').querySelector('[data-action="cancel"]').hidden = TERMINAL.has(job.status);
+}
+
+function renderJobs(jobs) {
+  const body = $('jobs-body');
+  const seen = new Set();
+  jobs.forEach((job, i) => {
+    seen.add(job.id);
+    let tr = state.rows.get(job.id);
+    if (!tr) {
+      tr = newRow(job.id);
+      state.rows.set(job.id, tr);
+    }
+    updateRow(tr, job);
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const [id, tr] of state.rows) {
+    if (!seen.has(id)) {
+      tr.remove();
+      state.rows.delete(id);
+    }
+  }
+  $('jobs-empty').hidden = jobs.length > 0;
+}
+
+function renderPager(count) {
+  $('prev-page').disabled = state.cursorStack.length === 0 && state.cursor === null;
+  if (state.cursorSupported) {
+    $('next-page').textContent = 'Older →';
+    $('next-page').disabled = !state.nextCursor;
+  } else {
+    // A gateway without cursors: show more of the newest jobs instead.
+    $('next-page').textContent = 'Show more';
+    $('next-page').disabled = count < state.limit || state.limit >= 1000;
+  }
+  const page = state.cursorStack.length + (state.cursor === null ? 1 : 2);
+  $('page-info').textContent = state.cursorSupported ? `page ${page}` : `${count} shown`;
+}
+
+let listTimer = null;
+
+async function loadJobs() {
+  clearTimeout(listTimer);
+  try {
+    const q = new URLSearchParams({ limit: String(state.limit) });
+    if (state.filter) q.set('status', state.filter);
+    if (state.cursor) q.set('cursor', state.cursor);
+    const data = await api('GET', `/v1/jobs?${q}`);
+    let jobs = (data && data.jobs) || [];
+    // A gateway that ignores ?status= still gets the filter applied here.
+    if (state.filter) jobs = jobs.filter((j) => j.status === state.filter);
+    state.cursorSupported = data != null && Object.prototype.hasOwnProperty.call(data, 'next_cursor');
+    state.nextCursor = (data && data.next_cursor) || null;
+    renderJobs(jobs);
+    renderPager(((data && data.jobs) || []).length);
+    $('jobs-msg').textContent = '';
+  } catch (e) {
+    if (e instanceof ApiError && e.status !== 401) $('jobs-msg').textContent = `Could not list jobs: ${e.message}`;
+  } finally {
+    listTimer = setTimeout(loadJobs, LIST_EVERY_MS);
+  }
+}
+
+async function cancelJob(id) {
+  try {
+    const rec = await api('DELETE', `/v1/jobs/${id}`);
+    $('jobs-msg').textContent = `Cancelled job ${id}.`;
+    if (rec && state.rows.has(id)) updateRow(state.rows.get(id), rec);
+    if (state.openId === id && rec) renderRecord(rec);
+  } catch (e) {
+    $('jobs-msg').textContent = `Could not cancel job ${id}: ${e.message}`;
+  }
+  loadJobs();
+}
+
+function initJobs() {
+  $('status-filter').addEventListener('change', () => {
+    state.filter = $('status-filter').value;
+    state.cursor = null;
+    state.cursorStack = [];
+    loadJobs();
+  });
+  $('refresh-jobs').addEventListener('click', loadJobs);
+  $('next-page').addEventListener('click', () => {
+    if (state.cursorSupported) {
+      if (!state.nextCursor) return;
+      state.cursorStack.push(state.cursor);
+      state.cursor = state.nextCursor;
+    } else {
+      state.limit = Math.min(1000, state.limit + 20);
+    }
+    loadJobs();
+  });
+  $('prev-page').addEventListener('click', () => {
+    if (state.cursorSupported) {
+      state.cursor = state.cursorStack.length ? state.cursorStack.pop() : null;
+    } else {
+      state.limit = 20;
+    }
+    loadJobs();
+  });
+}
+
+// ---------------------------------------------------------------- job view
+
+function renderRecord(rec) {
+  state.openRecord = rec;
+  $('job-id').textContent = rec.id;
+  const dl = $('job-record');
+  dl.replaceChildren();
+  const add = (k, v, key) => {
+    if (v == null || v === '') return;
+    const dd = el('dd', { 'data-field': key }, String(v));
+    dl.append(el('dt', {}, k), dd);
+  };
+  add('Status', rec.status, 'status');
+  add('Kind', rec.kind, 'kind');
+  add('Input', typeof rec.input === 'string' ? rec.input : JSON.stringify(rec.input), 'input');
+  if (rec.params) add('Params', JSON.stringify(rec.params), 'params');
+  add('Progress', pct(rec.status === 'done' ? 1 : rec.progress), 'progress');
+  add('Attempts', rec.attempts, 'attempts');
+  add('Worker', rec.worker, 'worker');
+  add('Error', rec.error, 'error');
+  add('Submitted', rec.submitted_at, 'submitted_at');
+  add('Started', rec.started_at, 'started_at');
+  add('Finished', rec.finished_at, 'finished_at');
+  add('Duration', duration(rec), 'duration');
+  $('job-cancel').hidden = TERMINAL.has(rec.status);
+
+  const info = rec.status === 'done' ? rec.result_info : null;
+  $('result-box').hidden = !info;
+  if (info) {
+    $('result-digits').textContent = String(info.digits);
+    $('result-bytes').textContent = String(info.bytes);
+    $('result-sha').textContent = info.sha256;
+    $('result-head').textContent = info.head;
+    $('result-tail').textContent = info.tail;
+    const link = $('result-download');
+    link.href = `/v1/jobs/${rec.id}/result`;
+    link.setAttribute('download', `${rec.id}.txt`);
+    $('copy-result').hidden = !(typeof rec.result === 'string' && info.bytes <= COPY_LIMIT);
+  }
+  seedTimeline(rec);
+  if (state.rows.has(rec.id)) updateRow(state.rows.get(rec.id), rec);
+}
+
+/** Timeline entries keyed so an SSE event replaces the one guessed from the record. */
+function timelineEntry(key, atMs, eventName, text) {
+  const list = $('job-timeline');
+  let li = list.querySelector(`li[data-key="${CSS.escape(key)}"]`);
+  if (!li) {
+    li = el('li', { 'data-key': key });
+    // Keep the list in time order.
+    const after = [...list.children].find((c) => Number(c.dataset.at) > atMs);
+    list.insertBefore(li, after || null);
+  }
+  li.dataset.at = String(atMs);
+  li.dataset.event = eventName;
+  li.replaceChildren(el('time', { datetime: new Date(atMs).toISOString() }, fmtTime(atMs)), ` ${text}`);
+}
+
+function seedTimeline(rec) {
+  const at = (s) => (s ? Date.parse(s) : null);
+  if (rec.submitted_at) timelineEntry('accepted', at(rec.submitted_at), 'accepted', 'accepted');
+  if (rec.started_at) {
+    timelineEntry(`started-${rec.attempts}`, at(rec.started_at), 'started',
+      `started attempt ${rec.attempts}${rec.worker ? ` on ${rec.worker}` : ''}`);
+  }
+  if (rec.status === 'running' && rec.progress > 0) {
+    timelineEntry('progress', Date.now(), 'progress', `progress ${pct(rec.progress)}`);
+  }
+  if (TERMINAL.has(rec.status)) {
+    const t = at(rec.finished_at) || Date.now();
+    timelineEntry('end', t, rec.status, rec.status + (rec.error ? `: ${rec.error}` : ''));
+  }
+}
+
+function applyEvent(ev) {
+  const type = ev.type || ev.event;
+  const atMs = ev.at_ms || Date.now();
+  switch (type) {
+    case 'accepted': timelineEntry('accepted', atMs, type, 'accepted'); break;
+    case 'started':
+      timelineEntry(`started-${ev.attempt}`, atMs, type,
+        `started attempt ${ev.attempt}${ev.worker ? ` on ${ev.worker}` : ''}`);
+      break;
+    case 'progress':
+      timelineEntry('progress', atMs, type, `progress ${pct(ev.progress)}`);
+      if (state.openId && state.rows.has(state.openId) && ev.progress != null) {
+        const bar = state.rows.get(state.openId).querySelector('progress');
+        bar.value = ev.progress;
+        bar.dataset.progress = String(ev.progress);
+      }
+      break;
+    case 'done': case 'failed': case 'cancelled':
+      timelineEntry('end', atMs, type, type + (ev.error ? `: ${ev.error}` : ''));
+      break;
+    default:
+      timelineEntry(`${type}-${ev.attempt}-${atMs}`, atMs, type || 'event',
+        `${type || 'event'}${ev.attempt ? ` (attempt ${ev.attempt})` : ''}${ev.error ? `: ${ev.error}` : ''}`);
+  }
+}
+
+function stopLive() {
+  if (state.live) state.live.abort();
+  state.live = null;
+}
+
+const sleep = (ms, signal) => new Promise((resolve) => {
+  const t = setTimeout(resolve, ms);
+  signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+});
+
+/** Poll the record every 500 ms until it is terminal (gateways without the SSE endpoint). */
+async function pollJob(id, ctrl) {
+  $('live-mode').textContent = 'live: polling every 0.5 s';
+  $('job-view').dataset.live = 'poll';
+  while (!ctrl.signal.aborted) {
+    try {
+      const rec = await api('GET', `/v1/jobs/${id}`);
+      if (ctrl.signal.aborted) return;
+      renderRecord(rec);
+      if (TERMINAL.has(rec.status)) {
+        $('live-mode').textContent = '';
+        return;
+      }
+    } catch (_) { /* shown by api(); keep trying */ }
+    await sleep(POLL_JOB_EVERY_MS, ctrl.signal);
+  }
+}
+
+/** Follow `/v1/jobs/{id}/events` (Server-Sent Events, read with fetch so the token can be sent). */
+async function streamJob(id, ctrl) {
+  let resp;
+  try {
+    resp = await fetch(`/v1/jobs/${id}/events`, {
+      headers: authHeaders({ Accept: 'text/event-stream' }),
+      signal: ctrl.signal,
+    });
+  } catch (_) {
+    if (!ctrl.signal.aborted) pollJob(id, ctrl);
+    return;
+  }
+  const ct = resp.headers.get('content-type') || '';
+  if (resp.status === 401 || resp.status === 403) {
+    noteAuth(resp.status, ct.includes('json') ? await resp.json().catch(() => null) : null);
+  }
+  if (!resp.ok || !ct.includes('text/event-stream') || !resp.body) {
+    pollJob(id, ctrl); // 404: this gateway has no event stream yet
+    return;
+  }
+  $('live-mode').textContent = 'live: event stream';
+  $('job-view').dataset.live = 'sse';
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  let refresh = null;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let name = '';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          else if (line.startsWith('event:')) name = line.slice(6).trim();
+        }
+        if (!data.length) continue;
+        let ev;
+        try { ev = JSON.parse(data.join('\n')); } catch (_) { continue; }
+        if (!ev.type && !ev.event && name) ev.type = name;
+        applyEvent(ev);
+        if ((ev.type || ev.event) !== 'progress' && !refresh) {
+          // A state change: re-read the record (attempts, worker, result) once it settles.
+          refresh = setTimeout(async () => {
+            refresh = null;
+            try { if (state.openId === id) renderRecord(await api('GET', `/v1/jobs/${id}`)); } catch (_) { /* shown */ }
+          }, 100);
+        }
+      }
+    }
+  } catch (_) { /* aborted or the connection dropped */ }
+  if (ctrl.signal.aborted) return;
+  // The stream ended: make sure the record shows the final state.
+  const rec = await api('GET', `/v1/jobs/${id}`).catch(() => null);
+  if (rec) renderRecord(rec);
+  if (rec && !TERMINAL.has(rec.status)) pollJob(id, ctrl);
+  else $('live-mode').textContent = '';
+}
+
+async function openJob(id) {
+  stopLive();
+  state.openId = id;
+  $('job-timeline').replaceChildren();
+  delete $('job-view').dataset.live;
+  $('copy-msg').textContent = '';
+  $('result-box').hidden = true;
+  $('job-view').hidden = false;
+  $('job-id').textContent = id;
+  if (location.hash !== `#job=${id}`) history.replaceState(null, '', `#job=${id}`);
+  try {
+    const rec = await api('GET', `/v1/jobs/${id}`);
+    if (state.openId !== id) return;
+    renderRecord(rec);
+  } catch (e) {
+    $('job-record').replaceChildren(el('dd', {}, `Could not load the job: ${e.message}`));
+    return;
+  }
+  $('job-view').scrollIntoView({ block: 'start' });
+  const ctrl = new AbortController();
+  state.live = ctrl;
+  streamJob(id, ctrl);
+}
+
+function closeJob() {
+  stopLive();
+  state.openId = null;
+  state.openRecord = null;
+  $('job-view').hidden = true;
+  history.replaceState(null, '', location.pathname);
+}
+
+async function copyResult() {
+  const rec = state.openRecord;
+  if (!rec || typeof rec.result !== 'string') return;
+  try {
+    await navigator.clipboard.writeText(rec.result);
+  } catch (_) {
+    // Not a secure context (plain HTTP on another host): the old way.
+    const ta = el('textarea', { 'aria-hidden': 'true', class: 'offscreen' });
+    ta.value = rec.result;
+    document.body.append(ta);
+    ta.select();
+    const ok = document.execCommand('copy');
+    ta.remove();
+    if (!ok) {
+      $('copy-msg').textContent = 'Copying is not allowed here; use the download link.';
+      return;
+    }
+  }
+  $('copy-msg').textContent = `Copied ${rec.result.length} characters.`;
+}
+
+/** With a token the plain link cannot authenticate, so fetch the file and save it. */
+async function downloadWithToken(ev) {
+  if (!token() || !state.openRecord) return;
+  ev.preventDefault();
+  const id = state.openRecord.id;
+  const resp = await fetch(`/v1/jobs/${id}/result`, { headers: authHeaders() }).catch(() => null);
+  if (!resp || !resp.ok) {
+    if (resp) noteAuth(resp.status, null);
+    $('copy-msg').textContent = `Download failed${resp ? ` (HTTP ${resp.status})` : ''}.`;
+    return;
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = el('a', { href: url, download: `${id}.txt` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function initJobView() {
+  $('job-close').addEventListener('click', closeJob);
+  $('job-cancel').addEventListener('click', () => state.openId && cancelJob(state.openId));
+  $('copy-result').addEventListener('click', copyResult);
+  $('result-download').addEventListener('click', downloadWithToken);
+  const m = /^#job=([0-9a-f-]{36})$/.exec(location.hash);
+  if (m) openJob(m[1]);
+}
+
+// ---------------------------------------------------------------- workers
+
+let workersTimer = null;
+
+async function loadWorkers() {
+  clearTimeout(workersTimer);
+  try {
+    const data = await api('GET', '/v1/workers');
+    $('queue-depth').textContent = String(data.queue_depth);
+    const body = $('workers-body');
+    body.replaceChildren(...data.workers.map((w) => {
+      const tr = el('tr', { 'data-worker': w.id });
+      const age = Date.now() - w.reported_at_ms;
+      for (const [col, v] of [
+        ['id', w.id], ['host', w.host], ['concurrency', w.concurrency], ['running', w.running],
+        ['frozen', w.frozen ? 'frozen' : 'no'], ['config_revision', w.config_revision],
+        ['done', `${w.done} / ${w.failed}`], ['age', `${fmtDuration(Math.max(0, age))} ago`],
+      ]) tr.append(el('td', { 'data-col': col }, String(v)));
+      return tr;
+    }));
+    $('workers-msg').textContent = data.workers.length ? '' : 'No live workers: jobs wait in the queue.';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) $('workers-msg').textContent = 'This gateway has no /v1/workers endpoint.';
+    else if (!(e instanceof ApiError && e.status === 401)) $('workers-msg').textContent = `Could not read workers: ${e.message}`;
+  } finally {
+    workersTimer = setTimeout(loadWorkers, WORKERS_EVERY_MS);
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function refreshAll() {
+  loadJobs();
+  loadWorkers();
+  if (state.openId) openJob(state.openId);
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  initToken();
+  initSubmit();
+  initJobs();
+  initJobView();
+  loadJobs();
+  loadWorkers();
+  document.body.dataset.ready = 'true';
+});
