@@ -120,6 +120,46 @@ async fn large_results_are_stored_in_the_object_store_and_downloadable() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_downloads_the_full_decimal_text_of_a_million_factorial() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 1_000_000}))
+        .await;
+    let rec = app.wait_finished(&id, Duration::from_secs(120)).await;
+    assert_eq!(rec["status"], "done", "{rec}");
+    assert_eq!(rec["result_info"]["digits"], 5_565_709, "{rec}");
+    let resp = app
+        .http
+        .get(app.url(&format!("/v1/jobs/{id}/result")))
+        .send()
+        .await
+        .expect("GET result");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.content_length(), Some(5_565_709));
+    let text = resp.text().await.expect("result body");
+    assert_eq!(text.len(), 5_565_709);
+    assert!(text.bytes().all(|b| b.is_ascii_digit()));
+    // 10^6! = 8.2639316883...e5565708 (a published value), and Legendre's trailing zeros.
+    assert!(text.starts_with("82639316883"), "head {}", &text[..20]);
+    assert_eq!(
+        text.len() - text.trim_end_matches('0').len(),
+        legendre_zeros(1_000_000) as usize
+    );
+    assert_eq!(
+        rec["result_info"]["sha256"],
+        hex::encode(Sha256::digest(text.as_bytes()))
+    );
+    // The kernel's single-threaded path (not the worker's 2-thread split) agrees.
+    let ctl = jetmill_compute::Control::silent(1);
+    let expected = jetmill_compute::run(&jetmill_compute::Task::Factorial { n: 1_000_000 }, &ctl)
+        .expect("factorial");
+    assert!(
+        expected.decimal == text,
+        "downloaded text differs from 1000000!"
+    );
+}
+
 #[tokio::test]
 async fn result_of_an_unfinished_job_is_a_conflict_and_unknown_jobs_are_404() {
     let app = TestApp::gateway_only().await; // no worker: the job stays pending
