@@ -3,7 +3,8 @@
 'use strict';
 
 const TOKEN_KEY = 'jetmill.token';
-const LIST_EVERY_MS = 1000;
+const LIST_EVERY_MS = 1000; // without the live feed
+const LIST_RESYNC_MS = 5000; // with it: a periodic re-read only to resync
 const WORKERS_EVERY_MS = 2000;
 const POLL_JOB_EVERY_MS = 500;
 const COPY_LIMIT = 64 * 1024;
@@ -361,8 +362,75 @@ async function loadJobs() {
   } catch (e) {
     if (e instanceof ApiError && e.status !== 401) $('jobs-msg').textContent = `Could not list jobs: ${e.message}`;
   } finally {
-    listTimer = setTimeout(loadJobs, LIST_EVERY_MS);
+    listTimer = setTimeout(loadJobs, feed.live ? LIST_RESYNC_MS : LIST_EVERY_MS);
   }
+}
+
+// ---------------------------------------------------------------- live feed
+
+/** The all-jobs event stream (`/v1/events`): one connection updates every row. */
+const feed = { live: false, lastId: null, reload: null };
+
+/** Apply one event to its row at once; re-read the list after state changes. */
+function feedEvent(ev) {
+  const tr = state.rows.get(ev.job_id);
+  const type = ev.type || ev.event;
+  if (tr && type === 'progress' && typeof ev.progress === 'number' && !TERMINAL.has(tr.dataset.status)) {
+    const bar = tr.querySelector('[data-col="progress"] progress');
+    bar.value = ev.progress;
+    bar.dataset.progress = String(ev.progress);
+    tr.querySelector('[data-col="progress"] .pct').textContent = pct(ev.progress);
+  }
+  if (type !== 'progress' && !feed.reload) {
+    feed.reload = setTimeout(() => { feed.reload = null; loadJobs(); }, 150);
+  }
+}
+
+async function streamFeed() {
+  let resp;
+  try {
+    const headers = authHeaders({ Accept: 'text/event-stream' });
+    if (feed.lastId) headers['Last-Event-ID'] = feed.lastId;
+    resp = await fetch('/v1/events', { headers });
+  } catch (_) {
+    resp = null;
+  }
+  const ct = (resp && resp.headers.get('content-type')) || '';
+  if (!resp || !resp.ok || !ct.includes('text/event-stream') || !resp.body) {
+    // 401 (token), 404 (an older gateway) or down: list polling carries on; retry later.
+    feed.live = false;
+    document.body.dataset.feed = 'polling';
+    setTimeout(streamFeed, 5000);
+    return;
+  }
+  feed.live = true;
+  document.body.dataset.feed = 'sse';
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const data = [];
+        let id = null;
+        for (const line of block.split('\n')) {
+          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          else if (line.startsWith('id:')) id = line.slice(3).trim();
+        }
+        if (!data.length) continue;
+        if (id) feed.lastId = id;
+        try { feedEvent(JSON.parse(data.join('\n'))); } catch (_) { /* not an event */ }
+      }
+    }
+  } catch (_) { /* the connection dropped */ }
+  // Ended (gateway timeout or restart): reconnect, resuming after the last event seen.
+  feed.live = false;
+  setTimeout(streamFeed, 1000);
 }
 
 async function cancelJob(id) {
@@ -721,5 +789,6 @@ document.addEventListener('DOMContentLoaded', () => {
   initJobView();
   loadJobs();
   loadWorkers();
+  streamFeed();
   document.body.dataset.ready = 'true';
 });

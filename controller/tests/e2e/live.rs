@@ -173,3 +173,54 @@ async fn long_poll_returns_when_the_job_ends_or_the_wait_is_over() {
     let problem: Value = resp.json().await.expect("problem");
     assert_eq!(problem["field"], "wait");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_jobs_feed_streams_every_jobs_events_from_now_on() {
+    let app = TestApp::spawn().await;
+    let before = app
+        .submit_ok(json!({"kind": "factorial", "input": 7}))
+        .await;
+    app.wait_finished(&before, Duration::from_secs(20)).await;
+
+    let resp = app
+        .http
+        .get(app.url("/v1/events"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("GET /v1/events");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let ids = [
+        app.submit_ok(json!({"kind": "factorial", "input": 8}))
+            .await,
+        app.submit_ok(json!({"kind": "sum", "input": [1, 2]})).await,
+    ];
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let done_of = |text: &str, id: &str| {
+        text.split("\n\n")
+            .any(|b| b.contains("event: done") && b.contains(id))
+    };
+    while !ids.iter().all(|id| done_of(&text, id)) {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("both jobs' done events within 20 s; got:\n{text}"))
+            .expect("stream open")
+            .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    for id in &ids {
+        for ev in ["accepted", "started", "done"] {
+            assert!(
+                text.split("\n\n")
+                    .any(|b| b.contains(&format!("event: {ev}")) && b.contains(id.as_str())),
+                "{ev} of {id} in the feed:\n{text}"
+            );
+        }
+    }
+    assert!(
+        !text.contains(before.as_str()),
+        "the feed starts at new events:\n{text}"
+    );
+}

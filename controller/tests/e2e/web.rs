@@ -319,6 +319,15 @@ async fn page_submits_factorial_shows_errors_progress_and_downloads_the_result()
         )
         .await;
     assert_eq!(live, "sse");
+    // And the jobs table follows the all-jobs event feed (one connection for every row).
+    browser
+        .wait_js(
+            "the jobs table is on the /v1/events feed",
+            WAIT,
+            "return document.body.dataset.feed === 'sse';",
+            json!([]),
+        )
+        .await;
 
     // Download the full result through the link and check it against the record.
     browser

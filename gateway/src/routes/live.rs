@@ -228,6 +228,75 @@ pub async fn events(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "jobs",
+    responses(
+        (status = 200, description = "Server-Sent Events: every lifecycle event of the caller's jobs from now on (or after `Last-Event-ID`)", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad Last-Event-ID", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /v1/events`: one live feed of every event of the caller's jobs (all tenants'
+/// for an admin), so a page with many jobs needs one connection, not one per job.
+/// Starts at new events, or right after `Last-Event-ID`; it does not end by itself.
+pub async fn feed(
+    State(state): State<AppState>,
+    caller: Principal,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let resume_after = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::BadRequest {
+                    status: StatusCode::BAD_REQUEST,
+                    field: Some("Last-Event-ID".into()),
+                    message: "Last-Event-ID must be the id of an event this stream sent".into(),
+                })?,
+        ),
+    };
+    let stream = state
+        .jet()
+        .js
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .map_err(NatsxError::js("open events stream"))?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: names::EVENTS_SUBJECTS.into(),
+            deliver_policy: match resume_after {
+                Some(seq) => DeliverPolicy::ByStartSequence {
+                    start_sequence: seq + 1,
+                },
+                None => DeliverPolicy::New,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(NatsxError::js("follow events"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(NatsxError::js("follow events"))?;
+    let events = messages.filter_map(move |m| {
+        let caller = caller.clone();
+        async move {
+            let m = m.ok()?;
+            let seq = m.info().ok()?.stream_sequence;
+            let event = serde_json::from_slice::<JobEvent>(&m.payload).ok()?;
+            caller
+                .can_see(&event.tenant)
+                .then(|| Ok(to_sse(seq, &event)))
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
 /// One lifecycle event as an SSE event.
 fn to_sse(seq: u64, event: &JobEvent) -> Event {
     let mut data = serde_json::to_value(event).unwrap_or_default();

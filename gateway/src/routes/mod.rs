@@ -42,6 +42,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     let waiting = Router::new()
         .route("/v1/jobs/{id}", get(live::get_one).delete(cancel::cancel))
         .route("/v1/jobs/{id}/events", get(live::events))
+        .route("/v1/events", get(live::feed))
         .layer(timeout(request_timeout + max_wait));
     quick
         .merge(waiting)

@@ -45,6 +45,7 @@ pub struct SubmitBody {
         super::cancel::cancel,
         super::jobs::result,
         super::live::events,
+        super::live::feed,
         super::usage::usage,
         super::workers::list,
         super::health::healthz,
