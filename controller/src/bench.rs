@@ -42,16 +42,8 @@ pub struct BenchArgs {
     /// Skip the raw JetStream baseline.
     #[arg(long)]
     pub no_baseline: bool,
-    /// Gateway base URL.
-    #[arg(
-        long,
-        env = "JETMILL_GATEWAY_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub gateway: String,
-    /// Bearer token when the gateway requires auth.
-    #[arg(long, env = "JETMILL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub at: crate::jobs::GatewayArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -224,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
-    let base = args.gateway.trim_end_matches('/').to_string();
+    let base = args.at.gateway.trim_end_matches('/').to_string();
     let ready = http
         .get(format!("{base}/readyz"))
         .send()
@@ -285,7 +277,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             .acquire_owned()
             .await
             .context("bench semaphore")?;
-        let (http, base, token) = (http.clone(), base.clone(), args.token.clone());
+        let (http, base, token) = (http.clone(), base.clone(), args.at.token.clone());
         let (counters, hist, completions) = (counters.clone(), hist.clone(), completions.clone());
         let drain = args.drain_timeout;
         tasks.push(tokio::spawn(async move {

@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-/// Where the gateway is and how to authenticate.
+/// Where the gateway is and how to authenticate (shared with `jetmill bench`).
 #[derive(Debug, Clone, clap::Args)]
-pub struct ApiArgs {
+pub struct GatewayArgs {
     /// Gateway base URL.
     #[arg(
         long,
@@ -20,6 +20,13 @@ pub struct ApiArgs {
     /// Bearer token (JWT or API key) when the gateway requires auth.
     #[arg(long, env = "JETMILL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// Flags of every `jobs` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub at: GatewayArgs,
     /// Print the API's JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -239,8 +246,8 @@ impl Api {
             .context("building the HTTP client")?;
         Ok(Api {
             http,
-            base: args.gateway.trim_end_matches('/').to_string(),
-            token: args.token.clone(),
+            base: args.at.gateway.trim_end_matches('/').to_string(),
+            token: args.at.token.clone(),
         })
     }
 

@@ -405,29 +405,10 @@ async function streamFeed() {
   }
   feed.live = true;
   document.body.dataset.feed = 'sse';
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value.replace(/\r\n?/g, '\n');
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const data = [];
-        let id = null;
-        for (const line of block.split('\n')) {
-          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          else if (line.startsWith('id:')) id = line.slice(3).trim();
-        }
-        if (!data.length) continue;
-        if (id) feed.lastId = id;
-        try { feedEvent(JSON.parse(data.join('\n'))); } catch (_) { /* not an event */ }
-      }
-    }
-  } catch (_) { /* the connection dropped */ }
+  await readSse(resp, ({ id, data }) => {
+    if (id) feed.lastId = id;
+    try { feedEvent(JSON.parse(data)); } catch (_) { /* not an event */ }
+  });
   // Ended (gateway timeout or restart): reconnect, resuming after the last event seen.
   feed.live = false;
   setTimeout(streamFeed, 1000);
@@ -601,6 +582,36 @@ async function pollJob(id, ctrl) {
   }
 }
 
+/**
+ * Read a Server-Sent Events body until it ends or drops, calling `onEvent({ id, name, data })`
+ * per event (fetch, not EventSource, so the bearer token can be sent).
+ */
+async function readSse(resp, onEvent) {
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value.replace(/\r\n?/g, '\n');
+      let cut;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let id = null;
+        let name = '';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          else if (line.startsWith('event:')) name = line.slice(6).trim();
+          else if (line.startsWith('id:')) id = line.slice(3).trim();
+        }
+        if (data.length) onEvent({ id, name, data: data.join('\n') });
+      }
+    }
+  } catch (_) { /* aborted or the connection dropped */ }
+}
+
 /** Follow `/v1/jobs/{id}/events` (Server-Sent Events, read with fetch so the token can be sent). */
 async function streamJob(id, ctrl) {
   let resp;
@@ -623,39 +634,20 @@ async function streamJob(id, ctrl) {
   }
   $('live-mode').textContent = 'live: event stream';
   $('job-view').dataset.live = 'sse';
-  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
   let refresh = null;
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value.replace(/\r\n?/g, '\n');
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        let name = '';
-        const data = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          else if (line.startsWith('event:')) name = line.slice(6).trim();
-        }
-        if (!data.length) continue;
-        let ev;
-        try { ev = JSON.parse(data.join('\n')); } catch (_) { continue; }
-        if (!ev.type && !ev.event && name) ev.type = name;
-        applyEvent(ev);
-        if ((ev.type || ev.event) !== 'progress' && !refresh) {
-          // A state change: re-read the record (attempts, worker, result) once it settles.
-          refresh = setTimeout(async () => {
-            refresh = null;
-            try { if (state.openId === id) renderRecord(await api('GET', `/v1/jobs/${id}`)); } catch (_) { /* shown */ }
-          }, 100);
-        }
-      }
+  await readSse(resp, ({ name, data }) => {
+    let ev;
+    try { ev = JSON.parse(data); } catch (_) { return; }
+    if (!ev.type && !ev.event && name) ev.type = name;
+    applyEvent(ev);
+    if ((ev.type || ev.event) !== 'progress' && !refresh) {
+      // A state change: re-read the record (attempts, worker, result) once it settles.
+      refresh = setTimeout(async () => {
+        refresh = null;
+        try { if (state.openId === id) renderRecord(await api('GET', `/v1/jobs/${id}`)); } catch (_) { /* shown */ }
+      }, 100);
     }
-  } catch (_) { /* aborted or the connection dropped */ }
+  });
   if (ctrl.signal.aborted) return;
   // The stream ended: make sure the record shows the final state.
   const rec = await api('GET', `/v1/jobs/${id}`).catch(() => null);

@@ -159,19 +159,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let record = load(&state, &caller, &id).await?;
-    let resume_after = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::BadRequest {
-                    status: StatusCode::BAD_REQUEST,
-                    field: Some("Last-Event-ID".into()),
-                    message: "Last-Event-ID must be the id of an event this stream sent".into(),
-                })?,
-        ),
-    };
+    let resume_after = last_event_id(&headers)?;
     let js = &state.jet().js;
     let stream = js
         .get_stream(names::EVENTS_STREAM)
@@ -247,19 +235,7 @@ pub async fn feed(
     caller: Principal,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let resume_after = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::BadRequest {
-                    status: StatusCode::BAD_REQUEST,
-                    field: Some("Last-Event-ID".into()),
-                    message: "Last-Event-ID must be the id of an event this stream sent".into(),
-                })?,
-        ),
-    };
+    let resume_after = last_event_id(&headers)?;
     let stream = state
         .jet()
         .js
@@ -295,6 +271,22 @@ pub async fn feed(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The `Last-Event-ID` a reconnecting SSE client sends: the EVENTS sequence it saw last.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            field: Some("Last-Event-ID".into()),
+            message: "Last-Event-ID must be the id of an event this stream sent".into(),
+        })
 }
 
 /// One lifecycle event as an SSE event.
