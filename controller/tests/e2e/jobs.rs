@@ -92,6 +92,14 @@ async fn large_results_are_stored_in_the_object_store_and_downloadable() {
     assert_eq!(info["location"]["store"], "object", "{info}");
     assert_eq!(info["digits"], 456_574);
 
+    let text = download_checked(&app, &rec, 100_000, 456_574).await;
+    assert_eq!(info["head"], &text[..50]);
+}
+
+/// Download a finished factorial(n) through `/result` and check it: length, digits only,
+/// Legendre's trailing zeros, the record's SHA-256, and the kernel's own 1-thread path
+/// (a different code path than the worker's thread budget). Returns the text.
+async fn download_checked(app: &TestApp, rec: &serde_json::Value, n: u64, digits: u64) -> String {
     let id = rec["id"].as_str().expect("id");
     let resp = app
         .http
@@ -100,24 +108,26 @@ async fn large_results_are_stored_in_the_object_store_and_downloadable() {
         .await
         .expect("GET result");
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.content_length(), Some(456_574));
+    assert_eq!(resp.content_length(), Some(digits));
     let text = resp.text().await.expect("result body");
-    assert_eq!(text.len(), 456_574);
+    assert_eq!(text.len() as u64, digits);
     assert!(text.bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(
-        text.len() - text.trim_end_matches('0').len() as usize,
-        legendre_zeros(100_000) as usize
+        text.len() - text.trim_end_matches('0').len(),
+        legendre_zeros(n) as usize
     );
-    assert_eq!(info["sha256"], hex::encode(Sha256::digest(text.as_bytes())));
-    assert_eq!(info["head"], &text[..50]);
-    // Cross-check against the kernel crate's own single-threaded path (a different code path than the worker's budget).
+    assert_eq!(
+        rec["result_info"]["sha256"],
+        hex::encode(Sha256::digest(text.as_bytes()))
+    );
     let ctl = jetmill_compute::Control::silent(1);
-    let expected = jetmill_compute::run(&jetmill_compute::Task::Factorial { n: 100_000 }, &ctl)
-        .expect("factorial");
+    let expected =
+        jetmill_compute::run(&jetmill_compute::Task::Factorial { n }, &ctl).expect("factorial");
     assert!(
         expected.decimal == text,
-        "downloaded text differs from 100000!"
+        "downloaded text differs from {n}!"
     );
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,35 +139,9 @@ async fn a_user_downloads_the_full_decimal_text_of_a_million_factorial() {
     let rec = app.wait_finished(&id, Duration::from_secs(120)).await;
     assert_eq!(rec["status"], "done", "{rec}");
     assert_eq!(rec["result_info"]["digits"], 5_565_709, "{rec}");
-    let resp = app
-        .http
-        .get(app.url(&format!("/v1/jobs/{id}/result")))
-        .send()
-        .await
-        .expect("GET result");
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.content_length(), Some(5_565_709));
-    let text = resp.text().await.expect("result body");
-    assert_eq!(text.len(), 5_565_709);
-    assert!(text.bytes().all(|b| b.is_ascii_digit()));
-    // 10^6! = 8.2639316883...e5565708 (a published value), and Legendre's trailing zeros.
+    let text = download_checked(&app, &rec, 1_000_000, 5_565_709).await;
+    // 10^6! = 8.2639316883...e5565708 (a published value).
     assert!(text.starts_with("82639316883"), "head {}", &text[..20]);
-    assert_eq!(
-        text.len() - text.trim_end_matches('0').len(),
-        legendre_zeros(1_000_000) as usize
-    );
-    assert_eq!(
-        rec["result_info"]["sha256"],
-        hex::encode(Sha256::digest(text.as_bytes()))
-    );
-    // The kernel's single-threaded path (not the worker's 2-thread split) agrees.
-    let ctl = jetmill_compute::Control::silent(1);
-    let expected = jetmill_compute::run(&jetmill_compute::Task::Factorial { n: 1_000_000 }, &ctl)
-        .expect("factorial");
-    assert!(
-        expected.decimal == text,
-        "downloaded text differs from 1000000!"
-    );
 }
 
 #[tokio::test]

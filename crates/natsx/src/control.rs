@@ -159,9 +159,9 @@ pub async fn park(jet: &Jet, message: &async_nats::jetstream::Message) -> Result
         });
     };
     republish(jet, message, subject, format!("parked.{seq}")).await?;
-    message.ack().await.map_err(|e| NatsxError::Corrupt {
-        what: "ack of a parked job".into(),
-        detail: e.to_string(),
+    message.ack().await.map_err(|source| NatsxError::JetStream {
+        op: "ack a parked job",
+        source,
     })
 }
 
@@ -196,9 +196,9 @@ pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
             .map_err(NatsxError::js("fetch parked jobs"))?;
         let mut n = 0;
         while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| NatsxError::Corrupt {
-                what: "fetch parked jobs".into(),
-                detail: e.to_string(),
+            let m = m.map_err(|source| NatsxError::JetStream {
+                op: "fetch parked jobs",
+                source,
             })?;
             n += 1;
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or_default();
@@ -206,9 +206,9 @@ pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
                 continue;
             };
             republish(jet, &m, subject, format!("unparked.{seq}")).await?;
-            m.ack().await.map_err(|e| NatsxError::Corrupt {
-                what: "ack of an unparked job".into(),
-                detail: e.to_string(),
+            m.ack().await.map_err(|source| NatsxError::JetStream {
+                op: "ack an unparked job",
+                source,
             })?;
             moved += 1;
         }
