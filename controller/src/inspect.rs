@@ -63,7 +63,7 @@ pub async fn config_show(args: &ReadArgs) -> anyhow::Result<()> {
     let global = control::global(&jet.config)
         .await
         .context("reading the config")?;
-    let overrides = control::overrides(&jet.config)
+    let overrides = control::overrides(&jet)
         .await
         .context("reading worker overrides")?;
     if args.json {

@@ -93,16 +93,35 @@ where
     }
 }
 
-/// Every live worker's latest report (expired ones are gone from the bucket).
-pub async fn workers(jet: &Jet) -> Result<Vec<WorkerReport>, NatsxError> {
-    let keys: Vec<String> = jet
-        .workers
-        .keys()
+/// The keys of a KV bucket, from one server-side snapshot of its stream's subjects.
+///
+/// `kv::Store::keys` walks the bucket with a consumer and can miss a key that is
+/// rewritten during the walk (its old message is gone, the new one comes after the
+/// walk's end) — exactly what happens when every worker reports at once after a
+/// config change.
+async fn bucket_keys(jet: &Jet, bucket: &str) -> Result<Vec<String>, NatsxError> {
+    let stream = jet
+        .js
+        .get_stream(format!("KV_{bucket}"))
         .await
-        .map_err(NatsxError::js("list workers"))?
+        .map_err(NatsxError::js("open a KV bucket's stream"))?;
+    let prefix = format!("$KV.{bucket}.");
+    let subjects: Vec<(String, usize)> = stream
+        .info_with_subjects(format!("{prefix}>"))
+        .await
+        .map_err(NatsxError::js("list KV keys"))?
         .try_collect()
         .await
-        .map_err(NatsxError::js("list workers"))?;
+        .map_err(NatsxError::js("list KV keys"))?;
+    Ok(subjects
+        .into_iter()
+        .filter_map(|(subject, _)| subject.strip_prefix(&prefix).map(str::to_string))
+        .collect())
+}
+
+/// Every live worker's latest report (expired ones are gone from the bucket).
+pub async fn workers(jet: &Jet) -> Result<Vec<WorkerReport>, NatsxError> {
+    let keys = bucket_keys(jet, jetmill_proto::names::WORKERS_BUCKET).await?;
     let mut out = Vec::new();
     for key in keys {
         if let Some(bytes) = jet
@@ -243,14 +262,9 @@ async fn republish(
 }
 
 /// Every per-worker override, by the worker key's name (without the `worker.` prefix).
-pub async fn overrides(kv: &kv::Store) -> Result<Vec<(String, Versioned)>, NatsxError> {
-    let keys: Vec<String> = match kv.keys().await {
-        Ok(keys) => keys
-            .try_collect()
-            .await
-            .map_err(NatsxError::js("list config keys"))?,
-        Err(e) => return Err(NatsxError::js("list config keys")(e)),
-    };
+pub async fn overrides(jet: &Jet) -> Result<Vec<(String, Versioned)>, NatsxError> {
+    let kv = &jet.config;
+    let keys = bucket_keys(jet, jetmill_proto::names::CONFIG_BUCKET).await?;
     let mut out = Vec::new();
     for key in keys {
         if let Some(worker) = key.strip_prefix("worker.") {
