@@ -25,4 +25,4 @@ pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
 pub use listing::{ListQuery, Page};
 pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
-pub use records::{Records, Update};
+pub use records::{Records, Update, Version};

@@ -19,6 +19,30 @@ pub enum Update {
     Missing,
 }
 
+/// A record as read (or as last written by this process) and the revision a
+/// compare-and-set over it must expect (`None`: no record exists yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// The record at that revision.
+    pub record: JobRecord,
+    revision: Option<u64>,
+}
+
+impl Version {
+    /// Whether the record exists in the bucket (`false`: this is a fallback).
+    pub fn stored(&self) -> bool {
+        self.revision.is_some()
+    }
+
+    /// A record not stored yet: writing it creates it.
+    pub fn absent(record: JobRecord) -> Self {
+        Version {
+            record,
+            revision: None,
+        }
+    }
+}
+
 /// The `jobs` bucket, typed.
 #[derive(Clone)]
 pub struct Records {
@@ -77,49 +101,107 @@ impl Records {
         tenant: &str,
         id: &JobId,
         fallback: Option<&JobRecord>,
-        mut decide: F,
+        decide: F,
     ) -> Result<Update, NatsxError>
     where
         F: FnMut(&mut JobRecord) -> bool,
     {
+        Ok(self
+            .update_from(tenant, id, None, fallback, decide)
+            .await?
+            .0)
+    }
+
+    /// The record as stored now (or `fallback` when none exists), with the revision a
+    /// compare-and-set must expect; `None` when there is no record and no fallback.
+    pub async fn read_version(
+        &self,
+        tenant: &str,
+        id: &JobId,
+        fallback: Option<&JobRecord>,
+    ) -> Result<Option<Version>, NatsxError> {
         let key = names::record_key(tenant, id);
+        let entry = self
+            .kv
+            .entry(key.clone())
+            .await
+            .map_err(NatsxError::js("read job record"))?;
+        Ok(match &entry {
+            Some(e) if e.operation == Operation::Put => Some(Version {
+                record: parse(&key, &e.value)?,
+                revision: Some(e.revision),
+            }),
+            // Deleted or purged: a write must expect the marker's revision.
+            Some(e) => fallback.map(|f| Version {
+                record: f.clone(),
+                revision: Some(e.revision),
+            }),
+            None => fallback.map(|f| Version {
+                record: f.clone(),
+                revision: None,
+            }),
+        })
+    }
+
+    /// [`Records::update`] starting from a version the caller already holds (saves the
+    /// read when nobody wrote since), returning the version after it as well.
+    ///
+    /// With `known = None` it reads first. On a conflicting write it re-reads and calls
+    /// `decide` again, so `decide` always sees the latest record.
+    pub async fn update_from<F>(
+        &self,
+        tenant: &str,
+        id: &JobId,
+        known: Option<Version>,
+        fallback: Option<&JobRecord>,
+        mut decide: F,
+    ) -> Result<(Update, Option<Version>), NatsxError>
+    where
+        F: FnMut(&mut JobRecord) -> bool,
+    {
+        let key = names::record_key(tenant, id);
+        let mut current = known;
         loop {
-            let entry = self
-                .kv
-                .entry(key.clone())
-                .await
-                .map_err(NatsxError::js("read job record"))?;
-            let (mut record, revision) = match &entry {
-                Some(e) if e.operation == Operation::Put => {
-                    (parse(&key, &e.value)?, Some(e.revision))
-                }
-                Some(e) => match fallback {
-                    Some(f) => (f.clone(), Some(e.revision)),
-                    None => return Ok(Update::Missing),
-                },
-                None => match fallback {
-                    Some(f) => (f.clone(), None),
-                    None => return Ok(Update::Missing),
+            let version = match current.take() {
+                Some(v) => v,
+                None => match self.read_version(tenant, id, fallback).await? {
+                    Some(v) => v,
+                    None => return Ok((Update::Missing, None)),
                 },
             };
+            let Version {
+                mut record,
+                revision,
+            } = version;
+            let before = record.clone();
             if !decide(&mut record) {
-                return Ok(Update::Unchanged(record));
+                return Ok((
+                    Update::Unchanged(before.clone()),
+                    Some(Version {
+                        record: before,
+                        revision,
+                    }),
+                ));
             }
             let value = record.to_json().into();
             let written = match revision {
                 Some(rev) => match self.kv.update(&key, value, rev).await {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Ok(new) => Some(new),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,
                     Err(e) => return Err(NatsxError::js("update job record")(e)),
                 },
                 None => match self.kv.create(&key, value).await {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    Ok(new) => Some(new),
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => None,
                     Err(e) => return Err(NatsxError::js("create job record")(e)),
                 },
             };
-            if written {
-                return Ok(Update::Applied(record));
+            if let Some(new) = written {
+                let after = Version {
+                    record: record.clone(),
+                    revision: Some(new),
+                };
+                return Ok((Update::Applied(record), Some(after)));
             }
             // Someone else wrote first: read again and decide again.
         }

@@ -142,3 +142,83 @@ async fn an_unreachable_server_is_a_clear_connect_error() {
         "the message names the URL: {err}"
     );
 }
+
+/// A writer holding an old version (the worker's `done` write starting from the revision
+/// it read before computing) must not overwrite a newer write: its compare-and-set fails,
+/// it re-reads, and `decide` sees, and keeps, what the other writer stored.
+#[tokio::test]
+async fn a_write_from_a_stale_version_rereads_and_keeps_the_newer_write() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let jet = provision(client, QueueSettings::default())
+        .await
+        .expect("provision");
+    let msg = message();
+    assert!(jet
+        .records
+        .create(&JobRecord::pending(&msg))
+        .await
+        .expect("create"));
+    let old = jet
+        .records
+        .read_version("t1", &msg.id, None)
+        .await
+        .expect("read")
+        .expect("exists");
+
+    // Another writer moves the record on (a progress write, say).
+    let newer = jet
+        .records
+        .update("t1", &msg.id, None, |r| {
+            r.status = JobStatus::Running;
+            r.progress = 0.5;
+            true
+        })
+        .await
+        .expect("update");
+    assert!(matches!(newer, Update::Applied(_)));
+
+    // The stale writer's change lands on top of the newer record, called once per try.
+    let result = Some("3628800".to_string());
+    let mut calls = 0;
+    let (update, after) = jet
+        .records
+        .update_from("t1", &msg.id, Some(old), None, |r| {
+            calls += 1;
+            if !r.status.can_become(JobStatus::Done) {
+                return false;
+            }
+            r.status = JobStatus::Done;
+            r.result = result.clone();
+            true
+        })
+        .await
+        .expect("update from a stale version");
+    assert_eq!(calls, 2, "one failed compare-and-set, one re-read");
+    let Update::Applied(written) = update else {
+        panic!("expected the write to land, got {update:?}")
+    };
+    assert_eq!(written.progress, 0.5, "the newer write is kept");
+    assert_eq!(written.result.as_deref(), Some("3628800"));
+    let (stored, _) = jet
+        .records
+        .get("t1", &msg.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored, written);
+
+    // The returned version is current: writing from it needs no re-read.
+    let mut calls = 0;
+    let (again, _) = jet
+        .records
+        .update_from("t1", &msg.id, after, None, |r| {
+            calls += 1;
+            r.attempts = 7;
+            true
+        })
+        .await
+        .expect("update from the returned version");
+    assert!(matches!(again, Update::Applied(_)));
+    assert_eq!(calls, 1);
+}
