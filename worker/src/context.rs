@@ -22,8 +22,19 @@ pub struct WorkerCtx {
     pub default_timeout: Duration,
     /// First retry delay (doubles per attempt).
     pub retry_base: Duration,
-    /// Free job slots; a runner holds one permit for its whole life.
+    /// Free job slots; a runner holds one from delivery to the end of its kernel
+    /// (or of its result upload, for results too big for the record).
     pub slots: Arc<Semaphore>,
+    /// Room for jobs in flight after their slot (writing result, event, ack).
+    pub finishing: Arc<Semaphore>,
+    /// Capacity of `finishing`.
+    finishing_limit: usize,
+    /// See `WorkerArgs::running_after_ms`.
+    pub running_after: Duration,
+    /// See `WorkerArgs::prefetch`.
+    pub prefetch: usize,
+    /// How long the last kernel ran, in microseconds (`u64::MAX` before the first).
+    last_kernel_us: AtomicU64,
     /// Configured slot count (changed live by the controller).
     concurrency: AtomicUsize,
     /// Slots held by runners now (see [`Slot`]).
@@ -67,6 +78,11 @@ impl WorkerCtx {
             default_timeout: Duration::from_secs_f64(args.default_timeout_secs.max(0.001)),
             retry_base: Duration::from_millis(args.retry_base_ms),
             slots: Arc::new(Semaphore::new(concurrency)),
+            finishing: Arc::new(Semaphore::new(args.finishing_limit.max(1))),
+            finishing_limit: args.finishing_limit.max(1),
+            running_after: Duration::from_millis(args.running_after_ms),
+            prefetch: args.prefetch,
+            last_kernel_us: AtomicU64::new(u64::MAX),
             concurrency: AtomicUsize::new(concurrency),
             busy: Arc::new(AtomicUsize::new(0)),
             default_concurrency: concurrency,
@@ -111,15 +127,37 @@ impl WorkerCtx {
     /// Turn a pulled permit into a runner's slot, unless the worker is already at its
     /// (possibly just lowered) concurrency: a shrink takes effect at once, even while
     /// a pull request asked for more jobs before it.
-    pub fn take_slot(&self, permit: OwnedSemaphorePermit) -> Option<Slot> {
+    ///
+    /// `finish` is the job's room in the finishing phase, kept after the slot is released.
+    pub fn take_slot(
+        &self,
+        permit: OwnedSemaphorePermit,
+        finish: OwnedSemaphorePermit,
+    ) -> Option<Slot> {
         if self.busy.load(Ordering::Relaxed) >= self.concurrency() {
             return None;
         }
         self.busy.fetch_add(1, Ordering::Relaxed);
         Some(Slot {
-            _permit: permit,
-            busy: self.busy.clone(),
+            held: Some((permit, self.busy.clone())),
+            _finishing: finish,
         })
+    }
+
+    /// Note how long a kernel ran (decides whether pulls prefetch).
+    pub fn kernel_ran(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.last_kernel_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Jobs a pull may ask for beyond its free slots: `prefetch` while kernels are
+    /// quick (the last took under 2 ms), else none.
+    pub fn extra_pull(&self) -> usize {
+        if self.last_kernel_us.load(Ordering::Relaxed) < 2_000 {
+            self.prefetch
+        } else {
+            0
+        }
     }
 
     /// Whether jobs of `kind` may run (not disabled by the controller).
@@ -140,9 +178,10 @@ impl WorkerCtx {
         self.running.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Threads a job starting now may use: all cores when it runs alone, fewer when busy.
+    /// Threads a job starting now may use: all cores when it runs alone, fewer when
+    /// other slots are taken (jobs only finishing their writes do not count).
     pub fn thread_budget(&self) -> usize {
-        (cores() / self.running().max(1)).max(1)
+        (cores() / self.busy.load(Ordering::Relaxed).max(1)).max(1)
     }
 
     /// Register a running job's cancel flag; the job counts as running until the guard drops.
@@ -176,24 +215,40 @@ impl WorkerCtx {
         }
     }
 
-    /// Wait until no job runs (all slots free), up to `timeout`; `true` if idle.
+    /// Wait until no job runs or finishes (all slots and finishing room free), up to
+    /// `timeout`; `true` if idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let all = u32::try_from(self.concurrency()).unwrap_or(u32::MAX);
-        tokio::time::timeout(timeout, self.slots.acquire_many(all))
-            .await
-            .is_ok_and(|p| p.is_ok())
+        let finishing = u32::try_from(self.finishing_limit).unwrap_or(u32::MAX);
+        let idle = async {
+            let slots = self.slots.acquire_many(all).await;
+            let finishing = self.finishing.acquire_many(finishing).await;
+            slots.is_ok() && finishing.is_ok()
+        };
+        tokio::time::timeout(timeout, idle).await.unwrap_or(false)
     }
 }
 
-/// One job slot, held by a runner for its whole life.
+/// One job's place in the worker: a slot until [`Slot::release`] (the kernel is over),
+/// and room among the finishing jobs until dropped (the attempt is over).
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-    busy: Arc<AtomicUsize>,
+    held: Option<(OwnedSemaphorePermit, Arc<AtomicUsize>)>,
+    _finishing: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Free the slot for the next job; the rest of the attempt is I/O.
+    pub fn release(&mut self) {
+        if let Some((permit, busy)) = self.held.take() {
+            busy.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.release();
     }
 }
 

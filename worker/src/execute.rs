@@ -1,23 +1,31 @@
 //! One attempt at one job, from delivery to ack.
 //!
 //! 1. Decode; garbage is terminated (it can never succeed) and logged.
-//! 2. Mark the record `running` by compare-and-set; if it is already terminal
-//!    (a redelivery after the job finished), just ack: completion happens once.
+//! 2. Read the record (while the kernel starts); if it is already terminal (a
+//!    redelivery after the job finished, or a job cancelled while queued), stop the
+//!    kernel and just ack: completion happens once.
 //! 3. Compute on the blocking pool while this task sends in-progress acks,
 //!    writes throttled progress and enforces the timeout (by the kernel's
-//!    cancel flag, so the kernel really stops).
-//! 4. Store the result (inline or Object Store), mark `done`, publish `done`,
-//!    and only then ack (double ack, so we know it landed).
+//!    cancel flag, so the kernel really stops); `started` is published meanwhile.
+//!    Once the kernel has run for `--running-after-ms` the record is marked
+//!    `running` by compare-and-set; quicker jobs skip that write. Tiny kernels
+//!    (`Task::is_tiny`) run in place instead of on the blocking pool.
+//! 4. Free the slot, store the result (inline or Object Store), mark `done` by
+//!    compare-and-set against the revision read or written in 2-3 (no second read
+//!    unless someone wrote meanwhile), publish `done`, and only then ack (a
+//!    lost ack means one more delivery, which finds `done` and just acks).
 //! 5. On failure: nak with exponential backoff, or after the last attempt mark
 //!    `failed`, publish `failed` and terminate the message.
 
 use crate::chaos::Injected;
+use crate::context::Slot;
 use crate::context::WorkerCtx;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{AckKind, Message};
+use futures::FutureExt;
 use jetmill_compute::{ComputeError, Control, Task};
 use jetmill_metrics::Outcome;
-use jetmill_natsx::{events, results, Update};
+use jetmill_natsx::{events, results, Update, Version};
 use jetmill_proto::{
     names, now_ms, EventType, JobEvent, JobMessage, JobRecord, JobSpec, JobStatus, ResultInfo,
     ResultLocation,
@@ -39,7 +47,7 @@ enum KernelEnd {
 }
 
 /// Run one delivery of a job to its end (ack, nak or term).
-pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicBool>) {
+pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicBool>, slot: Slot) {
     let delivered = message
         .info()
         .map(|i| i.delivered)
@@ -74,7 +82,7 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     }
     crate::observe::queue_wait_span(&message, &job, delivered);
     let _running = ctx.register(job.id, cancel.clone());
-    run(ctx, message, job, delivered, cancel)
+    run(ctx, message, job, delivered, cancel, slot)
         .instrument(span)
         .await
 }
@@ -113,6 +121,7 @@ async fn run(
     job: JobMessage,
     attempt: u32,
     cancel: Arc<AtomicBool>,
+    mut slot: Slot,
 ) {
     let kind = job.spec.kind().as_str();
     let _in_flight = ctx
@@ -120,63 +129,196 @@ async fn run(
         .jobs
         .started(kind, attempt, crate::observe::queue_wait(&job));
     let trace_id = crate::observe::trace_id(&message);
-    let records = &ctx.jet.records;
-    let fallback = JobRecord::pending(&job);
-    let started_at = OffsetDateTime::now_utc();
-    let marked = records
-        .update(&job.tenant, &job.id, Some(&fallback), |r| {
-            if !r.status.can_become(JobStatus::Running) {
-                return false;
-            }
-            r.status = JobStatus::Running;
-            r.attempts = r.attempts.max(attempt);
-            r.worker = Some(ctx.worker_id.clone());
-            r.started_at = Some(started_at);
-            r.progress = 0.0;
-            r.trace_id = r.trace_id.take().or_else(|| trace_id.clone());
-            true
-        })
-        .instrument(tracing::info_span!("fetch"))
-        .await;
-    match marked {
-        Ok(Update::Applied(_)) | Ok(Update::Missing) => {}
-        Ok(Update::Unchanged(r)) => {
-            tracing::info!(
-                status = r.status.as_str(),
-                "job already finished; acknowledging the duplicate delivery"
-            );
-            ensure_terminal_event(ctx, &job, &r).await;
-            ack(&message, AckKind::Ack).await;
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot mark the job running; handing it back");
-            ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            return;
-        }
-    }
     tracing::info!("job started");
     tracing::debug!(kind = job.spec.kind().as_str(), attempt, "computing");
-    // The `started` event's PubAck is awaited while the kernel runs (one round trip
-    // fewer per small job); it is published first, so it still precedes `done`.
-    let timed_compute = async {
+    let started_at = OffsetDateTime::now_utc();
+    let running = Running {
+        worker: &ctx.worker_id,
+        attempt,
+        started_at,
+        trace_id,
+    };
+    // The record is read while the kernel already runs: a small job's slot is then
+    // held for its kernel alone, not for a round trip first. A record found terminal
+    // (a duplicate delivery, a job cancelled while queued) stops the kernel at once.
+    let fallback = JobRecord::pending(&job);
+    let read = async {
+        match ctx
+            .jet
+            .records
+            .read_version(&job.tenant, &job.id, Some(&fallback))
+            .instrument(tracing::info_span!("fetch"))
+            .await
+        {
+            Ok(v) => Some(v.unwrap_or_else(|| Version::absent(fallback.clone()))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the job record; the result write will read again");
+                None
+            }
+        }
+    }
+    .boxed()
+    .shared();
+    let checked = async {
+        let v = read.clone().await;
+        if v.as_ref()
+            .is_some_and(|v| !v.record.status.can_become(JobStatus::Running))
+        {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        v
+    };
+    let computing = async {
         let computing = Instant::now();
-        let end = compute(ctx, &message, &job, attempt, cancel)
+        let end = compute(ctx, &message, &job, attempt, cancel.clone())
             .instrument(tracing::info_span!("compute"))
             .await;
         ctx.metrics.jobs.ran(kind, computing.elapsed());
+        ctx.kernel_ran(computing.elapsed());
         end
     };
-    let (_, end) = tokio::join!(
-        emit(ctx, &job, EventType::Started, attempt, None, None),
-        timed_compute
-    );
+    // `started` is published as soon as the read shows a live job (while the kernel
+    // runs) and is always stored before `done`.
+    let started = async {
+        let Some(v) = read.clone().await else {
+            return emit(ctx, &job, EventType::Started, attempt, None, None).await;
+        };
+        if !v.record.status.can_become(JobStatus::Running) {
+            return;
+        }
+        if !v.stored() {
+            // This delivery overtook the gateway's writes: `accepted` (same dedup id as
+            // the gateway's) goes first, so the stream tells the story in order.
+            emit(ctx, &job, EventType::Accepted, 0, None, None).await;
+        }
+        emit(ctx, &job, EventType::Started, attempt, None, None).await;
+    };
+    // A job still computing after `running_after` is recorded running while its
+    // kernel goes on; once begun, that write is seen through before `done`.
+    let marking = std::sync::atomic::AtomicBool::new(false);
+    let mark = async {
+        tokio::time::sleep(ctx.running_after).await;
+        marking.store(true, Ordering::Relaxed);
+        match read.clone().await {
+            Some(v) if v.record.status.can_become(JobStatus::Running) => {
+                mark_running(ctx, &job, &running, v, &cancel).await
+            }
+            _ => None,
+        }
+    };
+    tokio::pin!(computing, checked, started, mark);
+    let mut version: Option<Option<Version>> = None;
+    let mut marked: Option<Option<Version>> = None;
+    let mut announced = false;
+    let end = loop {
+        tokio::select! {
+            end = &mut computing => break end,
+            v = &mut checked, if version.is_none() => version = Some(v),
+            () = &mut started, if !announced => announced = true,
+            v = &mut mark, if marked.is_none() => marked = Some(v),
+        }
+    };
+    if !announced {
+        started.await;
+    }
+    if marked.is_none() && marking.load(Ordering::Relaxed) {
+        marked = Some(mark.await);
+    }
+    let version = match version {
+        Some(v) => v,
+        None => checked.await,
+    };
+    if let Some(v) = version
+        .as_ref()
+        .filter(|v| !v.record.status.can_become(JobStatus::Running))
+    {
+        tracing::info!(
+            status = v.record.status.as_str(),
+            "job already finished; acknowledging the duplicate delivery"
+        );
+        ensure_terminal_event(ctx, &job, &v.record).await;
+        ack(&message, AckKind::Ack).await;
+        return;
+    }
+    // What the `done` write starts from: the running mark's version, else the read.
+    let known = match marked {
+        None => version,
+        Some(v) => v,
+    };
     match end {
         KernelEnd::Finished(decimal, info) => {
-            finish(ctx, &message, &job, attempt, decimal, info).await
+            finish(
+                ctx, &message, &job, &running, decimal, info, known, &mut slot,
+            )
+            .await
         }
         KernelEnd::Failed(error) => fail(ctx, &message, &job, attempt, error).await,
         KernelEnd::Stopped => stopped(ctx, &message, &job).await,
+    }
+}
+
+/// What this attempt writes into the record when it shows as running or done.
+struct Running<'a> {
+    worker: &'a str,
+    attempt: u32,
+    started_at: OffsetDateTime,
+    trace_id: Option<String>,
+}
+
+impl Running<'_> {
+    fn apply(&self, r: &mut JobRecord) {
+        r.attempts = r.attempts.max(self.attempt);
+        r.worker = Some(self.worker.to_string());
+        r.started_at = Some(self.started_at);
+        r.trace_id = r.trace_id.take().or_else(|| self.trace_id.clone());
+    }
+}
+
+/// Record `running`. Returns the version written (`None` if the
+/// write failed: the `done` write then reads afresh). A record found terminal (the
+/// job was cancelled meanwhile) stops the kernel.
+async fn mark_running(
+    ctx: &WorkerCtx,
+    job: &JobMessage,
+    running: &Running<'_>,
+    version: Version,
+    cancel: &AtomicBool,
+) -> Option<Version> {
+    let marked = ctx
+        .jet
+        .records
+        .update_from(
+            &job.tenant,
+            &job.id,
+            Some(version),
+            Some(&JobRecord::pending(job)),
+            |r| {
+                if !r.status.can_become(JobStatus::Running) {
+                    return false;
+                }
+                r.status = JobStatus::Running;
+                r.progress = 0.0;
+                running.apply(r);
+                true
+            },
+        )
+        .await;
+    match marked {
+        Ok((Update::Applied(_), v)) => v,
+        Ok((Update::Unchanged(r), v)) => {
+            if r.status.is_terminal() && !cancel.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    status = r.status.as_str(),
+                    "job was finished elsewhere (cancelled?); stopping the kernel"
+                );
+            }
+            v
+        }
+        Ok((Update::Missing, v)) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not mark the job running; carrying on");
+            None
+        }
     }
 }
 
@@ -242,9 +384,12 @@ async fn compute(
     cancel: Arc<AtomicBool>,
 ) -> KernelEnd {
     let task = to_task(&job.spec);
+    let chaos = job.chaos.or(ctx.chaos());
+    if task.is_tiny() && !chaos.is_some_and(|c| c.is_active()) {
+        return tiny(&task, &cancel);
+    }
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
     let threads = ctx.thread_budget();
-    let chaos = job.chaos.or(ctx.chaos());
     let (p, c) = (progress.clone(), cancel.clone());
     let parent = tracing::Span::current();
     let mut kernel = tokio::task::spawn_blocking(move || {
@@ -314,18 +459,40 @@ async fn compute(
     }
 }
 
+/// Run a tiny kernel (well under a millisecond, see `Task::is_tiny`) right here: a
+/// hand-off to the blocking pool and back costs more than the kernel itself.
+fn tiny(task: &Task, cancel: &AtomicBool) -> KernelEnd {
+    let _span = tracing::info_span!("kernel", threads = 1).entered();
+    let report = |_: f64| {};
+    let ctl = Control::new(cancel, &report, 1);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        jetmill_compute::run(task, &ctl)
+    }));
+    match ran {
+        Ok(Ok(out)) => {
+            let info = results::summarize(&out.decimal, ResultLocation::Inline);
+            KernelEnd::Finished(out.decimal, info)
+        }
+        Ok(Err(_)) if cancel.load(Ordering::Relaxed) => KernelEnd::Stopped,
+        Ok(Err(e)) => KernelEnd::Failed(e.to_string()),
+        Err(payload) => KernelEnd::Failed(panic_payload_text(payload.as_ref())),
+    }
+}
+
 fn panic_text(join: tokio::task::JoinError) -> String {
     match join.try_into_panic() {
-        Ok(payload) => {
-            let text = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            format!("kernel panicked: {text}")
-        }
+        Ok(payload) => panic_payload_text(payload.as_ref()),
         Err(_) => "kernel task was cancelled".into(),
     }
+}
+
+fn panic_payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("kernel panicked: {text}")
 }
 
 /// Each tick: write progress if it advanced (and publish it), and return the record's
@@ -363,16 +530,24 @@ async fn check_in(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     ctx: &WorkerCtx,
     message: &Message,
     job: &JobMessage,
-    attempt: u32,
+    running: &Running<'_>,
     decimal: String,
     mut info: ResultInfo,
+    known: Option<Version>,
+    slot: &mut Slot,
 ) {
+    let attempt = running.attempt;
     let inline = decimal.len() <= ctx.inline_limit;
-    if !inline {
+    if inline {
+        // The kernel is over and the result is small: the slot serves the next job
+        // while this one writes (finishing room bounds how many do).
+        slot.release();
+    } else {
         match results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal)
             .instrument(tracing::info_span!("store object"))
             .await
@@ -391,25 +566,36 @@ async fn finish(
         }
     }
     let finished_at = OffsetDateTime::now_utc();
-    let mut result = inline.then_some(decimal);
+    slot.release();
+    let result = inline.then_some(decimal);
     let written = ctx
         .jet
         .records
-        .update(&job.tenant, &job.id, Some(&JobRecord::pending(job)), |r| {
-            if !r.status.can_become(JobStatus::Done) {
-                return false;
-            }
-            r.status = JobStatus::Done;
-            r.progress = 1.0;
-            r.error = None;
-            r.worker = Some(ctx.worker_id.clone());
-            r.finished_at = Some(finished_at);
-            r.result = result.take().or_else(|| r.result.take());
-            r.result_info = Some(info.clone());
-            true
-        })
+        .update_from(
+            &job.tenant,
+            &job.id,
+            known,
+            Some(&JobRecord::pending(job)),
+            |r| {
+                if !r.status.can_become(JobStatus::Done) {
+                    return false;
+                }
+                r.status = JobStatus::Done;
+                r.progress = 1.0;
+                r.error = None;
+                running.apply(r);
+                r.finished_at = Some(finished_at);
+                // Cloned, not taken: `decide` runs again after a conflicting write.
+                if result.is_some() {
+                    r.result = result.clone();
+                }
+                r.result_info = Some(info.clone());
+                true
+            },
+        )
         .instrument(tracing::info_span!("result write"))
-        .await;
+        .await
+        .map(|(update, _)| update);
     match written {
         Ok(Update::Applied(_)) | Ok(Update::Missing) => {
             ctx.done.fetch_add(1, Ordering::Relaxed);
@@ -418,7 +604,7 @@ async fn finish(
                 .finished(job.spec.kind().as_str(), Outcome::Done);
             emit(ctx, job, EventType::Done, attempt, Some(1.0), None).await;
             tracing::info!(digits = info.digits, inline, "job done");
-            ack(message, AckKind::Ack).await;
+            ack_done(message).await;
         }
         Ok(Update::Unchanged(r)) => {
             tracing::info!(
@@ -546,6 +732,16 @@ pub(crate) async fn emit(
     );
     if let Err(e) = events::publish(&ctx.jet.js, &ev).instrument(span).await {
         tracing::warn!(event = event.as_str(), error = %e, "could not publish event");
+    }
+}
+
+/// Acknowledge a job whose `done` record and event are stored, without waiting for
+/// the server's confirmation: if the ack is lost the job is delivered again after
+/// `ack_wait`, and that delivery finds the record `done` and only acks (no second
+/// result, no second event). Saves a reply per job on the hot path.
+async fn ack_done(message: &Message) {
+    if let Err(e) = message.ack().await {
+        tracing::warn!(error = %e, "could not send the ack; the job will be delivered again and acked then");
     }
 }
 

@@ -3,7 +3,10 @@
 //! A pull loop (a task owned by the actor) waits for a free slot, asks the
 //! consumer for as many messages as there are free slots, and hands each
 //! message with its slot permit to the actor, which starts a runner. Jobs are
-//! never prefetched beyond free slots, so a busy worker leaves work to others.
+//! prefetched beyond free slots only while kernels are quick (`--prefetch`), and
+//! then only briefly, so a worker busy with big jobs leaves work to others.
+//! A slot is held until the job's kernel ends; the job's last writes (record,
+//! event, ack) happen outside it, bounded by `--finishing-limit`.
 
 use crate::context::{Slot, WorkerCtx};
 use crate::runner::{self, Runner};
@@ -15,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Longest a prefetched job waits for a slot before it is handed back.
+const PREFETCH_WAIT: Duration = Duration::from_millis(500);
 /// How long one pull request waits for messages before asking again.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
@@ -31,7 +36,7 @@ pub struct Args {
 
 /// Messages to the fetcher.
 pub enum FetcherMsg {
-    /// A job arrived; start a runner holding `slot` for its life.
+    /// A job arrived; start a runner holding `slot` (released when its kernel ends).
     Delivered(Box<Message>, Slot),
 }
 
@@ -139,13 +144,31 @@ async fn pull_loop(
             _ = frozen.changed() => continue,
             p = ctx.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let mut permits = vec![first];
+        // Each job also needs room to finish after its slot; that room is plentiful
+        // unless NATS is slow to take results, and then fetching more would not help.
+        let first_finish = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = ctx.finishing.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let mut permits = vec![(first, first_finish)];
         while let Ok(p) = ctx.slots.clone().try_acquire_owned() {
-            permits.push(p);
+            match ctx.finishing.clone().try_acquire_owned() {
+                Ok(f) => permits.push((p, f)),
+                Err(_) => break,
+            }
+        }
+        // While kernels are quick, ask for a few more than the free slots: they wait
+        // briefly for a slot instead of costing a fetch round trip each.
+        let mut spare = Vec::new();
+        for _ in 0..ctx.extra_pull() {
+            match ctx.finishing.clone().try_acquire_owned() {
+                Ok(f) => spare.push(f),
+                Err(_) => break,
+            }
         }
         let batch = consumer
             .batch()
-            .max_messages(permits.len())
+            .max_messages(permits.len() + spare.len())
             .expires(PULL_EXPIRES)
             .messages()
             .await;
@@ -171,12 +194,29 @@ async fn pull_loop(
                         hand_back(&message, "frozen").await;
                         continue;
                     }
-                    let Some(permit) = permits.pop() else {
-                        // More messages than asked for cannot happen; hand any back at once.
-                        let _ = message.ack_with(AckKind::Nak(None)).await;
-                        continue;
+                    let (permit, finish) = match permits.pop() {
+                        Some(p) => p,
+                        None => {
+                            let Some(finish) = spare.pop() else {
+                                // More messages than asked for cannot happen; hand any back.
+                                let _ = message.ack_with(AckKind::Nak(None)).await;
+                                continue;
+                            };
+                            // A prefetched job: wait a little for a slot, else give it back.
+                            let slot = tokio::select! {
+                                _ = stop.cancelled() => None,
+                                p = tokio::time::timeout(PREFETCH_WAIT, ctx.slots.clone().acquire_owned()) => p.ok().and_then(Result::ok),
+                            };
+                            match slot {
+                                Some(p) if !*frozen.borrow() => (p, finish),
+                                _ => {
+                                    hand_back(&message, "no slot freed for a prefetched job").await;
+                                    continue;
+                                }
+                            }
+                        }
                     };
-                    let Some(slot) = ctx.take_slot(permit) else {
+                    let Some(slot) = ctx.take_slot(permit, finish) else {
                         hand_back(&message, "concurrency lowered").await;
                         continue;
                     };

@@ -1,4 +1,5 @@
-//! The runner actor: one per job attempt; holds a slot until the attempt ends.
+//! The runner actor: one per job attempt; its attempt holds the job's slot until the
+//! kernel ends and its finishing room until the attempt ends.
 
 use crate::context::WorkerCtx;
 use crate::execute;
@@ -25,12 +26,10 @@ pub enum RunnerMsg {
     Cancel,
 }
 
-/// A runner's state: the slot, the cancel flag, and the attempt's task.
+/// A runner's state: the cancel flag and the attempt's task (which owns the slot).
 pub struct State {
     cancel: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
-    /// Released when the runner stops, freeing the slot for the fetcher.
-    _permit: crate::context::Slot,
 }
 
 impl Actor for Runner {
@@ -47,8 +46,9 @@ impl Actor for Runner {
         let ctx = args.ctx.clone();
         let flag = cancel.clone();
         let message = args.message;
+        let slot = args.permit;
         let task = tokio::spawn(async move {
-            let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, flag))
+            let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, flag, slot))
                 .catch_unwind()
                 .await;
             if attempt.is_err() {
@@ -57,11 +57,7 @@ impl Actor for Runner {
             }
             myself.stop(None);
         });
-        Ok(State {
-            cancel,
-            task,
-            _permit: args.permit,
-        })
+        Ok(State { cancel, task })
     }
 
     async fn handle(

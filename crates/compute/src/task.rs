@@ -29,6 +29,22 @@ pub enum Task {
     },
 }
 
+impl Task {
+    /// Whether this task is tiny: well under a millisecond on one core, a few KB of
+    /// memory (see docs/benchmarks.md, "tiny jobs"). A caller may run
+    /// it in place instead of on a thread pool, where the hand-off costs more than it.
+    pub fn is_tiny(&self) -> bool {
+        match self {
+            Task::Factorial { n } => *n <= 1_500,
+            Task::Fibonacci { n } => *n <= 20_000,
+            Task::FibonacciMod { .. } => true,
+            Task::Sum { terms } => {
+                terms.len() <= 256 && terms.iter().map(String::len).sum::<usize>() <= 8_192
+            }
+        }
+    }
+}
+
 /// A finished computation: the exact result as decimal text (`-` for negatives).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {

@@ -155,14 +155,16 @@ async fn accept(
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
     state.metrics().jobs.submitted(kind.as_str());
 
-    // The job is committed. The record and the event are conveniences a worker can
-    // rebuild from the message, so their failure must not fail the request.
+    // The job is committed. The event and the record are conveniences a worker can
+    // rebuild from the message, so their failure must not fail the request. The event
+    // goes first: a worker that finds the record knows `accepted` is stored before its
+    // `started` (one that finds none publishes `accepted` itself, deduplicated).
+    publish_event(jet, msg, EventType::Accepted).await;
     let mut record = JobRecord::pending(msg);
     record.trace_id = jetmill_natsx::trace::trace_id(&tracing::Span::current());
     if let Err(e) = jet.records.create(&record).await {
         tracing::warn!(job_id = %msg.id, error = %e, "could not create pending record; the worker will");
     }
-    publish_event(jet, msg, EventType::Accepted).await;
     if use_cache {
         // Before answering, so a client that saw this job finish can count on a hit.
         cache::remember(&jet.result_cache, &jet.records, msg).await;
