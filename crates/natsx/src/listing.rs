@@ -41,6 +41,10 @@ const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Records {
     /// Keys of live records whose key matches the NATS subject `filter` (`acme.*`, `*.<id>`).
+    ///
+    /// Each call creates an ephemeral consumer and deletes it when done: left to expire
+    /// (30 s), a few hundred scans a second would hit the server's default limit of
+    /// 1,000 consumers per stream and fail every listing and admin lookup.
     pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, NatsxError> {
         let kv = self.kv();
         let consumer = kv
@@ -56,6 +60,19 @@ impl Records {
             })
             .await
             .map_err(NatsxError::js("list job records"))?;
+        let name = consumer.cached_info().name.clone();
+        let keys = self.scan_keys(consumer).await;
+        if let Err(e) = kv.stream.delete_consumer(&name).await {
+            tracing::debug!(consumer = %name, error = %e, "key scan consumer not deleted; it expires by itself");
+        }
+        keys
+    }
+
+    async fn scan_keys(
+        &self,
+        consumer: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
+    ) -> Result<Vec<String>, NatsxError> {
+        let kv = self.kv();
         let mut keys = Vec::new();
         if consumer.cached_info().num_pending == 0 {
             return Ok(keys);

@@ -142,3 +142,27 @@ async fn an_unreachable_server_is_a_clear_connect_error() {
         "the message names the URL: {err}"
     );
 }
+
+#[tokio::test]
+async fn key_scans_in_quick_succession_do_not_exhaust_the_consumer_limit() {
+    // nats-server allows 1,000 consumers per stream by default; every scan makes one.
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let jet = provision(client, QueueSettings::default())
+        .await
+        .expect("provision");
+    let msg = message();
+    assert!(jet
+        .records
+        .create(&JobRecord::pending(&msg))
+        .await
+        .expect("create"));
+    for i in 0..1100 {
+        let keys = jet
+            .records
+            .keys_matching("t1.*")
+            .await
+            .unwrap_or_else(|e| panic!("scan {i}: {e}"));
+        assert_eq!(keys, vec![format!("t1.{}", msg.id)]);
+    }
+}
