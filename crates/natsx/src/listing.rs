@@ -25,6 +25,14 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+impl ListQuery {
+    /// Whether `r` passes this query's status and kind filters (tenant and cursor are
+    /// positions, checked by whoever walks the ids).
+    pub fn admits(&self, r: &JobRecord) -> bool {
+        self.status.is_none_or(|s| s == r.status) && self.kind.is_none_or(|k| k == r.kind)
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -112,6 +120,9 @@ impl Records {
     }
 
     /// One page of records matching `q`, newest first, starting below `q.before`.
+    ///
+    /// Scans every key of the tenant (every key for an admin) on each call: the
+    /// fallback of [`JobIndex::page`](crate::JobIndex::page) and its benchmark baseline.
     pub async fn page(&self, q: &ListQuery) -> Result<Page, NatsxError> {
         let filter = match &q.tenant {
             Some(t) => format!("{t}.*"),
@@ -145,7 +156,7 @@ impl Records {
             for record in records {
                 scanned += 1;
                 let Some(r) = record else { continue };
-                if q.status.is_some_and(|s| s != r.status) || q.kind.is_some_and(|k| k != r.kind) {
+                if !q.admits(&r) {
                     continue;
                 }
                 jobs.push(r);
