@@ -368,3 +368,13 @@ async fn an_admin_lists_every_tenant_and_a_tenant_only_its_own() {
     );
     assert_all_pages_from_the_index(&app.http, &app.base).await;
 }
+
+#[tokio::test]
+async fn with_the_index_off_every_page_is_a_scan_and_lists_the_same() {
+    let app = TestApp::gateway_with(|a| a.list_index = false).await;
+    let mut submitted = submit_many(&app, 30).await;
+    submitted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids(&walk(&app, "limit=7").await), submitted);
+    let (index, scan) = list_pages(&app.http, &app.base).await;
+    assert_eq!((index, scan), (0, 5), "5 pages of 7, all scans");
+}
