@@ -27,6 +27,14 @@ pub struct GatewayArgs {
     /// work (`--result-cache false` turns it off; clients can send `Cache-Control: no-cache`).
     #[arg(long, env = "JETMILL_RESULT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub result_cache: bool,
+    /// Serve `GET /v1/jobs` from an in-memory index of the job records that follows the
+    /// `jobs` bucket (`--list-index false`: scan the bucket on every request instead).
+    #[arg(long, env = "JETMILL_LIST_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub list_index: bool,
+    /// Seconds a listing waits for the index to apply every write made before it; a
+    /// listing that waited this long (or finds the index down) scans the bucket instead.
+    #[arg(long, env = "JETMILL_LIST_INDEX_WAIT_SECS", default_value_t = 2.0)]
+    pub list_index_wait_secs: f64,
     /// `Retry-After` seconds sent with the 503 for a kind the operator disabled.
     #[arg(long, env = "JETMILL_DISABLED_RETRY_AFTER_SECS", default_value_t = 30)]
     pub disabled_retry_after_secs: u64,
@@ -76,6 +84,15 @@ impl GatewayArgs {
                 .then_some(self.max_in_flight_per_tenant),
             busy_retry_after_secs: self.busy_retry_after_secs,
         }
+    }
+
+    /// The list index's settings from these flags (`None`: index off).
+    pub fn list_index(&self) -> Option<jetmill_natsx::IndexOptions> {
+        let default = jetmill_natsx::IndexOptions::default();
+        self.list_index.then(|| jetmill_natsx::IndexOptions {
+            barrier_timeout: std::time::Duration::try_from_secs_f64(self.list_index_wait_secs)
+                .unwrap_or(default.barrier_timeout),
+        })
     }
 
     /// Input limits from these flags.

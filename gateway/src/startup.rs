@@ -24,7 +24,11 @@ impl Application {
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
         let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
         let config = crate::control::follow(jet.config.clone()).await;
-        let state = AppState::new(jet, args.limits(), auth, config, args.options());
+        // One index per gateway process, following the bucket from now on.
+        let list_index = args
+            .list_index()
+            .map(|o| jetmill_natsx::JobIndex::start(jet.records.clone(), o));
+        let state = AppState::new(jet, args.limits(), auth, config, args.options(), list_index);
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -2,7 +2,7 @@
 
 use crate::auth::Auth;
 use jetmill_metrics::Metrics;
-use jetmill_natsx::Jet;
+use jetmill_natsx::{Jet, JobIndex};
 use jetmill_proto::{Limits, RuntimeConfig};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -26,6 +26,8 @@ struct Inner {
     config: watch::Receiver<RuntimeConfig>,
     /// Behaviour switches from the command line.
     options: Options,
+    /// The in-memory index `GET /v1/jobs` reads (`None`: `--list-index false`).
+    list_index: Option<JobIndex>,
 }
 
 /// Gateway behaviour chosen at start.
@@ -56,13 +58,15 @@ impl Default for Options {
 }
 
 impl AppState {
-    /// Share `jet`, `limits`, `auth`, the followed runtime config and `options` with the handlers.
+    /// Share `jet`, `limits`, `auth`, the followed runtime config, `options` and the
+    /// list index with the handlers.
     pub fn new(
         jet: Jet,
         limits: Limits,
         auth: Auth,
         config: watch::Receiver<RuntimeConfig>,
         options: Options,
+        list_index: Option<JobIndex>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -71,6 +75,7 @@ impl AppState {
                 auth,
                 config,
                 options,
+                list_index,
                 metrics: Arc::new(Metrics::gateway()),
             }),
         }
@@ -89,6 +94,11 @@ impl AppState {
     /// NATS handles.
     pub fn jet(&self) -> &Jet {
         &self.inner.jet
+    }
+
+    /// The job records index for listings, if on.
+    pub fn list_index(&self) -> Option<&JobIndex> {
+        self.inner.list_index.as_ref()
     }
 
     /// This gateway's Prometheus metrics.

@@ -8,6 +8,7 @@
 //! - [`http`]: request counts and latencies by route template, method and status,
 //!   and the axum middleware that records them.
 //! - [`queue`]: queue depth and pending acks per consumer, read from JetStream.
+//! - [`list`]: listing pages by source (the gateway's index, or a bucket scan).
 //! - [`serve`](mod@serve): encoding and the worker's small `/metrics` listener.
 //!
 //! Labels are bounded: a job kind, an outcome, a route template, a method, a status,
@@ -18,10 +19,12 @@
 
 pub mod http;
 pub mod jobs;
+pub mod list;
 pub mod queue;
 pub mod serve;
 
 pub use jobs::{JobMetrics, Outcome};
+pub use list::{ListMetrics, ListSource};
 pub use serve::{encode, serve, CONTENT_TYPE};
 
 use prometheus_client::registry::Registry;
@@ -36,6 +39,8 @@ pub struct Metrics {
     pub http: http::HttpMetrics,
     /// Queue gauges read from JetStream (gateway).
     pub queue: queue::QueueGauges,
+    /// Listing pages by source (gateway).
+    pub list: list::ListMetrics,
 }
 
 impl Metrics {
@@ -45,6 +50,7 @@ impl Metrics {
         m.jobs.register_gateway(&mut m.registry);
         m.http.register(&mut m.registry);
         m.queue.register(&mut m.registry);
+        m.list.register(&mut m.registry);
         m
     }
 
@@ -61,6 +67,7 @@ impl Metrics {
             jobs: JobMetrics::default(),
             http: http::HttpMetrics::default(),
             queue: queue::QueueGauges::default(),
+            list: list::ListMetrics::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`provision`]: creates or verifies streams, the consumer and buckets, idempotently.
 //! - [`records`]: the job records in KV, with compare-and-set updates.
 //! - [`listing`]: per-tenant key scans and cursor pages of records.
+//! - [`index`]: a live in-memory index of the records, so listing pages need no scan.
 //! - [`events`]: publishing lifecycle events.
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
@@ -15,6 +16,7 @@ pub mod connect;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod index;
 pub mod listing;
 pub mod provision;
 pub mod records;
@@ -23,6 +25,7 @@ pub mod trace;
 
 pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
+pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase};
 pub use listing::{ListQuery, Page};
 pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
 pub use records::{Records, Update, Version};

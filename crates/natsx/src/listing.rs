@@ -25,6 +25,14 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+impl ListQuery {
+    /// Whether `r` passes this query's status and kind filters (tenant and cursor are
+    /// positions, checked by whoever walks the ids).
+    pub fn admits(&self, r: &JobRecord) -> bool {
+        self.status.is_none_or(|s| s == r.status) && self.kind.is_none_or(|k| k == r.kind)
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -41,6 +49,10 @@ const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Records {
     /// Keys of live records whose key matches the NATS subject `filter` (`acme.*`, `*.<id>`).
+    ///
+    /// Each call creates an ephemeral consumer and deletes it when done: left to expire
+    /// (30 s), a few hundred scans a second would hit the server's default limit of
+    /// 1,000 consumers per stream and fail every listing and admin lookup.
     pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, NatsxError> {
         let kv = self.kv();
         let consumer = kv
@@ -56,6 +68,19 @@ impl Records {
             })
             .await
             .map_err(NatsxError::js("list job records"))?;
+        let name = consumer.cached_info().name.clone();
+        let keys = self.scan_keys(consumer).await;
+        if let Err(e) = kv.stream.delete_consumer(&name).await {
+            tracing::debug!(consumer = %name, error = %e, "key scan consumer not deleted; it expires by itself");
+        }
+        keys
+    }
+
+    async fn scan_keys(
+        &self,
+        consumer: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
+    ) -> Result<Vec<String>, NatsxError> {
+        let kv = self.kv();
         let mut keys = Vec::new();
         if consumer.cached_info().num_pending == 0 {
             return Ok(keys);
@@ -95,6 +120,9 @@ impl Records {
     }
 
     /// One page of records matching `q`, newest first, starting below `q.before`.
+    ///
+    /// Scans every key of the tenant (every key for an admin) on each call: the
+    /// fallback of [`JobIndex::page`](crate::JobIndex::page) and its benchmark baseline.
     pub async fn page(&self, q: &ListQuery) -> Result<Page, NatsxError> {
         let filter = match &q.tenant {
             Some(t) => format!("{t}.*"),
@@ -128,7 +156,7 @@ impl Records {
             for record in records {
                 scanned += 1;
                 let Some(r) = record else { continue };
-                if q.status.is_some_and(|s| s != r.status) || q.kind.is_some_and(|k| k != r.kind) {
+                if !q.admits(&r) {
                     continue;
                 }
                 jobs.push(r);

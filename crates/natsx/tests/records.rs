@@ -222,3 +222,27 @@ async fn a_write_from_a_stale_version_rereads_and_keeps_the_newer_write() {
     assert!(matches!(again, Update::Applied(_)));
     assert_eq!(calls, 1);
 }
+
+#[tokio::test]
+async fn key_scans_in_quick_succession_do_not_exhaust_the_consumer_limit() {
+    // nats-server allows 1,000 consumers per stream by default; every scan makes one.
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let jet = provision(client, QueueSettings::default())
+        .await
+        .expect("provision");
+    let msg = message();
+    assert!(jet
+        .records
+        .create(&JobRecord::pending(&msg))
+        .await
+        .expect("create"));
+    for i in 0..1100 {
+        let keys = jet
+            .records
+            .keys_matching("t1.*")
+            .await
+            .unwrap_or_else(|e| panic!("scan {i}: {e}"));
+        assert_eq!(keys, vec![format!("t1.{}", msg.id)]);
+    }
+}

@@ -3,6 +3,10 @@
 //! The cursor is the last job id of the previous page (ids are UUIDv7, so "older than
 //! the cursor" is a stable position even while new jobs arrive). Clients treat it as
 //! opaque and pass back `next_cursor` as `cursor`.
+//!
+//! Pages come from the gateway's in-memory index of the records ([`jetmill_natsx::JobIndex`]),
+//! which first waits until it holds every write made before the request; if it cannot
+//! (starting, down, behind) the page is built by scanning the bucket, with a warning.
 
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -10,6 +14,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use jetmill_metrics::ListSource;
 use jetmill_natsx::ListQuery;
 use jetmill_proto::{names, JobKind, JobRecord, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -151,7 +156,23 @@ pub async fn list(
 ) -> Result<Json<JobList>, ApiError> {
     let Query(params) = params.map_err(|e| bad("query", e.body_text()))?;
     let q = query(&caller, params)?;
-    let page = state.jet().records.page(&q).await?;
+    let page = match state.list_index() {
+        Some(index) => match index.page(&q).await? {
+            Ok(page) => {
+                state.metrics().list.page(ListSource::Index);
+                page
+            }
+            Err(not_ready) => {
+                tracing::warn!(reason = %not_ready, "listing by scanning the bucket");
+                state.metrics().list.page(ListSource::Scan);
+                state.jet().records.page(&q).await?
+            }
+        },
+        None => {
+            state.metrics().list.page(ListSource::Scan);
+            state.jet().records.page(&q).await?
+        }
+    };
     Ok(Json(JobList {
         jobs: page.jobs,
         next_cursor: page.next.map(|id| id.to_string()),
