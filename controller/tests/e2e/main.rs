@@ -1,6 +1,7 @@
 //! End-to-end tests: real nats-server, the real gateway over HTTP, real workers
 //! (in-process or as `jetmill worker` child processes). One test binary.
 
+mod api_docs;
 mod auth;
 mod backpressure;
 mod control;
