@@ -33,7 +33,7 @@ pub struct GatewayArgs {
     pub list_index: bool,
     /// Seconds a listing waits for the index to apply every write made before it; a
     /// listing that waited this long (or finds the index down) scans the bucket instead.
-    #[arg(long, env = "JETMILL_LIST_INDEX_WAIT_SECS", default_value_t = 2.0)]
+    #[arg(long, env = "JETMILL_LIST_INDEX_WAIT_SECS", default_value_t = 2.0, value_parser = jetmill_natsx::parse_secs)]
     pub list_index_wait_secs: f64,
     /// `Retry-After` seconds sent with the 503 for a kind the operator disabled.
     #[arg(long, env = "JETMILL_DISABLED_RETRY_AFTER_SECS", default_value_t = 30)]

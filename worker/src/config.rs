@@ -20,13 +20,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "JETMILL_INLINE_LIMIT", default_value_t = 64 * 1024)]
     pub inline_limit: usize,
     /// Per-attempt timeout in seconds for jobs that do not set one.
-    #[arg(long, env = "JETMILL_DEFAULT_TIMEOUT_SECS", default_value_t = 3600.0)]
+    #[arg(long, env = "JETMILL_DEFAULT_TIMEOUT_SECS", default_value_t = 3600.0, value_parser = jetmill_natsx::parse_secs)]
     pub default_timeout_secs: f64,
     /// First retry delay in milliseconds; doubles per attempt up to 60 s.
     #[arg(long, env = "JETMILL_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
     /// On shutdown, seconds to let running jobs finish before handing them back.
-    #[arg(long, env = "JETMILL_DRAIN_GRACE_SECS", default_value_t = 30.0)]
+    #[arg(long, env = "JETMILL_DRAIN_GRACE_SECS", default_value_t = 30.0, value_parser = jetmill_natsx::parse_secs)]
     pub drain_grace_secs: f64,
     /// Default failure injection: probability that an attempt fails (0 = off).
     #[arg(long, env = "JETMILL_CHAOS_FAIL_PROBABILITY", default_value_t = 0.0)]

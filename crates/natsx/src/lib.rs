@@ -9,6 +9,7 @@
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //! - [`trace`]: W3C trace context in message headers.
+//! - [`seconds`]: the parser of every `--*-secs` flag (refuses values that would panic).
 //!
 //! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
 
@@ -21,6 +22,7 @@ pub mod listing;
 pub mod provision;
 pub mod records;
 pub mod results;
+pub mod seconds;
 pub mod trace;
 
 pub use connect::{connect, NatsArgs};
@@ -29,3 +31,4 @@ pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase};
 pub use listing::{ListQuery, Page};
 pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
 pub use records::{Records, Update, Version};
+pub use seconds::parse_secs;

@@ -300,7 +300,7 @@ async fn kv_get_or_create(js: &Context, cfg: kv::Config) -> Result<kv::Store, Na
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueueArgs {
     /// Seconds a delivered job may go unacknowledged before another worker gets it.
-    #[arg(long, env = "JETMILL_ACK_WAIT_SECS", default_value_t = 30.0)]
+    #[arg(long, env = "JETMILL_ACK_WAIT_SECS", default_value_t = 30.0, value_parser = crate::seconds::parse_secs)]
     pub ack_wait_secs: f64,
     /// Deliveries of a job before it is given up (default max attempts).
     #[arg(long, env = "JETMILL_MAX_DELIVER", default_value_t = 5)]
