@@ -42,8 +42,10 @@ fn spawn_jetmill(name: &str, args: &[&str], otlp: Option<&str>) -> WorkerProcess
 
 /// The JSON lines a child has logged so far (each must parse).
 pub fn json_lines(p: &WorkerProcess) -> Vec<Value> {
-    std::fs::read_to_string(&p.log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+    // Only whole lines: the process may be writing the last one right now.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -286,22 +288,30 @@ async fn json_logs_carry_job_id_without_trace_export() {
         );
         ids.push(record["id"].as_str().expect("id").to_string());
     }
-    let lines = json_lines(&worker);
-    assert!(!lines.is_empty());
-    for id in &ids {
-        let scoped: Vec<&Value> = lines
+    let done_line = |lines: &[Value], id: &str| {
+        lines
             .iter()
             .filter(|l| {
                 l["spans"]
                     .as_array()
                     .is_some_and(|s| s.iter().any(|s| s["name"] == "job"))
             })
-            .filter(|l| {
-                l["span"]["job_id"] == id.as_str() || l["spans"][0]["job_id"] == id.as_str()
-            })
-            .collect();
+            .filter(|l| l["span"]["job_id"] == id || l["spans"][0]["job_id"] == id)
+            .any(|l| l["message"] == "job done")
+    };
+    // The worker logs "job done" just after the record says done, which the client may
+    // see first: wait for the lines rather than read the log once.
+    jetmill_testkit::wait_until(Duration::from_secs(30), || {
+        let lines = json_lines(&worker);
+        let all = ids.iter().all(|id| done_line(&lines, id));
+        async move { all }
+    })
+    .await;
+    let lines = json_lines(&worker);
+    assert!(!lines.is_empty());
+    for id in &ids {
         assert!(
-            scoped.iter().any(|l| l["message"] == "job done"),
+            done_line(&lines, id),
             "job {id} has a 'job done' line with its id: {lines:#?}"
         );
     }
