@@ -159,15 +159,7 @@ async fn run(
     }
     .boxed()
     .shared();
-    let checked = async {
-        let v = read.clone().await;
-        if v.as_ref()
-            .is_some_and(|v| !v.record.status.can_become(JobStatus::Running))
-        {
-            cancel.store(true, Ordering::Relaxed);
-        }
-        v
-    };
+    let live = |v: &Version| v.record.status.can_become(JobStatus::Running);
     let computing = async {
         let computing = Instant::now();
         let end = compute(ctx, &message, &job, attempt, cancel.clone())
@@ -177,21 +169,21 @@ async fn run(
         ctx.kernel_ran(computing.elapsed());
         end
     };
-    // `started` is published as soon as the read shows a live job (while the kernel
-    // runs) and is always stored before `done`.
-    let started = async {
-        let Some(v) = read.clone().await else {
-            return emit(ctx, &job, EventType::Started, attempt, None, None).await;
-        };
-        if !v.record.status.can_become(JobStatus::Running) {
-            return;
+    // Once the read is in: a terminal record stops the kernel; a live one gets its
+    // `started` published (while the kernel runs), always stored before `done`.
+    let announce = async {
+        let v = read.clone().await;
+        match &v {
+            Some(v) if !live(v) => cancel.store(true, Ordering::Relaxed),
+            Some(v) if !v.stored() => {
+                // This delivery overtook the gateway's writes: `accepted` (same dedup id
+                // as the gateway's) goes first, so the stream tells the story in order.
+                emit(ctx, &job, EventType::Accepted, 0, None, None).await;
+                emit(ctx, &job, EventType::Started, attempt, None, None).await;
+            }
+            _ => emit(ctx, &job, EventType::Started, attempt, None, None).await,
         }
-        if !v.stored() {
-            // This delivery overtook the gateway's writes: `accepted` (same dedup id as
-            // the gateway's) goes first, so the stream tells the story in order.
-            emit(ctx, &job, EventType::Accepted, 0, None, None).await;
-        }
-        emit(ctx, &job, EventType::Started, attempt, None, None).await;
+        v
     };
     // A job still computing after `running_after` is recorded running while its
     // kernel goes on; once begun, that write is seen through before `done`.
@@ -200,38 +192,28 @@ async fn run(
         tokio::time::sleep(ctx.running_after).await;
         marking.store(true, Ordering::Relaxed);
         match read.clone().await {
-            Some(v) if v.record.status.can_become(JobStatus::Running) => {
-                mark_running(ctx, &job, &running, v, &cancel).await
-            }
+            Some(v) if live(&v) => mark_running(ctx, &job, &running, v, &cancel).await,
             _ => None,
         }
     };
-    tokio::pin!(computing, checked, started, mark);
+    tokio::pin!(computing, announce, mark);
     let mut version: Option<Option<Version>> = None;
     let mut marked: Option<Option<Version>> = None;
-    let mut announced = false;
     let end = loop {
         tokio::select! {
             end = &mut computing => break end,
-            v = &mut checked, if version.is_none() => version = Some(v),
-            () = &mut started, if !announced => announced = true,
+            v = &mut announce, if version.is_none() => version = Some(v),
             v = &mut mark, if marked.is_none() => marked = Some(v),
         }
     };
-    if !announced {
-        started.await;
-    }
+    let version = match version {
+        Some(v) => v,
+        None => announce.await,
+    };
     if marked.is_none() && marking.load(Ordering::Relaxed) {
         marked = Some(mark.await);
     }
-    let version = match version {
-        Some(v) => v,
-        None => checked.await,
-    };
-    if let Some(v) = version
-        .as_ref()
-        .filter(|v| !v.record.status.can_become(JobStatus::Running))
-    {
+    if let Some(v) = version.as_ref().filter(|v| !live(v)) {
         tracing::info!(
             status = v.record.status.as_str(),
             "job already finished; acknowledging the duplicate delivery"

@@ -171,12 +171,7 @@ async fn tenants_see_only_their_own_jobs_and_admins_see_all() {
     let api_key_job = submit_as(&app, ACME_KEY, 12).await;
 
     // The record is stored under the tenant.
-    let kv = app
-        .js()
-        .await
-        .get_key_value("jobs")
-        .await
-        .expect("jobs bucket");
+    let kv = app.jobs_kv().await;
     assert!(kv
         .get(format!("acme.{acme_job}"))
         .await

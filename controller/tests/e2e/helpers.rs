@@ -313,6 +313,15 @@ impl TestApp {
         async_nats::jetstream::new(client)
     }
 
+    /// The `jobs` KV bucket (job records), for tests that read or write it directly.
+    pub async fn jobs_kv(&self) -> async_nats::jetstream::kv::Store {
+        self.js()
+            .await
+            .get_key_value("jobs")
+            .await
+            .expect("jobs bucket")
+    }
+
     /// Messages currently in a stream.
     pub async fn stream_messages(&self, stream: &str) -> u64 {
         let js = self.js().await;

@@ -136,12 +136,7 @@ async fn a_thousand_jobs_page_through_once_each_newest_first_and_filters_work() 
     assert!(fib.iter().all(|j| j["kind"] == "fibonacci"));
 
     // Status filter: mark 30 records done directly in the store, as a worker would.
-    let kv = app
-        .js()
-        .await
-        .get_key_value("jobs")
-        .await
-        .expect("jobs bucket");
+    let kv = app.jobs_kv().await;
     let done: HashSet<String> = submitted.iter().step_by(33).take(30).cloned().collect();
     for id in &done {
         let key = format!("public.{id}");
@@ -248,12 +243,7 @@ async fn a_gateway_started_after_a_thousand_records_lists_each_once_newest_first
     let app = TestApp::gateway_with(index_patiently).await;
     // Records written straight into the bucket (as workers and other gateways do),
     // many writes in flight.
-    let kv = app
-        .js()
-        .await
-        .get_key_value("jobs")
-        .await
-        .expect("jobs bucket");
+    let kv = app.jobs_kv().await;
     let mut stored: Vec<String> = futures::stream::iter(0..1000u64)
         .map(|i| {
             let kv = kv.clone();
@@ -292,12 +282,7 @@ async fn a_deleted_record_disappears_from_listings() {
     let app = TestApp::gateway_with(index_patiently).await;
     let mut submitted = submit_many(&app, 6).await;
     submitted.sort_unstable_by(|a, b| b.cmp(a));
-    let kv = app
-        .js()
-        .await
-        .get_key_value("jobs")
-        .await
-        .expect("jobs bucket");
+    let kv = app.jobs_kv().await;
     kv.delete(format!("public.{}", submitted[1]))
         .await
         .expect("kv delete");

@@ -40,6 +40,25 @@ async fn open_page(app: &TestApp, downloads: &std::path::Path) -> Browser {
 }
 
 /// Status of the job's row in the jobs table, or "" while there is none.
+/// Press Submit and wait for the id of the job it created (one other than `previous`).
+async fn submit_form(browser: &Browser, previous: &str) -> String {
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    browser
+        .wait_js(
+            "submitted job id",
+            WAIT,
+            "const m = document.getElementById('submit-msg').dataset.jobId || '';
+             return m !== arguments[0] ? m : '';",
+            json!([previous]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
 async fn row_status(browser: &Browser, id: &str) -> String {
     browser
         .js(
@@ -201,20 +220,7 @@ async fn page_submits_factorial_shows_errors_progress_and_downloads_the_result()
     // factorial(50000) through the form.
     browser.type_into(&attempts, "").await;
     browser.type_into(&input, "50000").await;
-    browser
-        .click(&browser.find("#submit-btn", WAIT).await)
-        .await;
-    let id = browser
-        .wait_js(
-            "submitted job id",
-            WAIT,
-            "return document.getElementById('submit-msg').dataset.jobId || ''",
-            json!([]),
-        )
-        .await
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = submit_form(&browser, "").await;
     let record = app.get_job(&id).await;
     assert_eq!(record["kind"], "factorial");
     assert!(
@@ -433,21 +439,7 @@ async fn page_cancels_a_running_job_and_shows_workers_at_phone_width() {
     // A long job through the form: its progress bar moves; Cancel in the job view.
     let input = browser.find("#f-input", WAIT).await;
     browser.type_into(&input, "5000000").await;
-    browser
-        .click(&browser.find("#submit-btn", WAIT).await)
-        .await;
-    let long = browser
-        .wait_js(
-            "submitted job id",
-            WAIT,
-            "const m = document.getElementById('submit-msg').dataset.jobId || '';
-             return m !== arguments[0] ? m : '';",
-            json!([id]),
-        )
-        .await
-        .as_str()
-        .expect("id")
-        .to_string();
+    let long = submit_form(&browser, &id).await;
     let moved = browser
         .wait_js(
             "progress bar between 0 and 1",
@@ -608,20 +600,7 @@ async fn page_explains_401_and_sends_the_token_it_is_given() {
     // Submit, follow the job (SSE with the token), download through fetch.
     let input = browser.find("#f-input", WAIT).await;
     browser.type_into(&input, "3000").await;
-    browser
-        .click(&browser.find("#submit-btn", WAIT).await)
-        .await;
-    let id = browser
-        .wait_js(
-            "submitted job id",
-            WAIT,
-            "return document.getElementById('submit-msg').dataset.jobId || ''",
-            json!([]),
-        )
-        .await
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = submit_form(&browser, "").await;
     browser
         .click(
             &browser

@@ -42,4 +42,15 @@ impl NatsxError {
             source: Box::new(e),
         }
     }
+
+    /// The stream position of a consumed message, or a corrupt-data error naming `what`.
+    pub(crate) fn info_of<'m>(
+        msg: &'m async_nats::jetstream::Message,
+        what: &str,
+    ) -> Result<async_nats::jetstream::message::Info<'m>, NatsxError> {
+        msg.info().map_err(|e| NatsxError::Corrupt {
+            what: what.into(),
+            detail: e.to_string(),
+        })
+    }
 }

@@ -92,10 +92,7 @@ impl Records {
         let scan = async {
             while let Some(msg) = messages.next().await {
                 let msg = msg.map_err(NatsxError::js("list job records"))?;
-                let info = msg.info().map_err(|e| NatsxError::Corrupt {
-                    what: "record key scan".into(),
-                    detail: e.to_string(),
-                })?;
+                let info = NatsxError::info_of(&msg, "record key scan")?;
                 let pending = info.pending;
                 let live = msg
                     .headers

@@ -17,13 +17,19 @@ fn message() -> JobMessage {
     }
 }
 
-#[tokio::test]
-async fn concurrent_updates_all_land_and_terminal_states_stick() {
+/// A fresh server with everything provisioned (keep the server alive while testing).
+async fn provisioned() -> (NatsServer, jetmill_natsx::Jet) {
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let jet = provision(client, QueueSettings::default())
         .await
         .expect("provision");
+    (nats, jet)
+}
+
+#[tokio::test]
+async fn concurrent_updates_all_land_and_terminal_states_stick() {
+    let (_nats, jet) = provisioned().await;
     let msg = message();
     let pending = JobRecord::pending(&msg);
     assert!(jet.records.create(&pending).await.expect("create"));
@@ -148,11 +154,7 @@ async fn an_unreachable_server_is_a_clear_connect_error() {
 /// it re-reads, and `decide` sees, and keeps, what the other writer stored.
 #[tokio::test]
 async fn a_write_from_a_stale_version_rereads_and_keeps_the_newer_write() {
-    let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let jet = provision(client, QueueSettings::default())
-        .await
-        .expect("provision");
+    let (_nats, jet) = provisioned().await;
     let msg = message();
     assert!(jet
         .records
@@ -226,11 +228,7 @@ async fn a_write_from_a_stale_version_rereads_and_keeps_the_newer_write() {
 #[tokio::test]
 async fn key_scans_in_quick_succession_do_not_exhaust_the_consumer_limit() {
     // nats-server allows 1,000 consumers per stream by default; every scan makes one.
-    let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let jet = provision(client, QueueSettings::default())
-        .await
-        .expect("provision");
+    let (_nats, jet) = provisioned().await;
     let msg = message();
     assert!(jet
         .records

@@ -147,10 +147,7 @@ async fn follow_inner(
         };
         for msg in batch {
             let Some(msg) = usable(msg)? else { continue };
-            let info = msg.info().map_err(|e| NatsxError::Corrupt {
-                what: "jobs stream message metadata".into(),
-                detail: e.to_string(),
-            })?;
+            let info = NatsxError::info_of(&msg, "jobs stream message metadata")?;
             applied = info.stream_sequence;
             caught_up |= info.pending == 0;
             fresh.apply(change_of(&prefix, &msg));
@@ -174,10 +171,7 @@ async fn follow_inner(
         let mut last = None;
         for msg in batch {
             let Some(msg) = usable(msg)? else { continue };
-            let info = msg.info().map_err(|e| NatsxError::Corrupt {
-                what: "jobs stream message metadata".into(),
-                detail: e.to_string(),
-            })?;
+            let info = NatsxError::info_of(&msg, "jobs stream message metadata")?;
             last = Some(info.stream_sequence);
             changes.push(change_of(&prefix, &msg));
         }
