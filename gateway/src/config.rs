@@ -27,8 +27,9 @@ pub struct GatewayArgs {
     /// work (`--result-cache false` turns it off; clients can send `Cache-Control: no-cache`).
     #[arg(long, env = "JETMILL_RESULT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub result_cache: bool,
-    /// Serve `GET /v1/jobs` from an in-memory index of the job records that follows the
-    /// `jobs` bucket (`--list-index false`: scan the bucket on every request instead).
+    /// Serve `GET /v1/jobs` from the in-memory index of the job records that follows the
+    /// `jobs` bucket (`--list-index false`: scan the bucket on every request instead; the
+    /// index still runs, since usage and quotas are counted from it).
     #[arg(long, env = "JETMILL_LIST_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
     pub list_index: bool,
     /// Seconds a listing waits for the index to apply every write made before it; a
@@ -42,8 +43,9 @@ pub struct GatewayArgs {
     #[arg(long, env = "JETMILL_MAX_WAIT_SECS", default_value_t = 60)]
     pub max_wait_secs: u64,
     /// Most unfinished (queued or running) jobs per tenant; 0 means no limit. Counted from
-    /// events (see `GET /v1/usage`), so a burst can overshoot it by the jobs in flight
-    /// through the gateways at that moment. The overall limit is `--max-queued`.
+    /// the gateway's index of the job records (see `GET /v1/usage`), so a burst through
+    /// several gateways can overshoot it by the records not yet applied (milliseconds).
+    /// The overall limit is `--max-queued`.
     #[arg(long, env = "JETMILL_MAX_IN_FLIGHT_PER_TENANT", default_value_t = 0)]
     pub max_in_flight_per_tenant: u64,
     /// `Retry-After` seconds sent with a 429 (queue or tenant limit reached).
@@ -86,13 +88,13 @@ impl GatewayArgs {
         }
     }
 
-    /// The list index's settings from these flags (`None`: index off).
-    pub fn list_index(&self) -> Option<jetmill_natsx::IndexOptions> {
+    /// The job index's settings from these flags.
+    pub fn index_options(&self) -> jetmill_natsx::IndexOptions {
         let default = jetmill_natsx::IndexOptions::default();
-        self.list_index.then(|| jetmill_natsx::IndexOptions {
+        jetmill_natsx::IndexOptions {
             barrier_timeout: std::time::Duration::try_from_secs_f64(self.list_index_wait_secs)
                 .unwrap_or(default.barrier_timeout),
-        })
+        }
     }
 
     /// Input limits from these flags.

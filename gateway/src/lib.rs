@@ -9,7 +9,7 @@
 //! - [`routes`]: one module per URL subtree; [`app`] assembles the router.
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
-//! - [`usage`]: per-tenant counters kept from the `EVENTS` stream.
+//! - [`usage`]: per-tenant counters, read from the job index's status counts.
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
 pub mod auth;

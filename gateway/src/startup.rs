@@ -13,7 +13,6 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
-    state: AppState,
 }
 
 impl Application {
@@ -24,11 +23,19 @@ impl Application {
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
         let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
         let config = crate::control::follow(jet.config.clone()).await;
-        // One index per gateway process, following the bucket from now on.
-        let list_index = args
-            .list_index()
-            .map(|o| jetmill_natsx::JobIndex::start(jet.records.clone(), o));
-        let state = AppState::new(jet, args.limits(), auth, config, args.options(), list_index);
+        // One index per gateway process, following the bucket from now on: usage and
+        // quotas read its counts; listings read it too unless `--list-index false`.
+        let index = jetmill_natsx::JobIndex::start(jet.records.clone(), args.index_options());
+        crate::usage::drop_legacy_consumer(&jet.events).await;
+        let state = AppState::new(
+            jet,
+            args.limits(),
+            auth,
+            config,
+            args.options(),
+            index,
+            args.list_index,
+        );
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -42,7 +49,6 @@ impl Application {
             listener,
             router,
             addr,
-            state,
         })
     }
 
@@ -54,10 +60,6 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
-        tokio::spawn(crate::usage::keep_counting(
-            self.state.jet().clone(),
-            shutdown.clone(),
-        ));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

@@ -26,8 +26,11 @@ struct Inner {
     config: watch::Receiver<RuntimeConfig>,
     /// Behaviour switches from the command line.
     options: Options,
-    /// The in-memory index `GET /v1/jobs` reads (`None`: `--list-index false`).
-    list_index: Option<JobIndex>,
+    /// The in-memory index of the job records: usage and quotas always read it,
+    /// listings only when `list_from_index` (`--list-index`).
+    index: JobIndex,
+    /// Serve `GET /v1/jobs` from `index` (else scan the bucket per page).
+    list_from_index: bool,
 }
 
 /// Gateway behaviour chosen at start.
@@ -59,14 +62,15 @@ impl Default for Options {
 
 impl AppState {
     /// Share `jet`, `limits`, `auth`, the followed runtime config, `options` and the
-    /// list index with the handlers.
+    /// job index (used for listings when `list_from_index`) with the handlers.
     pub fn new(
         jet: Jet,
         limits: Limits,
         auth: Auth,
         config: watch::Receiver<RuntimeConfig>,
         options: Options,
-        list_index: Option<JobIndex>,
+        index: JobIndex,
+        list_from_index: bool,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -75,7 +79,8 @@ impl AppState {
                 auth,
                 config,
                 options,
-                list_index,
+                index,
+                list_from_index,
                 metrics: Arc::new(Metrics::gateway()),
             }),
         }
@@ -96,9 +101,14 @@ impl AppState {
         &self.inner.jet
     }
 
-    /// The job records index for listings, if on.
+    /// The job records index for listings, if listings use it (`--list-index`).
     pub fn list_index(&self) -> Option<&JobIndex> {
-        self.inner.list_index.as_ref()
+        self.inner.list_from_index.then_some(&self.inner.index)
+    }
+
+    /// The job records index (per-tenant counts for usage and quotas).
+    pub fn index(&self) -> &JobIndex {
+        &self.inner.index
     }
 
     /// This gateway's Prometheus metrics.

@@ -63,7 +63,8 @@ async fn a_tenant_over_its_quota_gets_429_while_others_go_on() {
     for n in [1, 2] {
         assert_eq!(submit_with(&app, busy, n).await.0, 202);
     }
-    // The quota is counted from events, so the third is refused once they are counted.
+    // The quota is counted from the gateway's index of the records, so the third is
+    // refused once the index has applied the first two.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let (retry_after, problem) = loop {
         let (status, retry_after, problem) = submit_with(&app, busy, 3).await;

@@ -1,7 +1,7 @@
 //! `GET /v1/usage`: per-tenant counters of submitted, done, failed, cancelled and
 //! in-flight jobs, kept from the lifecycle events.
 
-use crate::helpers::TestApp;
+use crate::helpers::{start_gateway, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -69,4 +69,38 @@ async fn usage_counts_submitted_done_failed_cancelled_and_in_flight() {
         .await
         .expect("GET");
     assert_eq!(resp.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn usage_is_counted_with_listings_scanning_and_across_two_gateways() {
+    // `--list-index false` only changes how listings are served: usage still counts.
+    let mut app = TestApp::gateway_with(|g| g.list_index = false).await;
+    app.start_worker_process("usage2", &[]);
+    let mut ids = Vec::new();
+    for n in 20..30 {
+        ids.push(
+            app.submit_ok(json!({"kind": "factorial", "input": n}))
+                .await,
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            app.wait_finished(id, Duration::from_secs(60)).await["status"],
+            "done"
+        );
+    }
+    // Every job acknowledged before the request is counted: no waiting needed.
+    let want = json!({"tenant": "public", "submitted": 10, "done": 10, "failed": 0,
+                      "cancelled": 0, "in_flight": 0});
+    assert_eq!(usage(&app).await, want);
+    // A second gateway on the same NATS counts the same jobs, once.
+    let other = start_gateway(app.nats.url(), &app.shutdown, |_| {}).await;
+    let resp = app
+        .http
+        .get(format!("{other}/v1/usage"))
+        .send()
+        .await
+        .expect("GET /v1/usage on the second gateway");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.expect("usage json"), want);
 }

@@ -27,7 +27,7 @@ pub mod trace;
 
 pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
-pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase};
+pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase, StatusCounts};
 pub use listing::{ListQuery, Page};
 pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
 pub use records::{Records, Update, Version};

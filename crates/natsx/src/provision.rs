@@ -60,8 +60,6 @@ pub struct Jet {
     pub idempotency: kv::Store,
     /// Computation fingerprint -> a job that computes it (the result cache).
     pub result_cache: kv::Store,
-    /// Per-tenant job counters, kept from `EVENTS` by the gateways.
-    pub usage: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
@@ -173,18 +171,6 @@ pub async fn provision(
         },
     )
     .await?;
-    let usage = kv_get_or_create(
-        &js,
-        kv::Config {
-            bucket: names::USAGE_BUCKET.into(),
-            description: "jetmill per-tenant job counters, key <tenant>".into(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: settings.replicas,
-            ..Default::default()
-        },
-    )
-    .await?;
     let results = match js.get_object_store(names::RESULTS_BUCKET).await {
         Ok(store) => store,
         Err(_) => js
@@ -210,7 +196,6 @@ pub async fn provision(
         workers,
         idempotency,
         result_cache,
-        usage,
         settings,
     })
 }

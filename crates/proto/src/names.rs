@@ -30,9 +30,8 @@ pub const WORKERS_BUCKET: &str = "workers";
 pub const IDEMPOTENCY_BUCKET: &str = "idempotency";
 /// KV bucket mapping `sha256(kind, input, params)` to a job with that computation.
 pub const RESULT_CACHE_BUCKET: &str = "result_cache";
-/// KV bucket of per-tenant usage counters, key `<tenant>`.
-pub const USAGE_BUCKET: &str = "usage";
-/// Durable consumer on `EVENTS` that the gateways share to keep the usage counters.
+/// Durable consumer on `EVENTS` that gateways before 0.2 shared to keep usage counters
+/// (usage now comes from each gateway's job index); gateways delete it at start.
 pub const USAGE_CONSUMER: &str = "usage";
 
 /// Header: the job id, readable with `nats stream view`.

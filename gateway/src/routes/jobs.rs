@@ -139,12 +139,12 @@ async fn accept(
         }
     }
     if let Some(max) = state.options().max_in_flight_per_tenant {
-        let usage = crate::usage::read(&jet.usage, &msg.tenant).await?;
-        if usage.in_flight >= max {
+        let in_flight = crate::usage::in_flight_now(state.index(), &msg.tenant).await?;
+        if in_flight >= max {
             return Err(ApiError::TooManyRequests {
                 message: format!(
                     "tenant {} has {} unfinished jobs, the most allowed is {max}; retry when some finish",
-                    msg.tenant, usage.in_flight
+                    msg.tenant, in_flight
                 ),
                 retry_after_secs: state.options().busy_retry_after_secs,
             });

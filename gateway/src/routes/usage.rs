@@ -31,7 +31,8 @@ pub struct UsageParams {
 )]
 /// Submitted, done, failed, cancelled and in-flight jobs of one tenant.
 ///
-/// Counted from lifecycle events, so it trails the jobs by moments.
+/// Counted from the stored job records (the gateway's index of them), including every
+/// write acknowledged before the request.
 pub async fn usage(
     State(state): State<AppState>,
     caller: Principal,
@@ -50,5 +51,5 @@ pub async fn usage(
         Some(_) if caller.admin => return Err(bad("not a tenant name".into())),
         Some(_) => return Err(bad("only an admin may read another tenant's usage".into())),
     };
-    Ok(Json(crate::usage::read(&state.jet().usage, &tenant).await?))
+    Ok(Json(crate::usage::read(state.index(), &tenant).await?))
 }

@@ -42,6 +42,7 @@
 mod follow;
 mod table;
 
+pub use table::StatusCounts;
 #[doc(hidden)]
 pub use table::Table;
 
@@ -233,6 +234,33 @@ impl JobIndex {
                 }
             }
         })
+    }
+
+    /// `tenant`'s records per status, including every write acknowledged before this
+    /// call (the same barrier as a listing): what `GET /v1/usage` reports.
+    pub async fn counts(&self, tenant: &str) -> Result<Result<StatusCounts, NotReady>, NatsxError> {
+        Ok(self
+            .sync()
+            .await?
+            .map(|()| read(&self.table).counts(tenant)))
+    }
+
+    /// `tenant`'s records per status as the index holds them now, without the barrier
+    /// (a submit's quota check must not cost a round trip). Waits at most the barrier
+    /// timeout for a bootstrapping index to go live; an index that is down answers from
+    /// the table it last had (approximate, as a quota may be).
+    pub async fn counts_now(&self, tenant: &str) -> Result<StatusCounts, NotReady> {
+        let mut rx = self.progress.clone();
+        let live = tokio::time::timeout(
+            self.options.barrier_timeout,
+            rx.wait_for(|p| p.phase != Phase::Bootstrapping),
+        )
+        .await;
+        match live {
+            Ok(Ok(_)) => Ok(read(&self.table).counts(tenant)),
+            Ok(Err(_)) => Err(NotReady::Down),
+            Err(_) => Err(NotReady::Bootstrapping),
+        }
     }
 
     /// A page from the index as it is now (no barrier).

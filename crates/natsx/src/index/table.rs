@@ -57,6 +57,49 @@ pub struct Table {
     /// Every tenant's jobs, by id then tenant number (the same id under two tenants is
     /// two jobs, as it is in the bucket).
     all: BTreeMap<(JobId, u32), Meta>,
+    /// Per tenant number: how many of its records are in each status (usage and
+    /// quotas read these instead of counting events).
+    counts: Vec<StatusCounts>,
+}
+
+/// How many of one tenant's stored records are in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Queued, or between attempts.
+    pub pending: u64,
+    /// Being computed.
+    pub running: u64,
+    /// Finished with a result.
+    pub done: u64,
+    /// Gave up.
+    pub failed: u64,
+    /// Cancelled by request.
+    pub cancelled: u64,
+    /// Records whose value did not parse (counted nowhere else).
+    pub unreadable: u64,
+}
+
+impl StatusCounts {
+    /// Every record counted.
+    pub fn total(&self) -> u64 {
+        self.pending + self.running + self.done + self.failed + self.cancelled + self.unreadable
+    }
+
+    /// Queued or running: not finished yet.
+    pub fn in_flight(&self) -> u64 {
+        self.pending + self.running
+    }
+
+    fn slot(&mut self, meta: Meta) -> &mut u64 {
+        match meta.0 {
+            None => &mut self.unreadable,
+            Some((JobStatus::Pending, _)) => &mut self.pending,
+            Some((JobStatus::Running, _)) => &mut self.running,
+            Some((JobStatus::Done, _)) => &mut self.done,
+            Some((JobStatus::Failed, _)) => &mut self.failed,
+            Some((JobStatus::Cancelled, _)) => &mut self.cancelled,
+        }
+    }
 }
 
 impl Table {
@@ -92,22 +135,44 @@ impl Table {
                 self.names.push(name.clone());
                 self.numbers.insert(name, n);
                 self.tenants.push(BTreeMap::new());
+                self.counts.push(StatusCounts::default());
                 n
             }
         };
         if let Some(jobs) = self.tenants.get_mut(n as usize) {
-            jobs.insert(id, meta);
+            let old = jobs.insert(id, meta);
             self.all.insert((id, n), meta);
+            if let Some(counts) = self.counts.get_mut(n as usize) {
+                if let Some(old) = old {
+                    let c = counts.slot(old);
+                    *c = c.saturating_sub(1);
+                }
+                *counts.slot(meta) += 1;
+            }
         }
     }
 
     fn remove(&mut self, tenant: &str, id: JobId) {
         if let Some(&n) = self.numbers.get(tenant) {
-            if let Some(jobs) = self.tenants.get_mut(n as usize) {
-                jobs.remove(&id);
-            }
+            let old = self
+                .tenants
+                .get_mut(n as usize)
+                .and_then(|jobs| jobs.remove(&id));
             self.all.remove(&(id, n));
+            if let (Some(old), Some(counts)) = (old, self.counts.get_mut(n as usize)) {
+                let c = counts.slot(old);
+                *c = c.saturating_sub(1);
+            }
         }
+    }
+
+    /// `tenant`'s records per status (all zero for a tenant never seen).
+    pub(super) fn counts(&self, tenant: &str) -> StatusCounts {
+        self.numbers
+            .get(tenant)
+            .and_then(|&n| self.counts.get(n as usize))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub(super) fn apply(&mut self, change: Change) {
@@ -295,6 +360,34 @@ mod tests {
             id: y,
         });
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn status_counts_follow_puts_changes_and_removals() {
+        let mut t = Table::default();
+        let (x, y, z) = (id(), id(), id());
+        t.insert("a", x, JobStatus::Pending, JobKind::Factorial);
+        t.insert("a", y, JobStatus::Pending, JobKind::Sum);
+        t.insert("b", z, JobStatus::Running, JobKind::Sum);
+        t.insert("a", x, JobStatus::Running, JobKind::Factorial);
+        t.insert("a", x, JobStatus::Done, JobKind::Factorial);
+        let a = t.counts("a");
+        assert_eq!((a.pending, a.running, a.done, a.total()), (1, 0, 1, 2));
+        assert_eq!(a.in_flight(), 1);
+        t.apply(Change::Remove {
+            tenant: "a".into(),
+            id: x,
+        });
+        t.apply(Change::Remove {
+            tenant: "a".into(),
+            id: x,
+        });
+        let a = t.counts("a");
+        assert_eq!((a.pending, a.done, a.total()), (1, 0, 1));
+        assert_eq!(t.counts("b").running, 1);
+        assert_eq!(t.counts("nobody"), StatusCounts::default());
+        t.put("b", id(), Meta(None));
+        assert_eq!((t.counts("b").unreadable, t.counts("b").total()), (1, 2));
     }
 
     #[test]
