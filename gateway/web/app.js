@@ -266,9 +266,17 @@ function el(tag, attrs, text) {
   return e;
 }
 
+/**
+ * A job id people can tell apart at a glance. Ids are UUIDv7: the first 12 hex digits
+ * are the submission time, so jobs of the same minute share them; the last 8 are random.
+ */
+function shortId(id) {
+  return `…${id.slice(-8)}`;
+}
+
 function newRow(id) {
   const tr = el('tr', { 'data-id': id });
-  const open = el('button', { type: 'button', class: 'link', 'data-action': 'open', 'aria-label': `Open job ${id}`, title: id }, id.slice(0, 8));
+  const open = el('button', { type: 'button', class: 'link', 'data-action': 'open', 'aria-label': `Open job ${id}`, title: id }, shortId(id));
   open.addEventListener('click', () => openJob(id));
   const cancel = el('button', { type: 'button', class: 'danger', 'data-action': 'cancel', 'aria-label': `Cancel job ${id}` }, 'Cancel');
   cancel.addEventListener('click', () => cancelJob(id));
@@ -295,6 +303,12 @@ function updateRow(tr, job) {
   status.textContent = job.status;
   status.className = `status status-${job.status}`;
   if (job.error) status.title = job.error;
+  // A result reused from an identical earlier job: nothing was computed for this one.
+  let badge = cell('status').querySelector('.cached');
+  if (job.cached && !badge) {
+    badge = el('span', { class: 'cached', title: 'Result reused from an identical earlier job; nothing was computed' }, 'cached');
+    cell('status').append(' ', badge);
+  }
   const p = job.status === 'done' ? 1 : (job.progress || 0);
   const bar = cell('progress').querySelector('progress');
   bar.value = p;
@@ -467,6 +481,7 @@ function renderRecord(rec) {
     dl.append(el('dt', {}, k), dd);
   };
   add('Status', rec.status, 'status');
+  if (rec.cached) add('Cached', 'yes: the result of an identical earlier job, reused', 'cached');
   add('Kind', rec.kind, 'kind');
   add('Input', typeof rec.input === 'string' ? rec.input : JSON.stringify(rec.input), 'input');
   if (rec.params) add('Params', JSON.stringify(rec.params), 'params');

@@ -656,3 +656,55 @@ async fn page_explains_401_and_sends_the_token_it_is_given() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn rows_show_ids_people_can_tell_apart_and_mark_cached_results() {
+    // The result cache on: the second identical job is answered from the first.
+    let app = TestApp::gateway_with(|g| g.result_cache = true).await;
+    app.start_worker_in_process(worker_args(app.nats.url()));
+    let first = app
+        .submit_ok(json!({"kind": "factorial", "input": 77}))
+        .await;
+    assert_eq!(
+        app.wait_finished(&first, Duration::from_secs(60)).await["status"],
+        "done"
+    );
+    let (status, hit) = app.submit(&json!({"kind": "factorial", "input": 77})).await;
+    assert_eq!((status, &hit["cached"]), (200, &json!(true)), "{hit}");
+    let again = hit["id"].as_str().expect("id").to_string();
+
+    let dir = output_dir("short-ids");
+    let browser = open_page(&app, &dir).await;
+    let shown = browser
+        .wait_js(
+            "both rows listed",
+            WAIT,
+            "const ids = arguments;
+             const text = (id) => {
+               const b = document.querySelector(`tr[data-id=\"${id}\"] [data-action=\"open\"]`);
+               return b ? b.textContent : null;
+             };
+             const a = text(ids[0]), b = text(ids[1]);
+             return a && b ? [a, b] : '';",
+            json!([first, again]),
+        )
+        .await;
+    let (a, b) = (
+        shown[0].as_str().unwrap_or(""),
+        shown[1].as_str().unwrap_or(""),
+    );
+    assert_ne!(a, b, "two jobs of the same minute must not look alike");
+    assert!(
+        first.ends_with(a.trim_start_matches('…')),
+        "{a} is not {first}'s tail"
+    );
+    let badges = browser
+        .js(
+            "return [arguments[0], arguments[1]].map((id) =>
+               !!document.querySelector(`tr[data-id=\"${id}\"] .cached`));",
+            json!([first, again]),
+        )
+        .await;
+    assert_eq!(badges, json!([false, true]), "only the cache hit is marked");
+    browser.screenshot(&dir.join("short-ids.png")).await;
+}

@@ -273,12 +273,29 @@ fn parse_modulus(params: Option<&Map<String, Value>>) -> Result<Option<u64>, Val
     }
 }
 
+/// Largest whole number a JSON float holds exactly (2^53): `1000.0` is taken as 1000
+/// up to it, since JSON Schema (and many encoders) treat a whole float as an integer.
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON number with no fraction, as an exact integer (`1000.0` too, up to 2^53).
+fn whole_number(num: &serde_json::Number) -> Option<i128> {
+    if let Some(n) = num.as_u64() {
+        return Some(i128::from(n));
+    }
+    if let Some(n) = num.as_i64() {
+        return Some(i128::from(n));
+    }
+    num.as_f64()
+        .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT)
+        .map(|f| f as i128)
+}
+
 /// A non-negative integer up to `max`, from a JSON number or a decimal string.
 fn parse_n(v: &Value, field: &str, max: u64) -> Result<u64, ValidationError> {
     let n = match v {
-        Value::Number(num) => match num.as_u64() {
-            Some(n) => n,
-            None if num.as_i64().is_some() => return Err(invalid(field, "must not be negative")),
+        Value::Number(num) => match whole_number(num).map(u64::try_from) {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(invalid(field, "must not be negative")),
             None => {
                 return Err(invalid(
                     field,
@@ -320,7 +337,13 @@ fn parse_terms(v: &Value, limits: &Limits) -> Result<Vec<String>, ValidationErro
         .map(|(i, t)| {
             let field = || format!("input[{i}]");
             match t {
-                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+                Value::Number(n) => match whole_number(n) {
+                    Some(n) => Ok(n.to_string()),
+                    None => Err(invalid(
+                        field(),
+                        "must be an integer, or a decimal string for big integers",
+                    )),
+                },
                 Value::String(s) => {
                     normalize_integer(s, limits.max_term_digits).map_err(|m| invalid(field(), m))
                 }
@@ -470,6 +493,34 @@ mod tests {
         assert_eq!(
             field_of(json!({"kind": "factorial", "input": 3, "timeout_secs": -1})),
             "timeout_secs"
+        );
+    }
+
+    #[test]
+    fn whole_floats_are_integers_up_to_two_to_the_53() {
+        let n = |v: Value| match check(json!({"kind": "factorial", "input": v})) {
+            Ok(r) => Ok(r.spec),
+            Err(e) => Err(e.field),
+        };
+        assert_eq!(n(json!(1000.0)), Ok(JobSpec::Factorial { n: 1000 }));
+        assert_eq!(n(json!(-0.0)), Ok(JobSpec::Factorial { n: 0 }));
+        assert_eq!(n(json!(-3.0)), Err("input".to_string()));
+        let modular = |v: Value| {
+            check(json!({"kind": "fibonacci", "input": v, "params": {"modulus": 7}}))
+                .map(|r| r.spec)
+        };
+        assert!(modular(json!(9_007_199_254_740_992.0)).is_ok());
+        // Past 2^53 a float is not an exact integer: ask for digits instead.
+        assert_eq!(
+            modular(json!(1.8e19)).map_err(|e| e.field),
+            Err("input".to_string())
+        );
+        let sum = check(json!({"kind": "sum", "input": [2.0, -5.0, 7]})).expect("whole terms");
+        assert_eq!(
+            sum.spec,
+            JobSpec::Sum {
+                terms: vec!["2".into(), "-5".into(), "7".into()]
+            }
         );
     }
 }

@@ -3,7 +3,7 @@
 use crate::EventType;
 use serde::{Deserialize, Serialize};
 
-/// What one tenant has asked for and got, counted from lifecycle events.
+/// What one tenant has asked for and got, counted from its stored job records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub tenant: String,

@@ -1,9 +1,17 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers'
-//! `#[utoipa::path]` annotations and the types they return.
+//! `#[utoipa::path]` annotations and the types they return, then made exact by
+//! [`exact`]: the constraints the handlers really enforce (job ids are UUIDs, status
+//! and kind are enums, each kind's `input` has its own shape and this gateway's limits,
+//! `Idempotency-Key` is 1-255 visible characters), so a client generated from it, or a
+//! fuzzer's schema-valid request, is accepted.
 
+use crate::AppState;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use jetmill_proto::{JobKind, Limits};
 use serde::Deserialize;
+use serde_json::{json, Value};
 use utoipa::OpenApi;
 
 /// The body of `POST /v1/jobs` (validated by hand so errors name the field; this type
@@ -81,8 +89,251 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// `GET /openapi.json`.
-pub async fn openapi_json() -> impl IntoResponse {
-    let body = ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into());
+/// `GET /openapi.json`: the document with this gateway's limits.
+pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    let body = document(state.limits()).to_string();
     ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// The whole document for a gateway enforcing `limits`.
+pub fn document(limits: &Limits) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    exact(&mut doc, limits);
+    doc
+}
+
+/// State what the annotations cannot: the real shape of every parameter and of the
+/// submit body, as the handlers validate them.
+fn exact(doc: &mut Value, limits: &Limits) {
+    if let Some(schema) = doc.pointer_mut("/components/schemas/SubmitBody") {
+        *schema = submit_body(limits);
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for ops in paths.values_mut() {
+        let Some(ops) = ops.as_object_mut() else {
+            continue;
+        };
+        for (_, op) in ops.iter_mut() {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                for response in responses.values_mut() {
+                    if let Some(sse) = response.pointer_mut("/content/text~1event-stream") {
+                        sse["schema"] = sse_event();
+                    }
+                }
+            }
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for p in params {
+                let (Some(name), Some(place)) = (
+                    p["name"].as_str().map(str::to_string),
+                    p["in"].as_str().map(str::to_string),
+                ) else {
+                    continue;
+                };
+                if let Some(schema) = parameter_schema(&place, &name) {
+                    p["schema"] = schema;
+                }
+            }
+        }
+    }
+}
+
+/// The largest integer every JSON parser holds exactly (2^53 - 1).
+const MAX_EXACT_JSON: u64 = (1 << 53) - 1;
+
+/// Every job status, as the API spells them (checked against `JobStatus` by a test).
+const STATUSES: [&str; 5] = ["pending", "running", "done", "failed", "cancelled"];
+/// Every priority, as the API spells them (checked against `Priority` by a test).
+const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
+
+/// The exact schema of one parameter, where the annotation's is looser.
+fn parameter_schema(place: &str, name: &str) -> Option<Value> {
+    let uuid = || json!({"type": "string", "format": "uuid"});
+    let one_of = |values: Vec<&str>| json!({"type": "string", "enum": values});
+    let tenant = || json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+    Some(match (place, name) {
+        ("path", "id") => uuid(),
+        ("query", "cursor") => uuid(),
+        ("query", "status") => one_of(STATUSES.to_vec()),
+        ("query", "kind") => one_of(JobKind::ALL.iter().map(|k| k.as_str()).collect()),
+        ("query", "limit") => {
+            json!({"type": "integer", "minimum": 1, "maximum": super::list::MAX_LIST})
+        }
+        ("query", "tenant") => tenant(),
+        // `30s`, `500ms`, `2m` or plain seconds (cut to the gateway's --max-wait-secs).
+        ("query", "wait") => json!({"type": "string", "pattern": "^[0-9]{1,9}(ms|s|m)?$"}),
+        // Headers are text: the EVENTS sequence of the last event seen, in digits.
+        ("header", "Last-Event-ID") => json!({"type": "string", "pattern": "^[0-9]{1,19}$"}),
+        ("header", "Cache-Control") => json!({"type": "string"}),
+        ("header", "Idempotency-Key") => json!({
+            "type": "string", "minLength": 1, "maxLength": 255,
+            "pattern": "^[!-~]([ -~]*[!-~])?$"
+        }),
+        _ => return None,
+    })
+}
+
+/// One Server-Sent Event of a job feed (OpenAPI 3.1 reads a `text/event-stream`
+/// schema as the schema of each event): `event` the type, `id` the EVENTS stream
+/// sequence (send it back as `Last-Event-ID`), `data` the event as JSON, with the job's
+/// `status` after it.
+fn sse_event() -> Value {
+    json!({
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {
+                "type": "string",
+                "enum": ["accepted", "started", "progress", "retried", "done", "failed", "cancelled"]
+            },
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "retry": {"type": "integer", "minimum": 0},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "allOf": [{"$ref": "#/components/schemas/JobEvent"}],
+                    "properties": {"status": {"$ref": "#/components/schemas/JobStatus"}}
+                }
+            }
+        }
+    })
+}
+
+/// A whole number from `min` to `max`: a JSON integer, or a decimal string short enough
+/// to be in range whatever its digits (the server also takes longer strings whose value
+/// is in range; the document promises the part that is always accepted).
+fn whole(min: u64, max: u64) -> Value {
+    let digits = max.to_string().len().saturating_sub(1).max(1);
+    // Above 2^53 a JSON number is not exact in most clients (I-JSON): the document asks
+    // for a decimal string there (the server takes exact JSON integers of any size).
+    let max_number = max.min(MAX_EXACT_JSON);
+    let pattern = if min == 0 {
+        format!("^[0-9]{{1,{digits}}}$")
+    } else {
+        format!("^[1-9][0-9]{{0,{}}}$", digits - 1)
+    };
+    json!({"oneOf": [
+        {"type": "integer", "minimum": min, "maximum": max_number},
+        {"type": "string", "pattern": pattern},
+    ]})
+}
+
+/// The submit body, one variant per kind (and Fibonacci with and without a modulus).
+fn submit_body(limits: &Limits) -> Value {
+    let common = |kind: JobKind, input: Value, params: Option<Value>| {
+        let mut properties = json!({
+            "kind": {"type": "string", "const": kind.as_str()},
+            "input": input,
+            "priority": {
+                "type": "string",
+                "enum": PRIORITIES,
+                "description": "Queue priority (default normal)."
+            },
+            "max_attempts": {
+                "type": "integer", "minimum": 1, "maximum": limits.max_attempts,
+                "description": "Attempts before the job fails (default: the queue's max_deliver)."
+            },
+            "timeout_secs": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": limits.max_timeout_secs,
+                "description": "Wall-clock limit per attempt, seconds."
+            },
+            "chaos": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Failure injection before the kernel runs. `delay_ms` may also be `[min, max]` with min <= max.",
+                "properties": {
+                    "fail_probability": {"type": "number", "minimum": 0, "maximum": 1},
+                    "delay_ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000},
+                    "panic": {"type": "boolean"}
+                }
+            }
+        });
+        let mut required = vec!["kind", "input"];
+        match params {
+            Some(p) => {
+                properties["params"] = p;
+                required.push("params");
+            }
+            None => properties["params"] = json!({"type": "null"}),
+        }
+        json!({
+            "title": kind.as_str(),
+            "type": "object",
+            "additionalProperties": false,
+            "required": required,
+            "properties": properties,
+        })
+    };
+    let term = json!({"oneOf": [
+        {"type": "integer", "minimum": -(MAX_EXACT_JSON as i64), "maximum": MAX_EXACT_JSON},
+        {"type": "string", "pattern": format!("^[+-]?[0-9]{{1,{}}}$", limits.max_term_digits)},
+    ]});
+    let mut modular = common(
+        JobKind::Fibonacci,
+        whole(0, u64::MAX),
+        Some(json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["modulus"],
+            "properties": {"modulus": whole(1, u64::MAX)}
+        })),
+    );
+    modular["title"] = json!("fibonacci mod m");
+    json!({
+        "description": "The job to run. `input` is n for factorial and fibonacci (an integer, or a decimal string), the terms for sum (integers, or decimal strings for big ones); fibonacci takes `params.modulus` (1 <= m < 2^64) to compute F(n) mod m, for any n < 2^64.",
+        "oneOf": [
+            common(JobKind::Factorial, whole(0, limits.max_factorial_n), None),
+            common(JobKind::Fibonacci, whole(0, limits.max_fibonacci_n), None),
+            modular,
+            common(JobKind::Sum, json!({
+                "type": "array", "maxItems": limits.max_sum_terms, "items": term
+            }), None),
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetmill_proto::{JobRequest, JobStatus, Priority};
+
+    #[test]
+    fn the_enums_in_the_document_are_the_real_ones() {
+        for s in STATUSES {
+            let parsed: JobStatus = s.parse().expect("a real status");
+            assert_eq!(parsed.as_str(), s);
+        }
+        for p in PRIORITIES {
+            let parsed: Priority = serde_json::from_value(json!(p)).expect("a real priority");
+            assert_eq!(serde_json::to_value(parsed).expect("json"), json!(p));
+        }
+    }
+
+    #[test]
+    fn the_edges_the_document_promises_are_accepted_and_its_limits_are_the_gateways() {
+        let limits = Limits::default();
+        let body = submit_body(&limits);
+        let factorial = &body["oneOf"][0]["properties"]["input"]["oneOf"];
+        assert_eq!(factorial[0]["maximum"], json!(limits.max_factorial_n));
+        let longest = "9".repeat(limits.max_factorial_n.to_string().len() - 1);
+        for input in [json!(limits.max_factorial_n), json!(longest), json!("0")] {
+            let req = json!({"kind": "factorial", "input": input, "params": null,
+                             "priority": "low", "max_attempts": limits.max_attempts,
+                             "timeout_secs": limits.max_timeout_secs,
+                             "chaos": {"fail_probability": 1, "delay_ms": 3_600_000, "panic": true}});
+            JobRequest::from_json(&req, &limits).expect("schema-valid body accepted");
+        }
+        let modular = json!({"kind": "fibonacci", "input": u64::MAX,
+                             "params": {"modulus": "1999999999999999999"}});
+        JobRequest::from_json(&modular, &limits).expect("fibonacci mod m accepted");
+        let sum = json!({"kind": "sum", "input": [i64::MIN, u64::MAX, "-0012", "+7", ""]});
+        // The empty string is outside the document's pattern, and the server refuses it.
+        assert!(JobRequest::from_json(&sum, &limits).is_err());
+        let sum = json!({"kind": "sum", "input": [i64::MIN, u64::MAX, "-0012", "+7"]});
+        JobRequest::from_json(&sum, &limits).expect("sum terms accepted");
+    }
 }
