@@ -146,6 +146,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Whether this failure certainly published no job: a refusal (by us or by the
+    /// server) rather than a lost answer. Only then may an idempotency claim be released.
+    pub fn published_nothing(&self) -> bool {
+        !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
+    }
+}
+
 impl From<NatsxError> for ApiError {
     fn from(e: NatsxError) -> Self {
         match e {

@@ -7,6 +7,7 @@ mod backpressure;
 mod control;
 mod dev;
 mod disabled_kinds;
+mod gateway_kill;
 mod helpers;
 mod idempotency;
 mod jobs;

@@ -79,21 +79,34 @@ pub async fn submit(
         chaos: req.chaos,
     };
     let jet = state.jet();
-    if let Some(key) = &idempotency_key {
-        if let idempotency::Claim::Replay(id) =
-            idempotency::claim(&jet.idempotency, key, &msg).await?
-        {
-            return replay(&state, &msg.tenant, id).await;
-        }
-    }
-    // From here on a claimed key must be released if no job comes of this request.
+    let (mut claimed, mut healing) = (None, false);
+    let msg = match &idempotency_key {
+        None => msg,
+        Some(key) => match idempotency::claim(&jet.idempotency, &jet.records, key, &msg).await? {
+            idempotency::Claim::Replay(id) => return replay(&state, &msg.tenant, id).await,
+            idempotency::Claim::New(owned) => {
+                claimed = Some(owned);
+                msg
+            }
+            // An earlier request claimed the key and never published: publish its job.
+            idempotency::Claim::Heal(stored, owned) => {
+                (claimed, healing) = (Some(owned), true);
+                *stored
+            }
+        },
+    };
+    // From here on a claimed key must be released if certainly no job comes of this
+    // request; after a failure that may have published, it stays for a retry to heal.
     let outcome = accept(&state, &headers, &msg).await;
-    if outcome.is_err() {
-        if let Some(key) = &idempotency_key {
-            idempotency::release(&jet.idempotency, key, &msg).await;
+    if let (Err(e), Some(owned)) = (&outcome, &claimed) {
+        if e.published_nothing() {
+            idempotency::release(&jet.idempotency, owned).await;
         }
     }
     let (status, cached) = outcome?;
+    if healing {
+        return replay(&state, &msg.tenant, msg.id).await;
+    }
     let status_url = format!("/v1/jobs/{}", msg.id);
     Ok((
         if cached {
