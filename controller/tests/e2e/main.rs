@@ -19,6 +19,7 @@ mod otlp;
 mod raw_results;
 mod reliability;
 mod result_cache;
+mod store_report;
 mod traces;
 mod usage;
 mod validation;

@@ -45,6 +45,7 @@ pub struct Submitted {
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "JetStream store full (`limit` names it, `Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /v1/jobs`: validate, commit to JetStream (the PubAck is the commit), record, 202.
