@@ -117,6 +117,9 @@ pub struct Stats {
     /// `finished_last_minute / 60`.
     pub jobs_per_second: f64,
     pub live_workers: usize,
+    /// JetStream storage: used, reserved, the account limit, and the limit that refuses
+    /// writes when the store is full (then every submit fails with a 507).
+    pub store: jetmill_gateway::store::StoreReport,
 }
 
 /// `jetmill stats`: queue depth, acks, redeliveries and throughput, from JetStream.
@@ -160,7 +163,51 @@ pub async fn stats(args: &ReadArgs) -> anyhow::Result<()> {
         "finished last min   {} ({:.1} jobs/s)",
         stats.finished_last_minute, stats.jobs_per_second
     );
+    println!("{}", store_lines(&stats.store));
     Ok(())
+}
+
+/// The store lines of `jetmill stats`: use, limit, and a warning when full or near it.
+fn store_lines(store: &jetmill_gateway::store::StoreReport) -> String {
+    let limit = match (store.account_limit_bytes, store.used_share()) {
+        (Some(l), Some(share)) => format!(
+            "of {} account limit ({:.0}%)",
+            human_bytes(l),
+            share * 100.0
+        ),
+        _ => "(no account limit; the server's max_file_store is not visible to clients)".into(),
+    };
+    let mut out = format!(
+        "store used          {} {limit}, {} reserved",
+        human_bytes(store.used_bytes),
+        human_bytes(store.reserved_bytes)
+    );
+    if let Some(full) = &store.full {
+        out.push_str(&format!(
+            "\nWARNING: store FULL: {} (JetStream error {}, limit {}); \
+             new submits are refused with 507 until space is freed",
+            full.reason, full.err_code, full.limit
+        ));
+    } else if store.near_full() {
+        out.push_str("\nWARNING: store nearly full: submits will be refused at the limit");
+    }
+    out
+}
+
+/// `1.5 MiB`: a byte count for people.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
@@ -191,6 +238,9 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
         .await
         .context("reading worker reports")?
         .len();
+    let store = jetmill_gateway::store::probe(jet)
+        .await
+        .context("reading the JetStream store")?;
     Ok(Stats {
         queued,
         parked,
@@ -201,6 +251,7 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
         finished_last_minute: finished,
         jobs_per_second: finished as f64 / 60.0,
         live_workers,
+        store,
     })
 }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// JetStream refused a write because a storage limit is reached (507 with
+    /// `Retry-After`, naming the limit): nothing new can be stored until space is freed.
+    #[error("the job store is full: {}; retry later", .0.reason)]
+    StoreFull(crate::store::StoreLimit),
     /// NATS/JetStream is unreachable or refused the operation (503).
     #[error("job queue unavailable")]
     Unavailable(#[source] NatsxError),
@@ -79,6 +83,12 @@ pub struct Problem {
     /// The job kind the problem is about (a disabled kind).
     #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
     pub job_kind: Option<String>,
+    /// The storage limit that is reached (a full store), e.g. `max_file_store`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// JetStream's error code for it (a full store), e.g. 10023.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub err_code: Option<u64>,
 }
 
 impl ApiError {
@@ -130,6 +140,12 @@ impl ApiError {
                 "Too many queued jobs",
                 None,
             ),
+            ApiError::StoreFull(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "store-full",
+                "Job store full",
+                None,
+            ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -146,11 +162,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Whether this failure certainly published no job: a refusal (by us or by the
+    /// server) rather than a lost answer. Only then may an idempotency claim be released.
+    pub fn published_nothing(&self) -> bool {
+        !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
+    }
+}
+
 impl From<NatsxError> for ApiError {
     fn from(e: NatsxError) -> Self {
         match e {
             NatsxError::Corrupt { .. } => ApiError::Internal(e.into()),
-            other => ApiError::Unavailable(other),
+            other => match crate::store::StoreLimit::find(&other) {
+                Some(limit) => ApiError::StoreFull(limit),
+                None => ApiError::Unavailable(other),
+            },
         }
     }
 }
@@ -176,6 +203,14 @@ impl IntoResponse for ApiError {
                 ApiError::KindDisabled { kind, .. } => Some(kind.as_str().to_string()),
                 _ => None,
             },
+            limit: match &self {
+                ApiError::StoreFull(l) => Some(l.limit.to_string()),
+                _ => None,
+            },
+            err_code: match &self {
+                ApiError::StoreFull(l) => Some(l.err_code),
+                _ => None,
+            },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (
@@ -194,6 +229,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        if let ApiError::StoreFull(_) = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::store::RETRY_AFTER_SECS),
+            );
         }
         if let ApiError::Unauthorized(e) = &self {
             // RFC 6750: say how to authenticate, and why a presented token failed.

@@ -10,6 +10,7 @@
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
 //! - [`usage`]: per-tenant counters, read from the job index's status counts.
+//! - [`store`]: a full JetStream store: which limit refused a write, and a probe.
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod raw;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod usage;
 
 pub use config::GatewayArgs;

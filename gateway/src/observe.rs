@@ -23,6 +23,16 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
         Ok(Err(e)) => tracing::warn!(error = %e, "queue gauges not refreshed"),
         Err(_) => tracing::warn!("queue gauges not refreshed: JetStream did not answer in time"),
     }
+    match tokio::time::timeout(QUEUE_READ_TIMEOUT, crate::store::probe(state.jet())).await {
+        Ok(Ok(r)) => metrics.store.set(
+            r.used_bytes,
+            r.reserved_bytes,
+            r.account_limit_bytes,
+            r.full.is_some(),
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "store gauges not refreshed"),
+        Err(_) => tracing::warn!("store gauges not refreshed: JetStream did not answer in time"),
+    }
     jetmill_metrics::encode(metrics)
 }
 

@@ -9,6 +9,7 @@
 //!   and the axum middleware that records them.
 //! - [`queue`]: queue depth and pending acks per consumer, read from JetStream.
 //! - [`list`]: listing pages by source (the gateway's index, or a bucket scan).
+//! - [`store`]: JetStream storage used, its limit, and whether writes are refused.
 //! - [`serve`](mod@serve): encoding and the worker's small `/metrics` listener.
 //!
 //! Labels are bounded: a job kind, an outcome, a route template, a method, a status,
@@ -22,6 +23,7 @@ pub mod jobs;
 pub mod list;
 pub mod queue;
 pub mod serve;
+pub mod store;
 
 pub use jobs::{JobMetrics, Outcome};
 pub use list::{ListMetrics, ListSource};
@@ -41,6 +43,8 @@ pub struct Metrics {
     pub queue: queue::QueueGauges,
     /// Listing pages by source (gateway).
     pub list: list::ListMetrics,
+    /// JetStream storage use and fullness (gateway).
+    pub store: store::StoreGauges,
 }
 
 impl Metrics {
@@ -51,6 +55,7 @@ impl Metrics {
         m.http.register(&mut m.registry);
         m.queue.register(&mut m.registry);
         m.list.register(&mut m.registry);
+        m.store.register(&mut m.registry);
         m
     }
 
@@ -68,6 +73,7 @@ impl Metrics {
             http: http::HttpMetrics::default(),
             queue: queue::QueueGauges::default(),
             list: list::ListMetrics::default(),
+            store: store::StoreGauges::default(),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct NatsServer {
     /// The port of the first start, reused by restarts so clients reconnect.
     port: u16,
     monitor_port: u16,
+    /// JetStream `max_file_store` in bytes, when the test asked for one.
+    max_file_store: Option<u64>,
 }
 
 /// Path of the nats-server binary, or a panic that says how to install it.
@@ -67,6 +69,16 @@ pub fn workspace_root() -> PathBuf {
 impl NatsServer {
     /// Start a JetStream-enabled server on random loopback ports and wait until it is ready.
     pub fn start() -> NatsServer {
+        Self::start_with(None)
+    }
+
+    /// Start a server whose JetStream file store holds at most `bytes` (its
+    /// `max_file_store`), for tests of a full store.
+    pub fn with_max_file_store(bytes: u64) -> NatsServer {
+        Self::start_with(Some(bytes))
+    }
+
+    fn start_with(max_file_store: Option<u64>) -> NatsServer {
         let bin = nats_server_bin();
         let store = tempfile::Builder::new()
             .prefix("jetmill-nats-store")
@@ -85,6 +97,7 @@ impl NatsServer {
             bin,
             port: 0,
             monitor_port: 0,
+            max_file_store,
         };
         server.launch(None);
         server
@@ -100,7 +113,16 @@ impl NatsServer {
         let (p, m) = ports
             .map(|(p, m)| (p.to_string(), m.to_string()))
             .unwrap_or(("-1".into(), "-1".into()));
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(bytes) = self.max_file_store {
+            // No flag sets it: a config file does, and the flags below add the rest
+            // (`-sd` gives the store dir; the file must not name it again).
+            let conf = self.ports_dir.path().join("limits.conf");
+            let text = format!("jetstream {{ max_file_store: {bytes} }}\n");
+            std::fs::write(&conf, text).expect("write nats-server config");
+            command.arg("-c").arg(&conf);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
             .arg(self.store.path())
             .arg("--ports_file_dir")

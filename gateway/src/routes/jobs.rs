@@ -45,6 +45,7 @@ pub struct Submitted {
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "JetStream store full (`limit` names it, `Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /v1/jobs`: validate, commit to JetStream (the PubAck is the commit), record, 202.
@@ -79,21 +80,34 @@ pub async fn submit(
         chaos: req.chaos,
     };
     let jet = state.jet();
-    if let Some(key) = &idempotency_key {
-        if let idempotency::Claim::Replay(id) =
-            idempotency::claim(&jet.idempotency, key, &msg).await?
-        {
-            return replay(&state, &msg.tenant, id).await;
-        }
-    }
-    // From here on a claimed key must be released if no job comes of this request.
+    let (mut claimed, mut healing) = (None, false);
+    let msg = match &idempotency_key {
+        None => msg,
+        Some(key) => match idempotency::claim(&jet.idempotency, &jet.records, key, &msg).await? {
+            idempotency::Claim::Replay(id) => return replay(&state, &msg.tenant, id).await,
+            idempotency::Claim::New(owned) => {
+                claimed = Some(owned);
+                msg
+            }
+            // An earlier request claimed the key and never published: publish its job.
+            idempotency::Claim::Heal(stored, owned) => {
+                (claimed, healing) = (Some(owned), true);
+                *stored
+            }
+        },
+    };
+    // From here on a claimed key must be released if certainly no job comes of this
+    // request; after a failure that may have published, it stays for a retry to heal.
     let outcome = accept(&state, &headers, &msg).await;
-    if outcome.is_err() {
-        if let Some(key) = &idempotency_key {
-            idempotency::release(&jet.idempotency, key, &msg).await;
+    if let (Err(e), Some(owned)) = (&outcome, &claimed) {
+        if e.published_nothing() {
+            idempotency::release(&jet.idempotency, owned).await;
         }
     }
     let (status, cached) = outcome?;
+    if healing {
+        return replay(&state, &msg.tenant, msg.id).await;
+    }
     let status_url = format!("/v1/jobs/{}", msg.id);
     Ok((
         if cached {
