@@ -456,6 +456,7 @@ fn message_size(mix: &[MixEntry]) -> usize {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     };
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }

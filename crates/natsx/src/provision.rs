@@ -62,6 +62,8 @@ pub struct Jet {
     pub result_cache: kv::Store,
     /// Per-tenant job counters, kept from `EVENTS` by the gateways.
     pub usage: kv::Store,
+    /// Job batches (`POST /v1/jobs/batch`): their item ids, key `<tenant>.<batch_id>`.
+    pub batches: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
@@ -185,6 +187,20 @@ pub async fn provision(
         },
     )
     .await?;
+    let batches = kv_get_or_create(
+        &js,
+        kv::Config {
+            bucket: names::BATCHES_BUCKET.into(),
+            description: "jetmill job batches, key <tenant>.<batch_id>: item ids and creation time"
+                .into(),
+            history: 1,
+            max_value_size: 1024 * 1024,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let results = match js.get_object_store(names::RESULTS_BUCKET).await {
         Ok(store) => store,
         Err(_) => js
@@ -211,6 +227,7 @@ pub async fn provision(
         idempotency,
         result_cache,
         usage,
+        batches,
         settings,
     })
 }

@@ -32,6 +32,8 @@ pub const IDEMPOTENCY_BUCKET: &str = "idempotency";
 pub const RESULT_CACHE_BUCKET: &str = "result_cache";
 /// KV bucket of per-tenant usage counters, key `<tenant>`.
 pub const USAGE_BUCKET: &str = "usage";
+/// KV bucket of job batches (`POST /v1/jobs/batch`), key `<tenant>.<batch_id>`.
+pub const BATCHES_BUCKET: &str = "batches";
 /// Durable consumer on `EVENTS` that the gateways share to keep the usage counters.
 pub const USAGE_CONSUMER: &str = "usage";
 
@@ -41,6 +43,8 @@ pub const HDR_JOB_ID: &str = "Jetmill-Job-Id";
 pub const HDR_KIND: &str = "Jetmill-Kind";
 /// Header: the tenant that owns the job.
 pub const HDR_TENANT: &str = "Jetmill-Tenant";
+/// Header: the batch a job was submitted in (only on batch jobs).
+pub const HDR_BATCH_ID: &str = "Jetmill-Batch-Id";
 /// Header: the schema version of the payload.
 pub const HDR_SCHEMA: &str = "Jetmill-Schema";
 /// Header: the payload's content type.
@@ -86,6 +90,11 @@ pub fn job_events_filter(id: &JobId) -> String {
 
 /// KV key of a job record.
 pub fn record_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}")
+}
+
+/// KV key of a batch.
+pub fn batch_key(tenant: &str, id: &JobId) -> String {
     format!("{tenant}.{id}")
 }
 
