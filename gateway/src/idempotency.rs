@@ -111,3 +111,48 @@ pub async fn release(store: &kv::Store, key: &str, msg: &JobMessage) {
         tracing::warn!(job_id = %msg.id, error = %e, "could not release an idempotency key");
     }
 }
+
+/// Claim `key` of `tenant` for a request that is not one job (a batch): a replay answers
+/// with `id`, and `request` is a fingerprint of the whole request (a reuse with another
+/// fingerprint is a 422, as for single submits).
+pub async fn claim_request(
+    store: &kv::Store,
+    tenant: &str,
+    key: &str,
+    id: JobId,
+    request: String,
+) -> Result<Claim, ApiError> {
+    let kv_key = kv_key(tenant, key);
+    let entry = Entry {
+        job_id: id,
+        request,
+    };
+    let value = serde_json::to_vec(&entry).map_err(|e| ApiError::Internal(e.into()))?;
+    match store.create(&kv_key, value.into()).await {
+        Ok(_) => return Ok(Claim::New),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+        Err(e) => return Err(NatsxError::js("claim idempotency key")(e).into()),
+    }
+    let stored = store
+        .get(&kv_key)
+        .await
+        .map_err(NatsxError::js("read idempotency key"))?
+        .ok_or_else(|| {
+            ApiError::Conflict("this Idempotency-Key is being released; retry".into())
+        })?;
+    let stored: Entry =
+        serde_json::from_slice(&stored).map_err(|e| ApiError::Internal(e.into()))?;
+    if stored.request != entry.request {
+        return Err(ApiError::IdempotencyConflict(
+            "this Idempotency-Key was already used for a different request".into(),
+        ));
+    }
+    Ok(Claim::Replay(stored.job_id))
+}
+
+/// Forget a claim made with [`claim_request`] whose request created nothing.
+pub async fn release_request(store: &kv::Store, tenant: &str, key: &str) {
+    if let Err(e) = store.purge(kv_key(tenant, key)).await {
+        tracing::warn!(error = %e, "could not release an idempotency key");
+    }
+}

@@ -128,10 +128,8 @@ async fn accept(
     }
     let jet = state.jet();
     let use_cache = state.options().result_cache && cache::cacheable(msg) && !no_cache(headers);
-    if use_cache {
-        if answer_from_cache(state, msg).await? {
-            return Ok((JobStatus::Done, true));
-        }
+    if use_cache && answer_from_cache(state, msg).await? {
+        return Ok((JobStatus::Done, true));
     }
     if let Some(max) = state.options().max_in_flight_per_tenant {
         let usage = crate::usage::read(&jet.usage, &msg.tenant).await?;
