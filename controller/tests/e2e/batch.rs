@@ -486,3 +486,95 @@ async fn jobs_submit_from_a_file_sends_batches_of_a_thousand_and_prints_the_ids(
     assert_eq!(refused[0]["line"], 701);
     assert_eq!(refused[0]["field"], "input");
 }
+
+#[tokio::test]
+async fn each_item_is_admitted_as_a_single_submit_would_be() {
+    let mut app = TestApp::gateway_with(|g| {
+        g.result_cache = true;
+        g.queue.max_queued = 3;
+    })
+    .await;
+    app.start_worker_process("batch-admit", &[]);
+    app.workers[0].wait_started().await;
+    // A finished job for the result cache to answer from.
+    let first = app
+        .submit_ok(json!({"kind": "factorial", "input": 12}))
+        .await;
+    app.wait_finished(&first, Duration::from_secs(30)).await;
+    // Stop the worker so what is queued stays queued, and disable fibonacci.
+    app.workers.clear();
+    let config = app
+        .js()
+        .await
+        .get_key_value(names::CONFIG_BUCKET)
+        .await
+        .expect("config bucket");
+    jetmill_natsx::control::update(&config, None, |c| {
+        c.disabled_kinds = vec![jetmill_proto::JobKind::Fibonacci]
+    })
+    .await
+    .expect("disable fibonacci");
+    let fib = json!({"kind": "fibonacci", "input": 10});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.submit(&fib).await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never saw the disabled kind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Fibonacci jobs accepted before the gateway saw the change are queued too.
+    let room = 3 - app.stream_messages(names::JOBS_STREAM).await as usize;
+    assert!(room >= 1, "the queue has room for a fresh job");
+    let body = json!([
+        {"kind": "factorial", "input": 12},
+        {"kind": "fibonacci", "input": 10},
+        {"kind": "factorial", "input": 200},
+        {"kind": "factorial", "input": 201},
+        {"kind": "factorial", "input": 202},
+        {"kind": "factorial", "input": 203},
+    ]);
+    let (status, answer) = submit_batch(&app, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let items = answer["items"].as_array().expect("items");
+    assert_eq!(items[0]["status"], "done", "a cache hit: {answer}");
+    assert_eq!(items[0]["cached"], true, "{answer}");
+    assert_eq!(items[1]["problem"], "kind-disabled", "{answer}");
+    assert_eq!(items[1]["code"], 503, "{answer}");
+    assert_eq!(items[1]["field"], "kind", "{answer}");
+    // The queue holds 3: fresh jobs fit while there is room, the rest find it full.
+    let queued: Vec<&Value> = items[2..].iter().filter(|i| i["id"].is_string()).collect();
+    let full: Vec<&Value> = items[2..].iter().filter(|i| i["id"].is_null()).collect();
+    assert_eq!((queued.len(), full.len()), (room, 4 - room), "{answer}");
+    assert_eq!(full[0]["problem"], "too-many-requests", "{answer}");
+    assert_eq!(full[0]["code"], 429, "{answer}");
+    assert_eq!(app.stream_messages(names::JOBS_STREAM).await, 3);
+    let cached = app.get_job(items[0]["id"].as_str().expect("id")).await;
+    assert_eq!(cached["cached"], true);
+    assert_eq!(cached["result"], "479001600");
+}
+
+#[tokio::test]
+async fn a_batch_takes_only_the_room_left_in_the_tenant_quota() {
+    let app = TestApp::gateway_with(|g| g.max_in_flight_per_tenant = 3).await;
+    let specs: Vec<Value> = (0..5)
+        .map(|i| json!({"kind": "factorial", "input": 60 + i}))
+        .collect();
+    let (status, answer) = submit_batch(&app, &Value::Array(specs)).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    let items = answer["items"].as_array().expect("items");
+    assert!(items[..3].iter().all(|i| i["id"].is_string()), "{answer}");
+    for item in &items[3..] {
+        assert_eq!(item["problem"], "too-many-requests", "{answer}");
+        assert_eq!(item["code"], 429, "{answer}");
+        assert!(
+            item["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("at most 3")),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.stream_messages(names::JOBS_STREAM).await, 3);
+}
