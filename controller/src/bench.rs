@@ -4,7 +4,9 @@
 //! Jobs go in over HTTP (closed loop: fixed jobs in flight; open loop: fixed arrival
 //! rate). Completion is observed on NATS (the `done`/`failed` lifecycle events), so
 //! measuring adds no polling load. Latency is submit (request sent) to done (event
-//! received), in an HDR histogram. Afterwards every accepted job must have ended:
+//! received), in an HDR histogram. With `--batch N` the jobs go in N per
+//! `POST /v1/jobs/batch` request and a job's latency starts when its batch was sent.
+//! Afterwards every accepted job must have ended:
 //! the summary counts what was lost. The baseline publishes (acked) and pull-consumes
 //! (acked) the same number of messages of the same size on a scratch stream.
 
@@ -36,6 +38,11 @@ pub struct BenchArgs {
     /// Open loop: jobs submitted per second, whatever the completions do.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Submit through `POST /v1/jobs/batch`, this many jobs per request (1..1000). The
+    /// closed loop then takes a whole batch's worth of `--concurrency` at a time (at
+    /// least one batch is always in flight).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch: Option<u16>,
     /// Give up waiting for the last jobs this long after the last submit.
     #[arg(long, default_value = "60s", value_parser = crate::cli::parse_duration)]
     pub drain_timeout: Duration,
@@ -257,16 +264,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     ));
     let total = jobs.len() as u64;
     let progress = spawn_progress(counters.clone(), total, args.json);
+    let per_request = args.batch.map_or(1, usize::from);
     let limit = Arc::new(Semaphore::new(if args.rate.is_some() {
         100_000
     } else {
-        args.concurrency.max(1)
+        args.concurrency.max(per_request)
     }));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(jobs.len());
     let interval = args
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
+    if args.batch.is_some() {
+        for (i, chunk) in jobs.chunks(per_request).enumerate() {
+            if let Some(every) = interval {
+                let due = started + every * (i * per_request) as u32;
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let permit = limit
+                .clone()
+                .acquire_many_owned(chunk.len() as u32)
+                .await
+                .context("bench semaphore")?;
+            let (http, base, token) = (http.clone(), base.clone(), args.at.token.clone());
+            let (counters, hist, completions) =
+                (counters.clone(), hist.clone(), completions.clone());
+            let drain = args.drain_timeout;
+            let bodies = chunk.to_vec();
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                let done = Done {
+                    counters,
+                    hist,
+                    completions,
+                    drain,
+                };
+                one_batch(http, base, token, bodies, done).await;
+            }));
+        }
+    }
+    let jobs = if args.batch.is_some() {
+        Vec::new()
+    } else {
+        jobs
+    };
     for (i, body) in jobs.into_iter().enumerate() {
         if let Some(every) = interval {
             let due = started + every * i as u32;
@@ -315,9 +356,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     let jobs_per_s = done as f64 / elapsed;
     let summary = Summary {
         mix: args.mix.clone(),
-        mode: match args.rate {
-            Some(r) => format!("open loop, {r} jobs/s"),
-            None => format!("closed loop, {} in flight", args.concurrency),
+        mode: match (args.rate, args.batch) {
+            (Some(r), None) => format!("open loop, {r} jobs/s"),
+            (None, None) => format!("closed loop, {} in flight", args.concurrency),
+            (Some(r), Some(n)) => format!("open loop, {r} jobs/s, batches of {n}"),
+            (None, Some(n)) => format!(
+                "closed loop, {} in flight, batches of {n}",
+                args.concurrency.max(per_request)
+            ),
         },
         jobs: total,
         accepted: counters.accepted.load(Ordering::Relaxed),
@@ -410,6 +456,82 @@ async fn one_job(
     }
 }
 
+/// Where a job's completion is counted and timed.
+struct Done {
+    counters: Arc<Counters>,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    completions: Arc<Mutex<Completions>>,
+    drain: Duration,
+}
+
+impl Done {
+    /// Wait for job `id`'s done/failed event; record its latency from `t0`.
+    async fn wait(&self, id: &str, t0: Instant) {
+        let rx = match self.completions.lock() {
+            Ok(mut c) => c.wait(id),
+            Err(_) => return,
+        };
+        match tokio::time::timeout(self.drain, rx).await {
+            Ok(Ok((at, ok))) => {
+                let us = at.saturating_duration_since(t0).as_micros() as u64;
+                if let Ok(mut h) = self.hist.lock() {
+                    let _ = h.record(us.max(1));
+                }
+                if ok {
+                    self.counters.done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Submit `bodies` as one `POST /v1/jobs/batch` and wait for each accepted job to end.
+async fn one_batch(
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    bodies: Vec<Value>,
+    done: Done,
+) {
+    let n = bodies.len() as u64;
+    done.counters.submitted.fetch_add(n, Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut req = http
+        .post(format!("{base}/v1/jobs/batch"))
+        .header(reqwest::header::CACHE_CONTROL, "no-cache")
+        .json(&bodies);
+    if let Some(t) = &token {
+        req = req.bearer_auth(t);
+    }
+    let answer = match req.send().await {
+        Ok(resp) if resp.status().is_success() => resp.json::<Value>().await.ok(),
+        _ => None,
+    };
+    let ids: Vec<String> = answer
+        .as_ref()
+        .and_then(|a| a["items"].as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let accepted = ids.len() as u64;
+    done.counters
+        .accepted
+        .fetch_add(accepted, Ordering::Relaxed);
+    done.counters
+        .rejected
+        .fetch_add(n.saturating_sub(accepted), Ordering::Relaxed);
+    futures::future::join_all(ids.iter().map(|id| done.wait(id, t0))).await;
+}
+
 fn spawn_progress(counters: Arc<Counters>, total: u64, quiet: bool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
@@ -456,6 +578,7 @@ fn message_size(mix: &[MixEntry]) -> usize {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     };
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }

@@ -35,17 +35,24 @@ pub struct ApiArgs {
 /// `jetmill jobs` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCmd {
-    /// Submit a job. Examples:
+    /// Submit a job, or many from a file. Examples:
     ///   jetmill jobs submit factorial 100000 --watch
     ///   jetmill jobs submit fibonacci 1000000000000000000 --modulus 1000000007
     ///   jetmill jobs submit sum '[1, 2, "123456789012345678901234567890"]'
+    ///   jetmill jobs submit --from jobs.ndjson
     Submit {
         /// factorial, fibonacci or sum.
-        #[arg(value_parser = parse_kind)]
-        kind: JobKind,
+        #[arg(value_parser = parse_kind, required_unless_present = "from")]
+        kind: Option<JobKind>,
         /// The input: a number for factorial/fibonacci, a JSON array for sum.
-        #[arg(allow_hyphen_values = true)]
-        input: String,
+        #[arg(allow_hyphen_values = true, required_unless_present = "from")]
+        input: Option<String>,
+        /// Submit every job of this NDJSON file (one `POST /v1/jobs` body per line,
+        /// `-` for standard input) through the batch API, up to 1,000 per request;
+        /// prints one id per accepted line, and `line N: ...` on stderr for each refused
+        /// one (exit status 1 if any was refused).
+        #[arg(long, conflicts_with_all = ["kind", "input", "modulus", "priority", "max_attempts", "timeout", "watch"])]
+        from: Option<std::path::PathBuf>,
         /// Fibonacci modulus (1 <= m < 2^64).
         #[arg(long)]
         modulus: Option<u64>,
@@ -105,8 +112,14 @@ pub enum JobsCmd {
 pub async fn run(cmd: JobsCmd) -> anyhow::Result<bool> {
     match cmd {
         JobsCmd::Submit {
+            from: Some(path),
+            api,
+            ..
+        } => submit_file(&path, &api).await,
+        JobsCmd::Submit {
             kind,
             input,
+            from: None,
             modulus,
             priority,
             max_attempts,
@@ -114,6 +127,9 @@ pub async fn run(cmd: JobsCmd) -> anyhow::Result<bool> {
             watch,
             api,
         } => {
+            let (Some(kind), Some(input)) = (kind, input) else {
+                bail!("give a kind and an input, or --from FILE");
+            };
             let mut body = json!({ "kind": kind.as_str(), "input": parse_input(&input) });
             if let Some(m) = modulus {
                 body["params"] = json!({ "modulus": m });
@@ -220,6 +236,85 @@ pub async fn run(cmd: JobsCmd) -> anyhow::Result<bool> {
             follow(&client, &id, api.json).await
         }
     }
+}
+
+/// Most jobs sent in one `POST /v1/jobs/batch`.
+const BATCH_SIZE: usize = 1000;
+
+/// `jobs submit --from FILE`: every line a job, sent in batches of up to [`BATCH_SIZE`].
+/// Prints the accepted ids (with `--json`, one answer per line: `line`, `batch` and the
+/// API's item); `Ok(false)` if any line was refused.
+async fn submit_file(path: &std::path::Path, api: &ApiArgs) -> anyhow::Result<bool> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading jobs from standard input")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading jobs from {}", path.display()))?
+    };
+    // (line number, text) of every non-blank line.
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        bail!(
+            "{} has no jobs (one JSON job spec per line)",
+            path.display()
+        );
+    }
+    let client = Api::new(api)?;
+    let mut answers = Vec::with_capacity(lines.len());
+    let mut refused = 0usize;
+    for chunk in lines.chunks(BATCH_SIZE) {
+        let body: String = chunk.iter().map(|(_, l)| format!("{l}\n")).collect();
+        let (_, resp) = client
+            .send(
+                client
+                    .http
+                    .post(client.url("/v1/jobs/batch"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+                    .body(body),
+            )
+            .await?;
+        let batch = resp["id"].as_str().unwrap_or("?").to_string();
+        let items = resp["items"]
+            .as_array()
+            .context("the gateway's answer has no items")?;
+        for item in items {
+            let index = item["index"].as_u64().unwrap_or(0) as usize;
+            let line = chunk.get(index).map_or(0, |(n, _)| *n);
+            match item["id"].as_str() {
+                Some(id) if !api.json => println!("{id}"),
+                Some(_) => {}
+                None => {
+                    refused += 1;
+                    if !api.json {
+                        let field = item["field"]
+                            .as_str()
+                            .map(|f| format!("{f}: "))
+                            .unwrap_or_default();
+                        eprintln!(
+                            "line {line}: {field}{}",
+                            item["message"].as_str().unwrap_or("refused")
+                        );
+                    }
+                }
+            }
+            let mut answer = json!({ "line": line, "batch": batch });
+            if let (Some(a), Some(fields)) = (answer.as_object_mut(), item.as_object()) {
+                a.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            answers.push(answer);
+        }
+    }
+    if api.json {
+        print_json(&Value::Array(answers))?;
+    } else if refused > 0 {
+        eprintln!("{refused} of {} jobs refused", lines.len());
+    }
+    Ok(refused == 0)
 }
 
 /// Numbers and JSON arrays as JSON; anything else as a string (the API explains what it wants).

@@ -182,36 +182,49 @@ impl From<NatsxError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem details this error answers with (also the per-item answer of a batch).
+    pub fn problem(&self) -> Problem {
         let (status, kind, title, field) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(error = %ErrorChain(&self), "request failed");
-        }
-        let detail = match &self {
+        let detail = match self {
             ApiError::Invalid(v) => v.message.clone(),
             ApiError::Unavailable(_) => "the job queue is unavailable; retry shortly".to_string(),
             other => other.to_string(),
         };
-        let body = Problem {
+        Problem {
             kind,
             title,
             status: status.as_u16(),
             detail,
             field,
-            job_kind: match &self {
+            job_kind: match self {
                 ApiError::KindDisabled { kind, .. } => Some(kind.as_str().to_string()),
                 _ => None,
             },
-            limit: match &self {
+            limit: match self {
                 ApiError::StoreFull(l) => Some(l.limit.to_string()),
                 _ => None,
             },
-            err_code: match &self {
+            err_code: match self {
                 ApiError::StoreFull(l) => Some(l.err_code),
                 _ => None,
             },
-        };
+        }
+    }
+
+    /// Log a server-side error with its whole cause chain (client errors are not logged).
+    pub fn log_if_ours(&self) {
+        if self.parts().0.is_server_error() {
+            tracing::error!(error = %ErrorChain(self), "request failed");
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, ..) = self.parts();
+        self.log_if_ours();
+        let body = self.problem();
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (
             status,

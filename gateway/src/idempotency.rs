@@ -284,3 +284,94 @@ pub async fn release(store: &kv::Store, owned: &Owned) {
         tracing::warn!(key = %owned.kv_key, error = %e, "could not release an idempotency key");
     }
 }
+
+/// Outcome of claiming a key for a request that is not one job (a batch).
+#[derive(Debug)]
+pub enum RequestClaim {
+    /// First use: go on; [`release`] it if nothing was created.
+    New(Owned),
+    /// Seen before with the same request, naming `id`. If what `id` names does not
+    /// exist and the claim is older than [`GRACE`], its request died before it was
+    /// stored: [`retake`] the claim and submit again under the same id.
+    Replay {
+        id: JobId,
+        /// The claim's revision, for [`retake`].
+        revision: u64,
+        /// Whether the claim is past [`GRACE`] (a live first request would be done).
+        stale: bool,
+    },
+}
+
+/// Claim `key` of `tenant` for a request that is not one job (a batch): a replay answers
+/// with `id`, and `request` is a fingerprint of the whole request (a reuse with another
+/// fingerprint is a 422, as for single submits).
+pub async fn claim_request(
+    store: &kv::Store,
+    tenant: &str,
+    key: &str,
+    id: JobId,
+    request: String,
+) -> Result<RequestClaim, ApiError> {
+    let kv_key = kv_key(tenant, key);
+    let entry = Entry {
+        job_id: id,
+        request,
+        message: None,
+        claimed_at_ms: now_ms(),
+    };
+    let value = serde_json::to_vec(&entry).map_err(|e| ApiError::Internal(e.into()))?;
+    match store.create(&kv_key, value.into()).await {
+        Ok(revision) => return Ok(RequestClaim::New(Owned { kv_key, revision })),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+        Err(e) => return Err(NatsxError::js("claim idempotency key")(e).into()),
+    }
+    let found = store
+        .entry(&kv_key)
+        .await
+        .map_err(NatsxError::js("read idempotency key"))?
+        .filter(|e| e.operation == kv::Operation::Put)
+        .ok_or_else(|| {
+            ApiError::Conflict("this Idempotency-Key is being released; retry".into())
+        })?;
+    let stored: Entry =
+        serde_json::from_slice(&found.value).map_err(|e| ApiError::Internal(e.into()))?;
+    if stored.request != entry.request {
+        return Err(ApiError::IdempotencyConflict(
+            "this Idempotency-Key was already used for a different request".into(),
+        ));
+    }
+    let age = now_ms().saturating_sub(stored.claimed_at_ms);
+    Ok(RequestClaim::Replay {
+        id: stored.job_id,
+        revision: found.revision,
+        stale: u128::try_from(age).unwrap_or(0) > GRACE.as_millis(),
+    })
+}
+
+/// Take over a stale claim of [`claim_request`] (compare-and-set on `revision`, so of
+/// two gateways retrying at once one wins). `None`: someone else took it.
+pub async fn retake(
+    store: &kv::Store,
+    tenant: &str,
+    key: &str,
+    revision: u64,
+) -> Result<Option<Owned>, ApiError> {
+    let kv_key = kv_key(tenant, key);
+    let Some(found) = store
+        .entry(&kv_key)
+        .await
+        .map_err(NatsxError::js("read idempotency key"))?
+        .filter(|e| e.revision == revision && e.operation == kv::Operation::Put)
+    else {
+        return Ok(None);
+    };
+    let mut entry: Entry =
+        serde_json::from_slice(&found.value).map_err(|e| ApiError::Internal(e.into()))?;
+    entry.claimed_at_ms = now_ms();
+    let value = serde_json::to_vec(&entry).map_err(|e| ApiError::Internal(e.into()))?;
+    match store.update(&kv_key, value.into(), revision).await {
+        Ok(revision) => Ok(Some(Owned { kv_key, revision })),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+        Err(e) => Err(NatsxError::js("take over idempotency key")(e).into()),
+    }
+}

@@ -223,12 +223,40 @@ function buildRequest() {
   return body;
 }
 
+/** Most jobs the gateway takes in one batch (`POST /v1/jobs/batch`). */
+const MAX_BATCH = 1000;
+
+/** `a..b` as the input of factorial/fibonacci: one job per n from a to b, as one batch. */
+function rangeOf(kind, raw) {
+  if (kind === 'sum') return null;
+  const m = /^(\d{1,15})\s*\.\.\s*(\d{1,15})$/.exec(raw);
+  return m ? [Number(m[1]), Number(m[2])] : null;
+}
+
+/** Submit one job per n of `range` as one batch; returns the message to show. */
+async function submitRange(body, [a, b]) {
+  if (b < a || b - a >= MAX_BATCH) {
+    showProblem({ field: 'input', detail: `a range a..b holds 1 to ${MAX_BATCH} numbers, with a ≤ b` }, 422);
+    return '';
+  }
+  const specs = [];
+  for (let n = a; n <= b; n++) specs.push({ ...body, input: n });
+  const res = await api('POST', '/v1/jobs/batch', specs);
+  const refused = res.items.find((i) => !i.id);
+  if (refused) {
+    showProblem({ field: refused.field, detail: `n = ${a + refused.index}: ${refused.message}` }, refused.code);
+  }
+  $('submit-msg').dataset.batchId = res.id;
+  return `Submitted batch ${res.id}: ${res.accepted} jobs` +
+    (res.rejected ? `, ${res.rejected} refused.` : '.');
+}
+
 function updateKindHints() {
   const kind = $('f-kind').value;
   $('modulus-field').hidden = kind !== 'fibonacci';
   $('hint-input').textContent = kind === 'sum'
     ? 'Integers separated by commas or spaces, e.g. 1, -2, 123456789012345678901234567890.'
-    : 'A whole number n, e.g. 50000.';
+    : 'A whole number n, e.g. 50000; or a..b (e.g. 1000..1099) for one job per n, as one batch.';
 }
 
 function initSubmit() {
@@ -240,10 +268,18 @@ function initSubmit() {
     const msg = $('submit-msg');
     msg.textContent = 'Submitting…';
     delete msg.dataset.jobId;
+    delete msg.dataset.batchId;
     const btn = $('submit-btn');
     btn.disabled = true;
     try {
-      const res = await api('POST', '/v1/jobs', buildRequest());
+      const body = buildRequest();
+      const range = rangeOf(body.kind, $('f-input').value.trim());
+      if (range) {
+        msg.textContent = await submitRange(body, range);
+        await loadJobs();
+        return;
+      }
+      const res = await api('POST', '/v1/jobs', body);
       msg.textContent = `Submitted job ${res.id}.`;
       msg.dataset.jobId = res.id;
       await loadJobs();

@@ -71,6 +71,7 @@ async fn run(example: &Example, base: &str, ids: &Ids, dir: &std::path::Path) ->
         .next()
         .unwrap_or_default()
         .replace("http://127.0.0.1:8080", base)
+        .replace("<batch>", &ids.batch)
         .replace("<id>", id)
         .replace("$id", id)
         .replace("01a207e4-...", &ids.cursor);
@@ -124,6 +125,8 @@ struct Ids {
     done: String,
     running: String,
     cursor: String,
+    /// A batch whose jobs all finished.
+    batch: String,
 }
 
 #[tokio::test]
@@ -159,10 +162,29 @@ async fn every_curl_example_in_the_api_docs_answers_as_documented() {
     let running = app
         .submit_ok(json!({"kind": "factorial", "input": 30, "chaos": {"delay_ms": 60_000}}))
         .await;
+    let batch: serde_json::Value = app
+        .http
+        .post(app.url("/v1/jobs/batch"))
+        .json(&json!([{"kind": "factorial", "input": 22}]))
+        .send()
+        .await
+        .expect("submit a batch")
+        .json()
+        .await
+        .expect("batch json");
+    let batch = batch["id"].as_str().expect("batch id").to_string();
+    let waited: serde_json::Value = reqwest::get(app.url(&format!("/v1/batches/{batch}?wait=30s")))
+        .await
+        .expect("wait for the batch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(waited["done"], true, "{waited}");
     let ids = Ids {
         done: id,
         running,
         cursor,
+        batch,
     };
 
     for example in &all {

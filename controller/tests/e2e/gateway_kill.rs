@@ -317,6 +317,7 @@ fn message_for(body: &Value) -> JobMessage {
         max_attempts: req.max_attempts,
         timeout_ms: req.timeout_ms,
         chaos: req.chaos,
+        batch: None,
     }
 }
 

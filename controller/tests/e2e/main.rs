@@ -4,6 +4,7 @@
 mod api_docs;
 mod auth;
 mod backpressure;
+mod batch;
 mod control;
 mod dev;
 mod disabled_kinds;

@@ -708,3 +708,95 @@ async fn rows_show_ids_people_can_tell_apart_and_mark_cached_results() {
     assert_eq!(badges, json!([false, true]), "only the cache hit is marked");
     browser.screenshot(&dir.join("short-ids.png")).await;
 }
+
+#[tokio::test]
+async fn page_submits_a_range_of_inputs_as_one_batch() {
+    let app = TestApp::spawn().await;
+    let out = output_dir("batch");
+    let downloads = tempfile::tempdir().expect("download dir");
+    let browser = open_page(&app, downloads.path()).await;
+
+    // Over the batch limit: explained next to the input, nothing submitted.
+    let input = browser.find("#f-input", WAIT).await;
+    browser.type_into(&input, "1..5000").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let err = browser
+        .wait_js(
+            "range error next to the input",
+            WAIT,
+            "return document.getElementById('err-input').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        err.as_str().unwrap_or_default().contains("1000"),
+        "range error: {err}"
+    );
+
+    browser.type_into(&input, "30..39").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let batch = browser
+        .wait_js(
+            "submitted batch id",
+            WAIT,
+            "return document.getElementById('submit-msg').dataset.batchId || ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("batch id")
+        .to_string();
+    let msg = browser
+        .js(
+            "return document.getElementById('submit-msg').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        msg.as_str().unwrap_or_default().contains("10 jobs"),
+        "message: {msg}"
+    );
+    let status: Value = app
+        .http
+        .get(app.url(&format!("/v1/batches/{batch}?wait=30s")))
+        .send()
+        .await
+        .expect("batch status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["counts"]["done"], 10, "{status}");
+    let page: Value = app
+        .http
+        .get(app.url(&format!("/v1/jobs?batch={batch}")))
+        .send()
+        .await
+        .expect("batch jobs")
+        .json()
+        .await
+        .expect("json");
+    let inputs: Vec<u64> = page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["input"].as_u64())
+        .collect();
+    assert_eq!(inputs, (30..40).rev().collect::<Vec<u64>>());
+    // The jobs table shows them as they finish.
+    let first = page["jobs"][0]["id"].as_str().expect("id").to_string();
+    browser
+        .wait_js(
+            "a batch job done in the table",
+            WAIT,
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); return r && r.dataset.status === 'done';",
+            json!([first]),
+        )
+        .await;
+    browser
+        .screenshot(&out.join("01-batch-submitted.png"))
+        .await;
+}

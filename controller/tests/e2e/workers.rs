@@ -134,6 +134,7 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     };
     let js = app.js().await;
     let mut headers = async_nats::HeaderMap::new();

@@ -91,6 +91,7 @@ fn record(tenant: &str, i: usize, status: JobStatus) -> JobRecord {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     });
     r.status = status;
     r.attempts = 1;

@@ -188,6 +188,7 @@ fn message(id: JobId) -> JobMessage {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     }
 }
 

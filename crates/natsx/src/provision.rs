@@ -60,6 +60,8 @@ pub struct Jet {
     pub idempotency: kv::Store,
     /// Computation fingerprint -> a job that computes it (the result cache).
     pub result_cache: kv::Store,
+    /// Job batches (`POST /v1/jobs/batch`): their item ids, key `<tenant>.<batch_id>`.
+    pub batches: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
@@ -171,6 +173,20 @@ pub async fn provision(
         },
     )
     .await?;
+    let batches = kv_get_or_create(
+        &js,
+        kv::Config {
+            bucket: names::BATCHES_BUCKET.into(),
+            description: "jetmill job batches, key <tenant>.<batch_id>: item ids and creation time"
+                .into(),
+            history: 1,
+            max_value_size: 1024 * 1024,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let results = match js.get_object_store(names::RESULTS_BUCKET).await {
         Ok(store) => store,
         Err(_) => js
@@ -196,6 +212,7 @@ pub async fn provision(
         workers,
         idempotency,
         result_cache,
+        batches,
         settings,
     })
 }

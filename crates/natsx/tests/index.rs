@@ -47,6 +47,7 @@ fn record(tenant: &str, i: usize) -> JobRecord {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     });
     r.status = match i % 7 {
         0 => JobStatus::Running,

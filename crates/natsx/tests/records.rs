@@ -14,6 +14,7 @@ fn message() -> JobMessage {
         max_attempts: None,
         timeout_ms: None,
         chaos: None,
+        batch: None,
     }
 }
 

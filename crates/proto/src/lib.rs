@@ -6,11 +6,13 @@
 //! - [`message`]: the postcard job message published on `JOBS` and its codec.
 //! - [`record`]: the JSON job record kept in the `jobs` KV bucket.
 //! - [`event`]: lifecycle events published on `EVENTS`.
+//! - [`batch`]: a batch of jobs (`POST /v1/jobs/batch`): per-item answers and the stored batch.
 //! - [`chaos`]: failure injection settings.
 //! - [`config`]: runtime configuration and worker reports.
 //!
 //! No I/O lives here; the binaries and `jetmill-natsx` do that.
 
+pub mod batch;
 pub mod chaos;
 pub mod config;
 pub mod event;
@@ -21,11 +23,12 @@ pub mod record;
 pub mod request;
 pub mod usage;
 
+pub use batch::{BatchCounts, BatchItem, BatchRecord, MAX_BATCH};
 pub use chaos::Chaos;
 pub use config::{RuntimeConfig, WorkerReport};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
-pub use message::{CodecError, JobMessage, SCHEMA_VERSION};
+pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_VERSION};
 pub use record::{JobRecord, JobStatus, ResultInfo, ResultLocation};
 pub use request::{JobRequest, Limits, ValidationError};
 pub use usage::Usage;

@@ -1,14 +1,21 @@
 //! The job message published on `JOBS`: postcard after a one-byte schema version.
 //!
 //! postcard is compact and fast but not self-describing, so every payload starts
-//! with [`SCHEMA_VERSION`]; a worker rejects (and terminates) what it cannot read
+//! with a schema byte; a worker rejects (and terminates) what it cannot read
 //! instead of misreading it.
+//!
+//! Schema 2 appended the batch id. A message outside a batch is still written as
+//! schema 1, byte for byte as before, so workers of an older build keep reading
+//! every single submit during a rolling upgrade, and messages queued by an older
+//! gateway decode as "no batch". Only batch jobs need workers that read schema 2.
 
 use crate::{Chaos, JobId, JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 
-/// Version of the [`JobMessage`] layout; bump on any incompatible change.
-pub const SCHEMA_VERSION: u8 = 1;
+/// Newest version of the [`JobMessage`] layout; bump on any incompatible change.
+pub const SCHEMA_VERSION: u8 = 2;
+/// The layout before `batch` existed (written for every job outside a batch).
+pub const SCHEMA_V1: u8 = 1;
 
 /// Everything a worker needs to run a job and to (re)create its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +36,9 @@ pub struct JobMessage {
     pub timeout_ms: Option<u64>,
     /// Failure injection for this job; `None` uses the worker's default (normally off).
     pub chaos: Option<Chaos>,
+    /// The batch (`POST /v1/jobs/batch`) this job was submitted in. Must stay the last
+    /// field: schema 1 is this layout without it (see [`JobMessage::encode`]).
+    pub batch: Option<JobId>,
 }
 
 /// Why a payload could not be decoded.
@@ -38,7 +48,7 @@ pub enum CodecError {
     #[error("empty payload")]
     Empty,
     /// The payload was written by a schema this build does not know.
-    #[error("unsupported schema version {0} (this build reads {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {0} (this build reads {SCHEMA_V1} and {SCHEMA_VERSION})")]
     UnsupportedVersion(u8),
     /// The bytes are not a valid message of this schema.
     #[error("malformed payload: {0}")]
@@ -46,19 +56,47 @@ pub enum CodecError {
 }
 
 impl JobMessage {
-    /// Serialize as `[SCHEMA_VERSION] ++ postcard(self)`.
+    /// Serialize as `[2] ++ postcard(self)` for a batch job, else as `[1] ++` the same
+    /// postcard without the trailing `batch` (postcard writes fields in order and `None`
+    /// as one `0` byte, so that is exactly the schema 1 layout).
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let mut out = vec![SCHEMA_VERSION];
         let body = postcard::to_allocvec(self)?;
-        out.extend_from_slice(&body);
+        let mut out = Vec::with_capacity(body.len() + 1);
+        match self.batch {
+            Some(_) => {
+                out.push(SCHEMA_VERSION);
+                out.extend_from_slice(&body);
+            }
+            None => {
+                out.push(SCHEMA_V1);
+                // The last byte is `batch`'s `None` tag.
+                out.extend_from_slice(body.split_last().map_or(&[][..], |(_, rest)| rest));
+            }
+        }
         Ok(out)
     }
 
-    /// Parse a payload written by [`JobMessage::encode`].
+    /// The schema byte [`JobMessage::encode`] writes for this message.
+    pub fn schema(&self) -> u8 {
+        if self.batch.is_some() {
+            SCHEMA_VERSION
+        } else {
+            SCHEMA_V1
+        }
+    }
+
+    /// Parse a payload written by [`JobMessage::encode`] (either schema).
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         match bytes.split_first() {
             None => Err(CodecError::Empty),
             Some((&SCHEMA_VERSION, body)) => Ok(postcard::from_bytes(body)?),
+            Some((&SCHEMA_V1, body)) => {
+                // Schema 1 is schema 2 without the trailing `batch`: read it as `None`.
+                let mut full = Vec::with_capacity(body.len() + 1);
+                full.extend_from_slice(body);
+                full.push(0);
+                Ok(postcard::from_bytes(&full)?)
+            }
             Some((&v, _)) => Err(CodecError::UnsupportedVersion(v)),
         }
     }
@@ -85,6 +123,33 @@ mod tests {
                 delay_max_ms: 5,
                 panic: false,
             }),
+            batch: None,
+        }
+    }
+
+    /// The message layout of schema 1, as an older build wrote and reads it.
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct OldJobMessage {
+        id: JobId,
+        tenant: String,
+        spec: JobSpec,
+        priority: Priority,
+        submitted_at_ms: i64,
+        max_attempts: Option<u32>,
+        timeout_ms: Option<u64>,
+        chaos: Option<Chaos>,
+    }
+
+    fn old(m: &JobMessage) -> OldJobMessage {
+        OldJobMessage {
+            id: m.id,
+            tenant: m.tenant.clone(),
+            spec: m.spec.clone(),
+            priority: m.priority,
+            submitted_at_ms: m.submitted_at_ms,
+            max_attempts: m.max_attempts,
+            timeout_ms: m.timeout_ms,
+            chaos: m.chaos,
         }
     }
 
@@ -92,8 +157,32 @@ mod tests {
     fn round_trips() {
         let m = sample();
         let bytes = m.encode().expect("encode");
-        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(bytes[0], SCHEMA_V1);
         assert_eq!(JobMessage::decode(&bytes).expect("decode"), m);
+        let batched = JobMessage {
+            batch: Some(JobId::new()),
+            ..sample()
+        };
+        let bytes = batched.encode().expect("encode");
+        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(batched.schema(), SCHEMA_VERSION);
+        assert_eq!(JobMessage::decode(&bytes).expect("decode"), batched);
+    }
+
+    #[test]
+    fn jobs_outside_a_batch_keep_the_old_layout_both_ways() {
+        let m = sample();
+        let mut written_by_old = vec![SCHEMA_V1];
+        written_by_old.extend(postcard::to_allocvec(&old(&m)).expect("old encode"));
+        // A message queued by an older gateway decodes, with no batch.
+        assert_eq!(JobMessage::decode(&written_by_old).expect("decode old"), m);
+        // And an older worker reads what this build writes for a single submit.
+        assert_eq!(m.encode().expect("encode"), written_by_old);
+        let body = &m.encode().expect("encode")[1..];
+        assert_eq!(
+            postcard::from_bytes::<OldJobMessage>(body).expect("old decode"),
+            old(&m)
+        );
     }
 
     #[test]
@@ -107,6 +196,10 @@ mod tests {
         assert!(matches!(JobMessage::decode(&[]), Err(CodecError::Empty)));
         assert!(matches!(
             JobMessage::decode(&[SCHEMA_VERSION, 0xff, 0xff]),
+            Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            JobMessage::decode(b"\x02hello"),
             Err(CodecError::Malformed(_))
         ));
         assert!(matches!(

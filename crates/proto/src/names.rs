@@ -30,6 +30,8 @@ pub const WORKERS_BUCKET: &str = "workers";
 pub const IDEMPOTENCY_BUCKET: &str = "idempotency";
 /// KV bucket mapping `sha256(kind, input, params)` to a job with that computation.
 pub const RESULT_CACHE_BUCKET: &str = "result_cache";
+/// KV bucket of job batches (`POST /v1/jobs/batch`), key `<tenant>.<batch_id>`.
+pub const BATCHES_BUCKET: &str = "batches";
 /// Durable consumer on `EVENTS` that gateways before 0.2 shared to keep usage counters
 /// (usage now comes from each gateway's job index); gateways delete it at start.
 pub const USAGE_CONSUMER: &str = "usage";
@@ -40,6 +42,8 @@ pub const HDR_JOB_ID: &str = "Jetmill-Job-Id";
 pub const HDR_KIND: &str = "Jetmill-Kind";
 /// Header: the tenant that owns the job.
 pub const HDR_TENANT: &str = "Jetmill-Tenant";
+/// Header: the batch a job was submitted in (only on batch jobs).
+pub const HDR_BATCH_ID: &str = "Jetmill-Batch-Id";
 /// Header: the schema version of the payload.
 pub const HDR_SCHEMA: &str = "Jetmill-Schema";
 /// Header: the payload's content type.
@@ -85,6 +89,11 @@ pub fn job_events_filter(id: &JobId) -> String {
 
 /// KV key of a job record.
 pub fn record_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}")
+}
+
+/// KV key of a batch.
+pub fn batch_key(tenant: &str, id: &JobId) -> String {
     format!("{tenant}.{id}")
 }
 

@@ -147,6 +147,9 @@ pub struct JobRecord {
     /// look the trace up in Jaeger or any OTLP backend. Older records have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The batch (`POST /v1/jobs/batch`) the job was submitted in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<JobId>,
 }
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
@@ -176,6 +179,7 @@ impl JobRecord {
             result_info: None,
             cached: false,
             trace_id: None,
+            batch: msg.batch,
         }
     }
 
@@ -203,6 +207,7 @@ mod tests {
             "submitted_at":"2026-01-01T00:00:00Z","result":"120"}"#;
         let r = super::JobRecord::from_json(old).expect("an old record parses");
         assert_eq!(r.trace_id, None);
+        assert_eq!(r.batch, None);
         let again = super::JobRecord::from_json(&r.to_json()).expect("round trip");
         assert_eq!(again, r);
     }

@@ -12,7 +12,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
 use jetmill_natsx::{events, Update};
-use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord, JobStatus};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
 use time::OffsetDateTime;
 
 #[utoipa::path(
@@ -39,20 +39,7 @@ pub async fn cancel(
     // Another tenant's job is a 404 here too (an admin may cancel any job).
     let found = load(&state, &caller, &id).await?;
     let id = found.id;
-    let jet = state.jet();
-    let now = OffsetDateTime::now_utc();
-    let updated = jet
-        .records
-        .update(&found.tenant, &id, None, |r| {
-            if !r.status.can_become(JobStatus::Cancelled) {
-                return false;
-            }
-            r.status = JobStatus::Cancelled;
-            r.finished_at = Some(now);
-            true
-        })
-        .await?;
-    let record = match updated {
+    let record = match cancel_job(&state, &found.tenant, &id).await? {
         Update::Missing => return Err(ApiError::NotFound(format!("no job {id}"))),
         Update::Unchanged(r) => {
             return Err(ApiError::Conflict(format!(
@@ -61,6 +48,34 @@ pub async fn cancel(
             )))
         }
         Update::Applied(r) => r,
+    };
+    Ok(Json(record))
+}
+
+/// Cancel `tenant`'s job `id` unless it already finished: the record by compare-and-set,
+/// then the `cancelled` event and the broadcast to the worker running it (best effort).
+/// `Update::Applied` when this call cancelled it.
+pub(crate) async fn cancel_job(
+    state: &AppState,
+    tenant: &str,
+    id: &JobId,
+) -> Result<Update, ApiError> {
+    let id = *id;
+    let jet = state.jet();
+    let now = OffsetDateTime::now_utc();
+    let updated = jet
+        .records
+        .update(tenant, &id, None, |r| {
+            if !r.status.can_become(JobStatus::Cancelled) {
+                return false;
+            }
+            r.status = JobStatus::Cancelled;
+            r.finished_at = Some(now);
+            true
+        })
+        .await?;
+    let Update::Applied(record) = &updated else {
+        return Ok(updated);
     };
     let event = JobEvent {
         job_id: id,
@@ -84,5 +99,5 @@ pub async fn cancel(
         tracing::warn!(job_id = %id, error = %e, "could not broadcast the cancel");
     }
     tracing::info!(job_id = %id, "job cancelled");
-    Ok(Json(record))
+    Ok(updated)
 }

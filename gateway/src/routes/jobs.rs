@@ -78,6 +78,7 @@ pub async fn submit(
         max_attempts: req.max_attempts,
         timeout_ms: req.timeout_ms,
         chaos: req.chaos,
+        batch: None,
     };
     let jet = state.jet();
     let (mut claimed, mut healing) = (None, false);
@@ -141,16 +142,8 @@ async fn accept(
     }
     let jet = state.jet();
     let use_cache = state.options().result_cache && cache::cacheable(msg) && !no_cache(headers);
-    if use_cache {
-        if let Some(source) = cache::lookup(&jet.result_cache, &jet.records, msg).await? {
-            let record = cache::hit_record(msg, &source);
-            jet.records.create(&record).await?;
-            for event in [EventType::Accepted, EventType::Done] {
-                publish_event(jet, msg, event).await;
-            }
-            tracing::info!(job_id = %msg.id, kind = %kind, source = %source.id, "job answered from the result cache");
-            return Ok((JobStatus::Done, true));
-        }
+    if use_cache && answer_from_cache(state, msg).await? {
+        return Ok((JobStatus::Done, true));
     }
     if let Some(max) = state.options().max_in_flight_per_tenant {
         let in_flight = crate::usage::in_flight_now(state.index(), &msg.tenant).await?;
@@ -167,6 +160,34 @@ async fn accept(
     publish_job(&jet.js, msg)
         .await
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
+    committed(state, msg, use_cache).await;
+    Ok((JobStatus::Pending, false))
+}
+
+/// Answer `msg` from the result cache if an identical job is done: its own `done` record
+/// and events. `Ok(false)` on a miss.
+pub(crate) async fn answer_from_cache(
+    state: &AppState,
+    msg: &JobMessage,
+) -> Result<bool, ApiError> {
+    let jet = state.jet();
+    let Some(source) = cache::lookup(&jet.result_cache, &jet.records, msg).await? else {
+        return Ok(false);
+    };
+    let record = cache::hit_record(msg, &source);
+    jet.records.create(&record).await?;
+    for event in [EventType::Accepted, EventType::Done] {
+        publish_event(jet, msg, event).await;
+    }
+    tracing::info!(job_id = %msg.id, kind = %msg.spec.kind(), source = %source.id, "job answered from the result cache");
+    Ok(true)
+}
+
+/// What follows a job's PubAck: metrics, the `accepted` event, the `pending` record and
+/// the result cache entry (`use_cache`). Best effort, never fails the request.
+pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: bool) {
+    let jet = state.jet();
+    let kind = msg.spec.kind();
     state.metrics().jobs.submitted(kind.as_str());
 
     // The job is committed. The event and the record are conveniences a worker can
@@ -184,7 +205,6 @@ async fn accept(
         cache::remember(&jet.result_cache, &jet.records, msg).await;
     }
     tracing::info!(job_id = %msg.id, kind = %kind, "job accepted");
-    Ok((JobStatus::Pending, false))
 }
 
 /// The answer to a repeated `Idempotency-Key`: 200 with the job the first request made.
@@ -219,7 +239,7 @@ fn location(url: &str) -> HeaderMap {
 }
 
 /// `Cache-Control: no-cache` (or `no-store`) asks for a fresh computation.
-fn no_cache(headers: &HeaderMap) -> bool {
+pub(crate) fn no_cache(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -234,7 +254,7 @@ fn no_cache(headers: &HeaderMap) -> bool {
 }
 
 /// Publish a gateway-side lifecycle event; best effort (logged on failure).
-async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, event: EventType) {
+pub(crate) async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, event: EventType) {
     let e = JobEvent {
         job_id: msg.id,
         tenant: msg.tenant.clone(),
@@ -251,7 +271,7 @@ async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, event: EventT
 }
 
 /// A publish refused because the `JOBS` stream is at `--max-queued` becomes a 429.
-fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) -> ApiError {
+pub(crate) fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) -> ApiError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
         // The server's answer: err_code 10077, "maximum messages exceeded" (or bytes).
@@ -274,6 +294,19 @@ async fn publish_job(
     js: &async_nats::jetstream::Context,
     msg: &JobMessage,
 ) -> Result<(), jetmill_natsx::NatsxError> {
+    send_job(js, msg)
+        .await?
+        .await
+        .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
+    Ok(())
+}
+
+/// Send `msg` to `JOBS` without waiting for its PubAck (the returned future is the ack),
+/// so a batch can send every job before awaiting any ack.
+pub(crate) async fn send_job(
+    js: &async_nats::jetstream::Context,
+    msg: &JobMessage,
+) -> Result<async_nats::jetstream::context::PublishAckFuture, jetmill_natsx::NatsxError> {
     let payload = msg
         .encode()
         .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
@@ -286,20 +319,16 @@ async fn publish_job(
     headers.insert(names::HDR_JOB_ID, id.as_str());
     headers.insert(names::HDR_KIND, msg.spec.kind().as_str());
     headers.insert(names::HDR_TENANT, msg.tenant.as_str());
-    headers.insert(
-        names::HDR_SCHEMA,
-        jetmill_proto::SCHEMA_VERSION.to_string().as_str(),
-    );
+    headers.insert(names::HDR_SCHEMA, msg.schema().to_string().as_str());
+    if let Some(batch) = &msg.batch {
+        headers.insert(names::HDR_BATCH_ID, batch.to_string().as_str());
+    }
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_POSTCARD);
     jetmill_natsx::trace::inject_current(&mut headers);
     let subject = names::job_subject(msg.priority, msg.spec.kind());
-    let ack = js
-        .publish_with_headers(subject, headers, payload.into())
+    js.publish_with_headers(subject, headers, payload.into())
         .await
-        .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
-    ack.await
-        .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
-    Ok(())
+        .map_err(jetmill_natsx::NatsxError::js("publish job"))
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<JobId, ApiError> {

@@ -33,6 +33,8 @@ pub struct ListParams {
     pub cursor: Option<String>,
     /// Admins only: list this tenant (default: every tenant).
     pub tenant: Option<String>,
+    /// Only the jobs of this batch (`POST /v1/jobs/batch`).
+    pub batch: Option<String>,
 }
 
 /// A page of `GET /v1/jobs`.
@@ -139,6 +141,7 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
         ("limit" = Option<u32>, Query, description = "Page size 1..1000 (default 50)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("tenant" = Option<String>, Query, description = "Admins only: one tenant"),
+        ("batch" = Option<String>, Query, description = "Only the jobs of this batch (its id from POST /v1/jobs/batch)"),
     ),
     responses(
         (status = 200, description = "A page of jobs, newest first", body = JobList),
@@ -148,14 +151,22 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-/// `GET /v1/jobs?status=&kind=&limit=&cursor=`: one page, newest first.
+/// `GET /v1/jobs?status=&kind=&limit=&cursor=&batch=`: one page, newest first.
 pub async fn list(
     State(state): State<AppState>,
     caller: Principal,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
-    let Query(params) = params.map_err(|e| bad("query", e.body_text()))?;
+    let Query(mut params) = params.map_err(|e| bad("query", e.body_text()))?;
+    let batch = params.batch.take();
     let q = query(&caller, params)?;
+    if let Some(batch) = batch {
+        let (jobs, next) = super::batch::list_jobs(&state, &caller, &batch, &q).await?;
+        return Ok(Json(JobList {
+            jobs,
+            next_cursor: next.map(|id| id.to_string()),
+        }));
+    }
     let page = match state.list_index() {
         Some(index) => match index.page(&q).await? {
             Ok(page) => {

@@ -1,5 +1,6 @@
 //! The router: one module per URL subtree.
 
+mod batch;
 mod cancel;
 mod health;
 mod jobs;
@@ -13,7 +14,7 @@ mod workers;
 use crate::{observe, ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
@@ -32,6 +33,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/metrics", get(observe::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/jobs", get(list::list).post(jobs::submit))
+        .route("/v1/jobs/batch", post(batch::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
@@ -42,6 +44,10 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
     let waiting = Router::new()
         .route("/v1/jobs/{id}", get(live::get_one).delete(cancel::cancel))
         .route("/v1/jobs/{id}/events", get(live::events))
+        .route(
+            "/v1/batches/{id}",
+            get(batch::get_one).delete(batch::cancel),
+        )
         .route("/v1/events", get(live::feed))
         .layer(timeout(request_timeout + max_wait));
     quick
