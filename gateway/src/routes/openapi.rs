@@ -115,6 +115,15 @@ fn exact(doc: &mut Value, limits: &Limits) {
     if let Some(schema) = doc.pointer_mut("/components/schemas/SubmitBody") {
         *schema = submit_body(limits);
     }
+    // A batch is 1 to MAX_ITEMS job specs (an empty or oversized batch is a 422).
+    if let Some(body) = doc.pointer_mut("/paths/~1v1~1jobs~1batch/post/requestBody/content") {
+        if let Some(body) = body.as_object_mut() {
+            for media in body.values_mut() {
+                media["schema"]["minItems"] = json!(1);
+                media["schema"]["maxItems"] = json!(jetmill_proto::MAX_BATCH);
+            }
+        }
+    }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -164,6 +173,7 @@ fn parameter_schema(place: &str, name: &str) -> Option<Value> {
     Some(match (place, name) {
         ("path", "id") => uuid(),
         ("query", "cursor") => uuid(),
+        ("query", "batch") => uuid(),
         ("query", "status") => one_of(STATUSES.to_vec()),
         ("query", "kind") => one_of(JobKind::ALL.iter().map(|k| k.as_str()).collect()),
         ("query", "limit") => {
