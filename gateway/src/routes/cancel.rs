@@ -12,7 +12,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
 use jetmill_natsx::{events, Update};
-use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord, JobStatus};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobRecord};
 use time::OffsetDateTime;
 
 #[utoipa::path(
@@ -43,14 +43,7 @@ pub async fn cancel(
     let now = OffsetDateTime::now_utc();
     let updated = jet
         .records
-        .update(&found.tenant, &id, None, |r| {
-            if !r.status.can_become(JobStatus::Cancelled) {
-                return false;
-            }
-            r.status = JobStatus::Cancelled;
-            r.finished_at = Some(now);
-            true
-        })
+        .update(&found.tenant, &id, None, |r| r.cancel(now).is_ok())
         .await?;
     let record = match updated {
         Update::Missing => return Err(ApiError::NotFound(format!("no job {id}"))),
