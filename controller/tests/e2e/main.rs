@@ -18,6 +18,7 @@ mod otlp;
 mod raw_results;
 mod reliability;
 mod result_cache;
+mod store_full;
 mod traces;
 mod usage;
 mod validation;

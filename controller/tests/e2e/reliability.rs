@@ -403,3 +403,46 @@ async fn a_nats_restart_in_the_middle_of_a_run_loses_nothing() {
     }
     wait_stream_empty(&app, "every job acked after the restart").await;
 }
+
+#[tokio::test]
+async fn a_worker_told_to_stop_after_nats_died_exits_within_its_grace_period_and_a_bound() {
+    let mut app = TestApp::gateway_only().await;
+    let grace = 1.0;
+    app.start_worker_process(
+        "orphan",
+        &[
+            "--concurrency",
+            "1",
+            "--ack-wait-secs",
+            "2",
+            "--drain-grace-secs",
+            &grace.to_string(),
+        ],
+    );
+    // Still in its kernel when NATS dies and the worker is told to stop.
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 11, "chaos": {"delay_ms": 3000}}))
+        .await;
+    app.wait_record(&id, WAIT, "running on orphan", |r| {
+        r["status"] == "running" && r["worker"] == "orphan"
+    })
+    .await;
+    app.nats.stop();
+    app.workers[0].signal("TERM");
+    // The grace period, the bound for the last writes, and a little for the process.
+    let bound =
+        Duration::from_secs_f64(grace) + jetmill_worker::LAST_WRITES + Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let status = app.workers[0].wait_exit(bound).await;
+    assert!(status.success(), "exit status {status}");
+    let took = started.elapsed();
+
+    // What the worker could not settle, JetStream delivers again.
+    app.nats.restart();
+    app.start_worker_process("heir", &["--concurrency", "1", "--ack-wait-secs", "2"]);
+    let rec = app.wait_finished(&id, WAIT).await;
+    assert_eq!(rec["status"], "done", "{rec}");
+    assert_eq!(rec["worker"], "heir", "{rec}");
+    assert_eq!(rec["result"], "39916800");
+    eprintln!("the orphaned worker stopped {took:?} after SIGTERM");
+}

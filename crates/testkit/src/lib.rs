@@ -28,6 +28,16 @@ pub struct NatsServer {
     /// The port of the first start, reused by restarts so clients reconnect.
     port: u16,
     monitor_port: u16,
+    /// What [`NatsServer::start_with`] was asked for (kept for restarts).
+    options: Options,
+}
+
+/// Settings of a test server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// JetStream's file storage limit in bytes (`jetstream { max_file_store }`), to
+    /// test what jetmill does when the store is full. `None`: the server's default.
+    pub max_file_store: Option<u64>,
 }
 
 /// Path of the nats-server binary, or a panic that says how to install it.
@@ -67,6 +77,11 @@ pub fn workspace_root() -> PathBuf {
 impl NatsServer {
     /// Start a JetStream-enabled server on random loopback ports and wait until it is ready.
     pub fn start() -> NatsServer {
+        Self::start_with(Options::default())
+    }
+
+    /// [`NatsServer::start`] with `options` (e.g. a small file store).
+    pub fn start_with(options: Options) -> NatsServer {
         let bin = nats_server_bin();
         let store = tempfile::Builder::new()
             .prefix("jetmill-nats-store")
@@ -85,6 +100,7 @@ impl NatsServer {
             bin,
             port: 0,
             monitor_port: 0,
+            options,
         };
         server.launch(None);
         server
@@ -100,7 +116,18 @@ impl NatsServer {
         let (p, m) = ports
             .map(|(p, m)| (p.to_string(), m.to_string()))
             .unwrap_or(("-1".into(), "-1".into()));
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(max) = self.options.max_file_store {
+            // No flag for it: a config file, next to (not inside) the store.
+            let conf = self.ports_dir.path().join("limits.conf");
+            std::fs::write(
+                &conf,
+                format!("jetstream {{\n  max_file_store: {max}\n}}\n"),
+            )
+            .expect("write nats-server config");
+            command.arg("-c").arg(conf);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
             .arg(self.store.path())
             .arg("--ports_file_dir")
