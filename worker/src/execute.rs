@@ -155,6 +155,7 @@ async fn run(
         .started(kind, delivered, crate::observe::queue_wait(job));
     let trace_id = crate::observe::trace_id(message);
     tracing::info!("job started");
+    tracing::debug!(kind, delivery = delivered, "computing");
     let started_at = OffsetDateTime::now_utc();
     let max = settle::max_attempts(ctx, job);
     // The record is read while the kernel already runs: a small job's slot is then
@@ -207,7 +208,7 @@ async fn run(
         marking.store(true, Ordering::Relaxed);
         match Plan::of(read.clone().await, max) {
             Plan::Run { version, attempt } => {
-                let run = self_info(ctx, attempt, started_at, trace_id.clone());
+                let run = attempt_info(ctx, attempt, started_at, trace_id.clone());
                 mark_running(ctx, job, &run, version, &cancel).await
             }
             _ => None,
@@ -252,7 +253,7 @@ async fn run(
         Plan::Unknown(e) => {
             // Nothing was written for this attempt: attempt 0 undoes nothing.
             let why = AttemptError::Infra(e);
-            return (0, why.verdict(ctx, 0, delivered));
+            return (0, why.verdict(ctx.retry_base, 0, delivered));
         }
     };
     // What the `done` write starts from: the running mark's version, else the read.
@@ -263,21 +264,22 @@ async fn run(
     let verdict = match end {
         Ok((decimal, info)) => match store(ctx, job, info, decimal).await {
             Ok((inline, info)) => Verdict::Ack(Ack::Done(Box::new(Done {
-                run: self_info(ctx, attempt, started_at, trace_id.clone()),
+                run: attempt_info(ctx, attempt, started_at, trace_id.clone()),
                 inline,
                 info,
                 known,
             }))),
-            Err(e) => AttemptError::from(e).verdict(ctx, attempt, delivered),
+            Err(e) => AttemptError::from(e).verdict(ctx.retry_base, attempt, delivered),
         },
         Err(AttemptError::Stopped) => stopped(ctx, job, delivered).await,
-        Err(e) => e.verdict(ctx, attempt, delivered),
+        Err(e) => e.verdict(ctx.retry_base, attempt, delivered),
     };
     slot.release();
     (attempt, verdict)
 }
 
-fn self_info(
+/// What the record shows of this worker's attempt while running and once done.
+fn attempt_info(
     ctx: &WorkerCtx,
     attempt: u32,
     started_at: OffsetDateTime,
@@ -314,10 +316,10 @@ async fn store(
 async fn stopped(ctx: &WorkerCtx, job: &JobMessage, delivered: u32) -> Verdict {
     match ctx.jet.records.get(&job.tenant, &job.id).await {
         Ok(Some((r, _))) if r.status.is_terminal() => Verdict::Ack(Ack::Stopped(r.status)),
-        Ok(_) => AttemptError::Stopped.verdict(ctx, 0, delivered),
+        Ok(_) => AttemptError::Stopped.verdict(ctx.retry_base, 0, delivered),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the record of a stopped job");
-            AttemptError::Stopped.verdict(ctx, 0, delivered)
+            AttemptError::Stopped.verdict(ctx.retry_base, 0, delivered)
         }
     }
 }

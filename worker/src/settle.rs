@@ -98,8 +98,10 @@ pub struct Done {
 }
 
 impl AttemptError {
-    /// The verdict for this error on attempt `attempt` of a job that may have `max`.
-    pub fn verdict(self, ctx: &WorkerCtx, attempt: u32, delivered: u32) -> Verdict {
+    /// The verdict for this error on attempt `attempt`, delivery `delivered`, with
+    /// retries starting at `retry_base` (whether it was the last attempt is for
+    /// [`settle`] to decide).
+    pub fn verdict(self, retry_base: Duration, attempt: u32, delivered: u32) -> Verdict {
         match self {
             AttemptError::Invalid(_) => Verdict::Abort {
                 reason: self.to_string(),
@@ -113,12 +115,12 @@ impl AttemptError {
                 why: self,
             },
             AttemptError::Resources(_) => Verdict::Retry {
-                after: backoff(ctx.retry_base, attempt),
+                after: backoff(retry_base, attempt),
                 counts: false,
                 error: self,
             },
             AttemptError::Kernel(_) | AttemptError::TimedOut(_) => Verdict::Retry {
-                after: backoff(ctx.retry_base, attempt),
+                after: backoff(retry_base, attempt),
                 counts: true,
                 error: self,
             },
@@ -446,8 +448,44 @@ const ACK_CONFIRM: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
-    use super::{backoff, hand_back_delay, HAND_BACK_MAX};
+    use super::{backoff, hand_back_delay, AttemptError, Verdict, HAND_BACK_MAX};
+    use jetmill_natsx::NatsxError;
     use std::time::Duration;
+
+    const BASE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn each_error_has_its_verdict() {
+        let v = |e: AttemptError| e.verdict(BASE, 2, 3);
+        assert!(matches!(
+            v(AttemptError::Kernel("boom".into())),
+            Verdict::Retry { counts: true, after, .. } if after == Duration::from_millis(200)
+        ));
+        assert!(matches!(
+            v(AttemptError::TimedOut(1.0)),
+            Verdict::Retry { counts: true, .. }
+        ));
+        assert!(matches!(
+            v(AttemptError::Resources("no thread".into())),
+            Verdict::Retry { counts: false, .. }
+        ));
+        assert!(
+            matches!(v(AttemptError::Invalid("not a number".into())), Verdict::Abort { reason } if reason == "invalid input: not a number"),
+            "an input the kernel cannot compute is never retried"
+        );
+        assert!(matches!(
+            v(AttemptError::Stopped),
+            Verdict::HandBack { after, .. } if after.is_zero()
+        ));
+        let full = NatsxError::Corrupt {
+            what: "x".into(),
+            detail: "insufficient resources".into(),
+        };
+        assert!(
+            matches!(v(full.into()), Verdict::HandBack { after, .. } if after == hand_back_delay(3)),
+            "a NATS fault is handed back with the delivery's delay"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
