@@ -446,3 +446,58 @@ async fn a_worker_told_to_stop_after_nats_died_exits_within_its_grace_period_and
     assert_eq!(rec["result"], "39916800");
     eprintln!("the orphaned worker stopped {took:?} after SIGTERM");
 }
+
+#[tokio::test]
+async fn an_input_the_kernel_refuses_fails_at_once_and_is_never_retried() {
+    let app = TestApp::spawn().await;
+    // The gateway refuses a zero modulus; a message published around it (an older
+    // gateway, a hand-written job) reaches the kernel, which reports the input invalid.
+    let id = jetmill_proto::JobId::new();
+    let job = jetmill_proto::JobMessage {
+        id,
+        tenant: names::DEFAULT_TENANT.into(),
+        spec: jetmill_proto::JobSpec::Fibonacci {
+            n: 10,
+            modulus: Some(0),
+        },
+        priority: Default::default(),
+        submitted_at_ms: jetmill_proto::now_ms(),
+        max_attempts: Some(5),
+        timeout_ms: None,
+        chaos: None,
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.to_string().as_str());
+    app.js()
+        .await
+        .publish_with_headers(
+            names::job_subject(Default::default(), job.spec.kind()),
+            headers,
+            job.encode().expect("encode").into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let id = id.to_string();
+    // No gateway wrote its record: it exists once the worker has taken the job.
+    let stored = jetmill_testkit::wait_until(WAIT, || async {
+        let url = app.url(&format!("/v1/jobs/{id}"));
+        matches!(app.http.get(url).send().await, Ok(r) if r.status().as_u16() == 200)
+    })
+    .await;
+    assert!(stored, "the worker recorded the job");
+    let rec = app.wait_finished(&id, WAIT).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["attempts"], 1, "not retried: {rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid input")),
+        "{rec}"
+    );
+    wait_stream_empty(&app, "the refused job is terminated").await;
+    let events = app.events_of(&id).await;
+    assert_eq!(count(&events, "retried"), 0, "{events:?}");
+    assert_eq!(count(&events, "failed"), 1, "{events:?}");
+}
