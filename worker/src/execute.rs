@@ -74,9 +74,14 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     }
     crate::observe::queue_wait_span(&message, &job, delivered);
     let _running = ctx.register(job.id, cancel.clone());
+    let mut slot = slot;
     async {
-        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel, slot).await;
+        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel, &mut slot).await;
+        // The kernel is over: the slot serves the next job, while the finishing room is
+        // held until this one is settled (what `--finishing-limit` and a drain count).
+        slot.release();
         settle(ctx, &message, &job, attempt, delivered, verdict).await;
+        drop(slot);
     }
     .instrument(span)
     .await
@@ -146,7 +151,7 @@ async fn run(
     job: &JobMessage,
     delivered: u32,
     cancel: Arc<AtomicBool>,
-    mut slot: Slot,
+    slot: &mut Slot,
 ) -> (u32, Verdict) {
     let kind = job.spec.kind().as_str();
     let _in_flight = ctx
