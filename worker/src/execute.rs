@@ -76,7 +76,8 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     let _running = ctx.register(job.id, cancel.clone());
     let mut slot = slot;
     async {
-        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel, &mut slot).await;
+        // The slot is held through the kernel and a large result's upload.
+        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel).await;
         // The kernel is over: the slot serves the next job, while the finishing room is
         // held until this one is settled (what `--finishing-limit` and a drain count).
         slot.release();
@@ -151,7 +152,6 @@ async fn run(
     job: &JobMessage,
     delivered: u32,
     cancel: Arc<AtomicBool>,
-    slot: &mut Slot,
 ) -> (u32, Verdict) {
     let kind = job.spec.kind().as_str();
     let _in_flight = ctx
@@ -279,7 +279,6 @@ async fn run(
         Err(AttemptError::Stopped) => stopped(ctx, job, delivered).await,
         Err(e) => e.verdict(ctx.retry_base, attempt, delivered),
     };
-    slot.release();
     (attempt, verdict)
 }
 

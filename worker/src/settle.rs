@@ -298,7 +298,7 @@ async fn hand_back(
         .update(&job.tenant, &job.id, None, |r| r.hand_back(attempt).is_ok())
         .await;
     if let Err(e) = written {
-        tracing::debug!(error = %e, "could not put the record back to pending");
+        tracing::warn!(error = %e, "could not put the record back to pending; if it shows this attempt running, the attempt stays counted");
     }
     match &why {
         AttemptError::Stopped => tracing::info!("job handed back to the queue"),

@@ -106,6 +106,16 @@ async fn a_full_store_delays_jobs_without_failing_them_and_all_finish_once_space
             .filter(|l| l.contains(id) && l.contains("handing the job back (not counted"))
             .count()
     };
+    // A hand-back does not count; the one thing that can is an attempt already
+    // recorded `running` whose hand-back write the full store refused as well (the
+    // next delivery cannot tell it from a worker that died), and the worker logs it.
+    let lost_writes = |id: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(id) && l.contains("could not put the record back to pending"))
+            .count() as u64
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         for (id, _) in &ids {
@@ -115,7 +125,7 @@ async fn a_full_store_delays_jobs_without_failing_them_and_all_finish_once_space
                 "a job must not end while the store is full: {rec}"
             );
             assert!(
-                rec["attempts"].as_u64().unwrap_or(0) <= 1,
+                rec["attempts"].as_u64().unwrap_or(0) <= 1 + lost_writes(id),
                 "hand-backs are not attempts: {rec}"
             );
         }
@@ -137,12 +147,18 @@ async fn a_full_store_delays_jobs_without_failing_them_and_all_finish_once_space
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Free the space: every waiting job finishes, on its first counted attempt.
+    // Free the space: every waiting job finishes.
     filler.purge().await.expect("purge the filler");
     for (id, n) in &ids {
         let rec: Value = app.wait_finished(id, Duration::from_secs(120)).await;
         assert_eq!(rec["status"], "done", "{rec}");
-        assert_eq!(rec["attempts"], 1, "hand-backs did not count: {rec}");
+        let attempts = rec["attempts"].as_u64().unwrap_or(0);
+        assert!(
+            (1..=1 + lost_writes(id)).contains(&attempts),
+            "handed back {} times, {} hand-back writes refused: {rec}",
+            handed_back(id),
+            lost_writes(id)
+        );
         assert_eq!(rec["result_info"]["location"]["store"], "object", "{rec}");
         assert_eq!(
             rec["result_info"]["sha256"].as_str(),
