@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-/// Shared by the fetcher and every runner of one worker process.
+/// Shared by the fetcher and every job's task in one worker process.
 pub struct WorkerCtx {
     /// NATS handles.
     pub jet: Jet,
@@ -22,7 +22,10 @@ pub struct WorkerCtx {
     pub default_timeout: Duration,
     /// First retry delay (doubles per attempt).
     pub retry_base: Duration,
-    /// Free job slots; a runner holds one from delivery to the end of its kernel
+    /// Attempts a job gets at most (`--max-deliver`; a job's `max_attempts` may lower
+    /// it). Counted in the record, not by JetStream: hand-backs do not count.
+    pub max_attempts: u32,
+    /// Free job slots; a job holds one from delivery to the end of its kernel
     /// (or of its result upload, for results too big for the record).
     pub slots: Arc<Semaphore>,
     /// Room for jobs in flight after their slot (writing result, event, ack).
@@ -37,7 +40,7 @@ pub struct WorkerCtx {
     last_kernel_us: AtomicU64,
     /// Configured slot count (changed live by the controller).
     concurrency: AtomicUsize,
-    /// Slots held by runners now (see [`Slot`]).
+    /// Slots held by jobs now (see [`Slot`]).
     busy: Arc<AtomicUsize>,
     /// The worker's own concurrency (flag or cores), used when the config sets none.
     pub default_concurrency: usize,
@@ -77,6 +80,7 @@ impl WorkerCtx {
             inline_limit: args.inline_limit,
             default_timeout: Duration::from_secs_f64(args.default_timeout_secs.max(0.001)),
             retry_base: Duration::from_millis(args.retry_base_ms),
+            max_attempts: u32::try_from(args.queue.max_deliver.max(1)).unwrap_or(u32::MAX),
             slots: Arc::new(Semaphore::new(concurrency)),
             finishing: Arc::new(Semaphore::new(args.finishing_limit.max(1))),
             finishing_limit: args.finishing_limit.max(1),
@@ -124,7 +128,7 @@ impl WorkerCtx {
         }
     }
 
-    /// Turn a pulled permit into a runner's slot, unless the worker is already at its
+    /// Turn a pulled permit into a job's slot, unless the worker is already at its
     /// (possibly just lowered) concurrency: a shrink takes effect at once, even while
     /// a pull request asked for more jobs before it.
     ///
@@ -206,7 +210,7 @@ impl WorkerCtx {
         }
     }
 
-    /// Stop every running kernel; their runners hand the jobs back to the queue.
+    /// Stop every running kernel; their attempts hand the jobs back to the queue.
     pub fn abandon_all(&self) {
         if let Ok(m) = self.running.lock() {
             for flag in m.values() {

@@ -1,19 +1,20 @@
-//! The fetcher actor: pulls jobs only when a slot is free, one runner per job.
+//! The fetcher: pulls jobs only when a slot is free, one task per job.
 //!
-//! A pull loop (a task owned by the actor) waits for a free slot, asks the
-//! consumer for as many messages as there are free slots, and hands each
-//! message with its slot permit to the actor, which starts a runner. Jobs are
-//! prefetched beyond free slots only while kernels are quick (`--prefetch`), and
-//! then only briefly, so a worker busy with big jobs leaves work to others.
-//! A slot is held until the job's kernel ends; the job's last writes (record,
-//! event, ack) happen outside it, bounded by `--finishing-limit`.
+//! A pull loop waits for a free slot, asks the consumer for as many messages as
+//! there are free slots, and starts each message's attempt (`execute::attempt`) on
+//! its own task, holding its slot. Jobs are prefetched beyond free slots only while
+//! kernels are quick (`--prefetch`), and then only briefly, so a worker busy with big
+//! jobs leaves work to others. A slot is held until the job's kernel ends; the job's
+//! last writes (record, event, ack) happen outside it, bounded by `--finishing-limit`.
+//! If the loop itself panics (a bug), it is started again.
 
 use crate::context::{Slot, WorkerCtx};
-use crate::runner::{self, Runner};
+use crate::execute;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use futures::{FutureExt, StreamExt};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,94 +24,36 @@ const PREFETCH_WAIT: Duration = Duration::from_millis(500);
 /// How long one pull request waits for messages before asking again.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
-/// Stateless handler.
-pub struct Fetcher;
-
-/// What the fetcher is started with.
-pub struct Args {
-    pub ctx: Arc<WorkerCtx>,
-    pub consumer: PullConsumer,
-    /// Cancelled when the worker drains: stop pulling.
-    pub stop: CancellationToken,
-}
-
-/// Messages to the fetcher.
-pub enum FetcherMsg {
-    /// A job arrived; start a runner holding `slot` (released when its kernel ends).
-    Delivered(Box<Message>, Slot),
-}
-
-/// The fetcher's state: the shared context and the pull loop's task.
-pub struct State {
-    ctx: Arc<WorkerCtx>,
-    pull: tokio::task::JoinHandle<()>,
-}
-
-impl Actor for Fetcher {
-    type Msg = FetcherMsg;
-    type State = State;
-    type Arguments = Args;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<FetcherMsg>,
-        args: Args,
-    ) -> Result<State, ActorProcessingErr> {
-        let pull = tokio::spawn(pull_loop(
-            args.ctx.clone(),
-            args.consumer,
-            args.stop,
-            myself,
-        ));
-        Ok(State {
-            ctx: args.ctx,
-            pull,
-        })
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<FetcherMsg>,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.pull.abort();
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<FetcherMsg>,
-        msg: FetcherMsg,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            FetcherMsg::Delivered(message, permit) => {
-                let args = runner::Args {
-                    ctx: state.ctx.clone(),
-                    message: *message,
-                    permit,
-                };
-                if let Err(e) = Actor::spawn_linked(None, Runner, args, myself.get_cell()).await {
-                    // The message was moved into the failed spawn; it is redelivered after ack_wait.
-                    tracing::error!(error = %e, "could not start a job runner");
+/// Pull and start jobs until `stop` (the drain); a panicking pull loop is restarted.
+pub async fn run(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: CancellationToken) {
+    loop {
+        let pulling = tokio::spawn(pull_loop(ctx.clone(), consumer.clone(), stop.clone()));
+        match pulling.await {
+            Err(e) if e.is_panic() && !stop.is_cancelled() => {
+                tracing::error!("the pull loop panicked; restarting it");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
+            _ => return,
         }
-        Ok(())
     }
+}
 
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<FetcherMsg>,
-        event: SupervisionEvent,
-        _: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        // A runner ending (or failing) is routine: its job's fate is already in the record.
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            tracing::error!(actor = ?cell.get_id(), error = %err, "job runner failed");
+/// Start one delivery's attempt on its own task. A panic outside the kernel (a bug)
+/// is logged; the message, never acked, is delivered again after `ack_wait`.
+fn start(ctx: &Arc<WorkerCtx>, message: Message, slot: Slot) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let attempt = AssertUnwindSafe(execute::attempt(&ctx, message, cancel, slot))
+            .catch_unwind()
+            .await;
+        if attempt.is_err() {
+            tracing::error!("job attempt panicked outside the kernel; it will be delivered again");
         }
-        Ok(())
-    }
+    });
 }
 
 /// Give back a job that arrived for a pull request opened before a freeze or a
@@ -120,12 +63,7 @@ async fn hand_back(message: &Message, why: &str) {
     let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
 }
 
-async fn pull_loop(
-    ctx: Arc<WorkerCtx>,
-    consumer: PullConsumer,
-    stop: CancellationToken,
-    fetcher: ActorRef<FetcherMsg>,
-) {
+async fn pull_loop(ctx: Arc<WorkerCtx>, consumer: PullConsumer, stop: CancellationToken) {
     let mut frozen = ctx.frozen.subscribe();
     loop {
         if *frozen.borrow_and_update() {
@@ -220,12 +158,7 @@ async fn pull_loop(
                         hand_back(&message, "concurrency lowered").await;
                         continue;
                     };
-                    if let Err(e) =
-                        fetcher.send_message(FetcherMsg::Delivered(Box::new(message), slot))
-                    {
-                        tracing::error!(error = %e, "fetcher is gone; stopping the pull loop");
-                        return;
-                    }
+                    start(&ctx, message, slot);
                 }
                 Some(Some(Err(e))) => {
                     tracing::debug!(error = %e, "pull batch ended with an error");

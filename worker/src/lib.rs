@@ -1,10 +1,10 @@
 //! The jetmill worker: pulls jobs from JetStream and computes them.
 //!
-//! Actors (ractor): the [`supervisor`] starts the [`fetcher`], which pulls from
-//! the shared durable consumer only when a slot is free and starts one
-//! [`runner`] actor per job. The runner drives [`execute`], the attempt
-//! pipeline: mark running (compare-and-set), compute off the async runtime,
-//! store the result, mark done, then ack.
+//! The [`fetcher`] pulls from the shared durable consumer only when a slot is free
+//! and starts one task per job. The task drives [`execute`], the attempt pipeline
+//! (read the record, compute off the async runtime, mark running when slow, store a
+//! large result), which ends in one [`settle::Verdict`]; [`settle`] is the one place
+//! that writes the record's outcome, publishes the event and acks, naks or terminates.
 //!
 //! [`run`] is the whole worker until its shutdown token fires, then it drains.
 //! [`observe`] holds its tracing helpers and the optional `/metrics` listener.
@@ -17,14 +17,12 @@ pub mod execute;
 pub mod fetcher;
 pub mod listeners;
 pub mod observe;
-pub mod runner;
-pub mod supervisor;
+pub mod settle;
 
 pub use config::WorkerArgs;
 
 use anyhow::Context as _;
 use context::WorkerCtx;
-use ractor::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -61,7 +59,12 @@ pub async fn run_with(
         jetmill_natsx::connect(&args.nats, &format!("jetmill-worker {}", args.worker_id()))
             .await
             .context("connecting the worker to NATS")?;
-    let jet = jetmill_natsx::provision(client, args.queue.settings())
+    // JetStream may deliver a job any number of times: a hand-back (a drain, a full
+    // store, NATS out of reach) is a delivery but not an attempt, so the worker counts
+    // attempts in the record and enforces `--max-deliver` itself (see `settle`).
+    let mut settings = args.queue.settings();
+    settings.max_deliver = -1;
+    let jet = jetmill_natsx::provision(client, settings)
         .await
         .context("provisioning JetStream")?;
     let ctx = Arc::new(WorkerCtx::new(jet, &args, log));
@@ -86,40 +89,48 @@ pub async fn run_with(
 
     let listening = CancellationToken::new();
     let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));
-    let advisories = tokio::spawn(listeners::max_deliveries(ctx.clone(), listening.clone()));
     let watcher = tokio::spawn(control::watch(ctx.clone(), changes, listening.clone()));
     let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
-    let (sup, sup_handle) = Actor::spawn(
-        Some(format!("jetmill-worker-{}", ctx.worker_id)),
-        supervisor::Supervisor,
-        supervisor::Args {
-            ctx: ctx.clone(),
-            consumer,
-            stop_fetching: stop_fetching.clone(),
-        },
-    )
-    .await
-    .context("starting the worker's actors")?;
+    let fetching = tokio::spawn(fetcher::run(ctx.clone(), consumer, stop_fetching.clone()));
     tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), frozen = *ctx.frozen.borrow(), "worker started");
 
     shutdown.cancelled().await;
     tracing::info!("draining: no new jobs; waiting for running jobs");
     stop_fetching.cancel();
     let grace = Duration::from_secs_f64(args.drain_grace_secs.max(0.0));
-    if !ctx.wait_idle(grace).await {
+    let idle = ctx.wait_idle(grace).await;
+    // After the grace period, everything left gets one short bound, whether NATS
+    // answers or not: what could not be settled by then JetStream redelivers.
+    let deadline = tokio::time::Instant::now() + LAST_WRITES;
+    if !idle {
         tracing::warn!(
             running = ctx.running(),
             "grace period over; handing running jobs back to the queue"
         );
         ctx.abandon_all();
-        ctx.wait_idle(Duration::from_secs(10)).await;
+        if !ctx.wait_idle(LAST_WRITES).await {
+            tracing::warn!(
+                running = ctx.running(),
+                "jobs could not be settled in time (is NATS reachable?); JetStream delivers them again"
+            );
+        }
     }
-    sup.stop(Some("drained".into()));
     listening.cancel();
-    let _ = tokio::join!(cancels, advisories, watcher, heartbeat);
-    let _ = sup_handle.await;
-    ctx.jet.client.flush().await.ok();
+    let last_writes = async {
+        let _ = tokio::join!(cancels, watcher, heartbeat, fetching);
+        ctx.jet.client.flush().await.ok();
+    };
+    if tokio::time::timeout_at(deadline, last_writes)
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS did not take the worker's last writes in time; stopping anyway");
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
+
+/// How long a stopping worker waits, after its grace period, for its last writes
+/// (hand-backs, its report's removal, the flush).
+pub const LAST_WRITES: Duration = Duration::from_secs(5);

@@ -20,6 +20,7 @@ mod otlp;
 mod raw_results;
 mod reliability;
 mod result_cache;
+mod store_full;
 mod store_report;
 mod traces;
 mod usage;

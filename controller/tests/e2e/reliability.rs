@@ -403,3 +403,102 @@ async fn a_nats_restart_in_the_middle_of_a_run_loses_nothing() {
     }
     wait_stream_empty(&app, "every job acked after the restart").await;
 }
+
+#[tokio::test]
+async fn a_worker_told_to_stop_after_nats_died_exits_within_its_grace_period_and_a_bound() {
+    let mut app = TestApp::gateway_only().await;
+    let grace = 1.0;
+    app.start_worker_process(
+        "orphan",
+        &[
+            "--concurrency",
+            "1",
+            "--ack-wait-secs",
+            "2",
+            "--drain-grace-secs",
+            &grace.to_string(),
+        ],
+    );
+    // Still in its kernel when NATS dies and the worker is told to stop.
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 11, "chaos": {"delay_ms": 3000}}))
+        .await;
+    app.wait_record(&id, WAIT, "running on orphan", |r| {
+        r["status"] == "running" && r["worker"] == "orphan"
+    })
+    .await;
+    app.nats.stop();
+    app.workers[0].signal("TERM");
+    // The grace period, the bound for the last writes, and a little for the process.
+    let bound =
+        Duration::from_secs_f64(grace) + jetmill_worker::LAST_WRITES + Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let status = app.workers[0].wait_exit(bound).await;
+    assert!(status.success(), "exit status {status}");
+    let took = started.elapsed();
+
+    // What the worker could not settle, JetStream delivers again.
+    app.nats.restart();
+    app.start_worker_process("heir", &["--concurrency", "1", "--ack-wait-secs", "2"]);
+    let rec = app.wait_finished(&id, WAIT).await;
+    assert_eq!(rec["status"], "done", "{rec}");
+    assert_eq!(rec["worker"], "heir", "{rec}");
+    assert_eq!(rec["result"], "39916800");
+    eprintln!("the orphaned worker stopped {took:?} after SIGTERM");
+}
+
+#[tokio::test]
+async fn an_input_the_kernel_refuses_fails_at_once_and_is_never_retried() {
+    let app = TestApp::spawn().await;
+    // The gateway refuses a zero modulus; a message published around it (an older
+    // gateway, a hand-written job) reaches the kernel, which reports the input invalid.
+    let id = jetmill_proto::JobId::new();
+    let job = jetmill_proto::JobMessage {
+        id,
+        tenant: names::DEFAULT_TENANT.into(),
+        spec: jetmill_proto::JobSpec::Fibonacci {
+            n: 10,
+            modulus: Some(0),
+        },
+        priority: Default::default(),
+        submitted_at_ms: jetmill_proto::now_ms(),
+        max_attempts: Some(5),
+        timeout_ms: None,
+        chaos: None,
+        batch: None,
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.to_string().as_str());
+    app.js()
+        .await
+        .publish_with_headers(
+            names::job_subject(Default::default(), job.spec.kind()),
+            headers,
+            job.encode().expect("encode").into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let id = id.to_string();
+    // No gateway wrote its record: it exists once the worker has taken the job.
+    let stored = jetmill_testkit::wait_until(WAIT, || async {
+        let url = app.url(&format!("/v1/jobs/{id}"));
+        matches!(app.http.get(url).send().await, Ok(r) if r.status().as_u16() == 200)
+    })
+    .await;
+    assert!(stored, "the worker recorded the job");
+    let rec = app.wait_finished(&id, WAIT).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["attempts"], 1, "not retried: {rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid input")),
+        "{rec}"
+    );
+    wait_stream_empty(&app, "the refused job is terminated").await;
+    let events = app.events_of(&id).await;
+    assert_eq!(count(&events, "retried"), 0, "{events:?}");
+    assert_eq!(count(&events, "failed"), 1, "{events:?}");
+}

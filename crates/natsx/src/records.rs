@@ -68,28 +68,26 @@ impl Records {
         tenant: &str,
         id: &JobId,
     ) -> Result<Option<(JobRecord, u64)>, NatsxError> {
-        let key = names::record_key(tenant, id);
-        let entry = self
-            .kv
-            .entry(key.clone())
-            .await
-            .map_err(NatsxError::js("read job record"))?;
-        match entry {
-            Some(e) if e.operation == Operation::Put => {
-                Ok(Some((parse(&key, &e.value)?, e.revision)))
-            }
-            _ => Ok(None),
-        }
+        Ok(self
+            .read_version(tenant, id, None)
+            .await?
+            .and_then(|v| Some((v.record, v.revision?))))
     }
 
     /// Store a new record; returns `false` (and writes nothing) if one already exists.
     pub async fn create(&self, record: &JobRecord) -> Result<bool, NatsxError> {
-        let key = names::record_key(&record.tenant, &record.id);
-        match self.kv.create(&key, record.to_json().into()).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(NatsxError::js("create job record")(e)),
-        }
+        // A compare-and-set from "absent": a record found there is left alone.
+        let mut first = true;
+        let (update, _) = self
+            .update_from(
+                &record.tenant,
+                &record.id,
+                Some(Version::absent(record.clone())),
+                None,
+                |_| std::mem::replace(&mut first, false),
+            )
+            .await?;
+        Ok(matches!(update, Update::Applied(_)))
     }
 
     /// Read-decide-write under compare-and-set until it sticks.
@@ -143,11 +141,13 @@ impl Records {
         })
     }
 
-    /// [`Records::update`] starting from a version the caller already holds (saves the
-    /// read when nobody wrote since), returning the version after it as well.
+    /// The one compare-and-set loop every record write goes through ([`Records::update`]
+    /// and [`Records::create`] are this with no known version / an absent one).
     ///
-    /// With `known = None` it reads first. On a conflicting write it re-reads and calls
-    /// `decide` again, so `decide` always sees the latest record.
+    /// Starts from `known` when the caller holds a version (saves the read when nobody
+    /// wrote since), else reads. On a conflicting write it re-reads and calls `decide`
+    /// again, so `decide` always sees the latest record. Returns the version after it,
+    /// so a next write needs no read either.
     pub async fn update_from<F>(
         &self,
         tenant: &str,
@@ -169,22 +169,12 @@ impl Records {
                     None => return Ok((Update::Missing, None)),
                 },
             };
-            let Version {
-                mut record,
-                revision,
-            } = version;
-            let before = record.clone();
+            let mut record = version.record.clone();
             if !decide(&mut record) {
-                return Ok((
-                    Update::Unchanged(before.clone()),
-                    Some(Version {
-                        record: before,
-                        revision,
-                    }),
-                ));
+                return Ok((Update::Unchanged(version.record.clone()), Some(version)));
             }
             let value = record.to_json().into();
-            let written = match revision {
+            let written = match version.revision {
                 Some(rev) => match self.kv.update(&key, value, rev).await {
                     Ok(new) => Some(new),
                     Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,

@@ -29,7 +29,7 @@ pub use config::{RuntimeConfig, WorkerReport};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_VERSION};
-pub use record::{JobRecord, JobStatus, ResultInfo, ResultLocation};
+pub use record::{AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition};
 pub use request::{JobRequest, Limits, ValidationError};
 pub use usage::Usage;
 

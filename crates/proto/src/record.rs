@@ -2,6 +2,9 @@
 //!
 //! Status only moves forward (see [`JobStatus::can_become`]); writers use the
 //! KV revision (compare-and-set) so a late `running` never overwrites `done`.
+//! Every status change a writer makes is a method on [`JobRecord`]
+//! (`mark_running`, `mark_done`, `mark_failed_attempt`, `hand_back`, `cancel`),
+//! so the state machine lives here and nowhere else.
 
 use crate::{JobId, JobKind, JobMessage};
 use serde::{Deserialize, Serialize};
@@ -53,6 +56,39 @@ impl JobStatus {
             JobStatus::Running => true,
         }
     }
+}
+
+/// A status change the state machine refuses: the record stays as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} job cannot become {to}", from = from.as_str(), to = to.as_str())]
+pub struct Transition {
+    /// The record's status.
+    pub from: JobStatus,
+    /// The status that was asked for.
+    pub to: JobStatus,
+}
+
+impl Transition {
+    fn check(from: JobStatus, to: JobStatus) -> Result<(), Transition> {
+        if from.can_become(to) {
+            Ok(())
+        } else {
+            Err(Transition { from, to })
+        }
+    }
+}
+
+/// Who runs an attempt, as the record shows it while running and once done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptInfo {
+    /// The worker's id.
+    pub worker: String,
+    /// The attempt's number (1 for the first; hand-backs do not count).
+    pub attempt: u32,
+    /// When the attempt started.
+    pub started_at: OffsetDateTime,
+    /// The submission's trace id, if the record has none yet.
+    pub trace_id: Option<String>,
 }
 
 impl std::str::FromStr for JobStatus {
@@ -183,6 +219,121 @@ impl JobRecord {
         }
     }
 
+    /// The attempt a new delivery of this job would be: one more than the attempts
+    /// counted so far (a hand-back does not count, see [`JobRecord::hand_back`]).
+    pub fn next_attempt(&self) -> u32 {
+        self.attempts.saturating_add(1)
+    }
+
+    fn apply(&mut self, run: &AttemptInfo) {
+        self.attempts = self.attempts.max(run.attempt);
+        self.worker = Some(run.worker.clone());
+        self.started_at = Some(run.started_at);
+        if self.trace_id.is_none() {
+            self.trace_id = run.trace_id.clone();
+        }
+    }
+
+    /// A worker computes attempt `run.attempt`: `pending`/`running` -> `running`.
+    pub fn mark_running(&mut self, run: &AttemptInfo) -> Result<(), Transition> {
+        Transition::check(self.status, JobStatus::Running)?;
+        self.status = JobStatus::Running;
+        self.progress = 0.0;
+        self.apply(run);
+        Ok(())
+    }
+
+    /// The attempt finished with a result: -> `done` (inline `result` when given).
+    pub fn mark_done(
+        &mut self,
+        run: &AttemptInfo,
+        finished_at: OffsetDateTime,
+        result: Option<String>,
+        info: ResultInfo,
+    ) -> Result<(), Transition> {
+        Transition::check(self.status, JobStatus::Done)?;
+        self.status = JobStatus::Done;
+        self.progress = 1.0;
+        self.error = None;
+        self.apply(run);
+        self.finished_at = Some(finished_at);
+        if result.is_some() {
+            self.result = result;
+        }
+        self.result_info = Some(info);
+        Ok(())
+    }
+
+    /// Attempt `attempt` failed with `error`: back to `pending` to wait for its retry,
+    /// or `failed` for good when `last` (or when the error is the job's own and
+    /// retrying cannot help).
+    pub fn mark_failed_attempt(
+        &mut self,
+        attempt: u32,
+        error: String,
+        last: bool,
+        at: OffsetDateTime,
+    ) -> Result<(), Transition> {
+        let next = if last {
+            JobStatus::Failed
+        } else {
+            JobStatus::Pending
+        };
+        // `pending -> pending` is allowed here: an attempt that failed before it was
+        // recorded running still leaves its error and its count.
+        if self.status.is_terminal() {
+            return Err(Transition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.status = next;
+        self.progress = 0.0;
+        self.error = Some(error);
+        self.attempts = self.attempts.max(attempt);
+        if last {
+            self.finished_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// Attempt `attempt` gives the job back through no fault of its own (a drain, a
+    /// full store, NATS out of reach): the `running` record of that attempt goes back
+    /// to `pending` and the attempt no longer counts. `Err` when there is nothing to
+    /// undo: the record is terminal, or does not show this attempt running (it was
+    /// never recorded, or another attempt has moved it on).
+    pub fn hand_back(&mut self, attempt: u32) -> Result<(), Transition> {
+        if self.status != JobStatus::Running || self.attempts != attempt {
+            return Err(Transition {
+                from: self.status,
+                to: JobStatus::Pending,
+            });
+        }
+        self.status = JobStatus::Pending;
+        self.progress = 0.0;
+        self.attempts = attempt.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Stopped on request: a `pending` or `running` job -> `cancelled`.
+    pub fn cancel(&mut self, at: OffsetDateTime) -> Result<(), Transition> {
+        Transition::check(self.status, JobStatus::Cancelled)?;
+        self.status = JobStatus::Cancelled;
+        self.finished_at = Some(at);
+        Ok(())
+    }
+
+    /// Progress of a running job moved forward to `fraction`; `false` (nothing to
+    /// write) when the job is not running or the record is already that far.
+    pub fn advance(&mut self, fraction: f64) -> bool {
+        if self.status == JobStatus::Running && self.progress < fraction {
+            self.progress = fraction;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Encode as the JSON stored in KV.
     pub fn to_json(&self) -> Vec<u8> {
         // A record holds only JSON-representable values (no maps with non-string keys).
@@ -228,5 +379,175 @@ mod tests {
             "a failed attempt waits for its retry"
         );
         assert!(!Pending.can_become(Pending));
+    }
+
+    mod transitions {
+        use super::super::*;
+        use crate::{JobId, JobMessage, JobSpec};
+
+        fn record() -> JobRecord {
+            JobRecord::pending(&JobMessage {
+                id: JobId::new(),
+                tenant: "t".into(),
+                spec: JobSpec::Factorial { n: 10 },
+                priority: Default::default(),
+                submitted_at_ms: 1_700_000_000_000,
+                max_attempts: None,
+                timeout_ms: None,
+                chaos: None,
+                batch: None,
+            })
+        }
+
+        fn run(attempt: u32) -> AttemptInfo {
+            AttemptInfo {
+                worker: "w1".into(),
+                attempt,
+                started_at: OffsetDateTime::UNIX_EPOCH,
+                trace_id: Some("abc".into()),
+            }
+        }
+
+        fn info() -> ResultInfo {
+            ResultInfo {
+                digits: 7,
+                bytes: 7,
+                sha256: String::new(),
+                head: "3628800".into(),
+                tail: "3628800".into(),
+                location: ResultLocation::Inline,
+            }
+        }
+
+        const AT: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+
+        #[test]
+        fn a_run_goes_pending_running_done_and_counts_one_attempt() {
+            let mut r = record();
+            assert_eq!(r.next_attempt(), 1);
+            r.mark_running(&run(1)).expect("pending -> running");
+            assert_eq!((r.status, r.attempts), (JobStatus::Running, 1));
+            assert_eq!(r.worker.as_deref(), Some("w1"));
+            assert_eq!(r.trace_id.as_deref(), Some("abc"));
+            r.mark_done(&run(1), AT, Some("3628800".into()), info())
+                .expect("running -> done");
+            assert_eq!(r.status, JobStatus::Done);
+            assert_eq!(r.progress, 1.0);
+            assert_eq!(r.result.as_deref(), Some("3628800"));
+            assert_eq!(r.finished_at, Some(AT));
+            assert_eq!(r.next_attempt(), 2);
+        }
+
+        #[test]
+        fn a_quick_job_goes_from_pending_straight_to_done() {
+            let mut r = record();
+            r.mark_done(&run(1), AT, None, info())
+                .expect("pending -> done");
+            assert_eq!((r.status, r.attempts), (JobStatus::Done, 1));
+            assert_eq!(r.result, None, "a large result stays out of the record");
+        }
+
+        #[test]
+        fn terminal_records_refuse_every_change() {
+            for end in [JobStatus::Done, JobStatus::Failed, JobStatus::Cancelled] {
+                let mut r = record();
+                r.status = end;
+                let before = r.clone();
+                let refused = |to| Err(Transition { from: end, to });
+                assert_eq!(r.mark_running(&run(1)), refused(JobStatus::Running));
+                assert_eq!(
+                    r.mark_done(&run(1), AT, None, info()),
+                    refused(JobStatus::Done)
+                );
+                assert_eq!(
+                    r.mark_failed_attempt(1, "x".into(), true, AT),
+                    refused(JobStatus::Failed)
+                );
+                assert_eq!(
+                    r.mark_failed_attempt(1, "x".into(), false, AT),
+                    refused(JobStatus::Pending)
+                );
+                assert_eq!(r.hand_back(1), refused(JobStatus::Pending));
+                assert_eq!(r.cancel(AT), refused(JobStatus::Cancelled));
+                assert!(!r.advance(0.5));
+                assert_eq!(r, before, "a refused change leaves the record as it was");
+            }
+        }
+
+        #[test]
+        fn a_failed_attempt_waits_for_its_retry_and_the_last_one_fails_for_good() {
+            let mut r = record();
+            r.mark_running(&run(1)).expect("running");
+            r.mark_failed_attempt(1, "boom".into(), false, AT)
+                .expect("running -> pending");
+            assert_eq!((r.status, r.attempts), (JobStatus::Pending, 1));
+            assert_eq!(r.error.as_deref(), Some("boom"));
+            assert_eq!(r.finished_at, None);
+            // The second attempt fails before it was recorded running.
+            r.mark_failed_attempt(2, "boom again".into(), false, AT)
+                .expect("pending -> pending with the error");
+            assert_eq!(r.attempts, 2);
+            r.mark_failed_attempt(3, "last".into(), true, AT)
+                .expect("pending -> failed");
+            assert_eq!((r.status, r.attempts), (JobStatus::Failed, 3));
+            assert_eq!(r.finished_at, Some(AT));
+        }
+
+        #[test]
+        fn a_hand_back_does_not_count_as_an_attempt() {
+            let mut r = record();
+            r.mark_running(&run(1)).expect("running");
+            r.progress = 0.4;
+            r.hand_back(1).expect("running -> pending");
+            assert_eq!(
+                (r.status, r.attempts, r.progress),
+                (JobStatus::Pending, 0, 0.0)
+            );
+            assert_eq!(r.next_attempt(), 1, "the next delivery is attempt 1 again");
+            assert!(
+                r.hand_back(1).is_err(),
+                "nothing to undo: a pending, uncounted record needs no write"
+            );
+            // An attempt that was never recorded leaves earlier attempts counted.
+            r.mark_failed_attempt(1, "boom".into(), false, AT)
+                .expect("failed");
+            assert!(r.hand_back(2).is_err());
+            assert_eq!(r.attempts, 1);
+            // Nor does a hand-back undo another attempt than its own.
+            r.mark_running(&run(3)).expect("running");
+            assert!(r.hand_back(2).is_err());
+            assert_eq!((r.status, r.attempts), (JobStatus::Running, 3));
+        }
+
+        #[test]
+        fn cancel_stops_pending_and_running_jobs() {
+            let mut r = record();
+            r.cancel(AT).expect("pending -> cancelled");
+            assert_eq!(r.status, JobStatus::Cancelled);
+            let mut r = record();
+            r.mark_running(&run(1)).expect("running");
+            r.cancel(AT).expect("running -> cancelled");
+            assert_eq!(r.finished_at, Some(AT));
+        }
+
+        #[test]
+        fn progress_only_moves_forward_while_running() {
+            let mut r = record();
+            assert!(!r.advance(0.5), "a pending job has no progress to write");
+            r.mark_running(&run(1)).expect("running");
+            assert!(r.advance(0.5));
+            assert!(!r.advance(0.5));
+            assert!(!r.advance(0.2));
+            assert_eq!(r.progress, 0.5);
+        }
+
+        #[test]
+        fn a_refusal_says_what_was_asked() {
+            let t = Transition {
+                from: JobStatus::Done,
+                to: JobStatus::Running,
+            };
+            assert_eq!(t.to_string(), "a done job cannot become running");
+        }
     }
 }

@@ -28,8 +28,16 @@ pub struct NatsServer {
     /// The port of the first start, reused by restarts so clients reconnect.
     port: u16,
     monitor_port: u16,
-    /// JetStream `max_file_store` in bytes, when the test asked for one.
-    max_file_store: Option<u64>,
+    /// What [`NatsServer::start_with`] was asked for (kept for restarts).
+    options: Options,
+}
+
+/// Settings of a test server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// JetStream's file storage limit in bytes (`jetstream { max_file_store }`), to
+    /// test what jetmill does when the store is full. `None`: the server's default.
+    pub max_file_store: Option<u64>,
 }
 
 /// Path of the nats-server binary, or a panic that says how to install it.
@@ -69,16 +77,19 @@ pub fn workspace_root() -> PathBuf {
 impl NatsServer {
     /// Start a JetStream-enabled server on random loopback ports and wait until it is ready.
     pub fn start() -> NatsServer {
-        Self::start_with(None)
+        Self::start_with(Options::default())
     }
 
     /// Start a server whose JetStream file store holds at most `bytes` (its
     /// `max_file_store`), for tests of a full store.
     pub fn with_max_file_store(bytes: u64) -> NatsServer {
-        Self::start_with(Some(bytes))
+        Self::start_with(Options {
+            max_file_store: Some(bytes),
+        })
     }
 
-    fn start_with(max_file_store: Option<u64>) -> NatsServer {
+    /// [`NatsServer::start`] with `options` (e.g. a small file store).
+    pub fn start_with(options: Options) -> NatsServer {
         let bin = nats_server_bin();
         let store = tempfile::Builder::new()
             .prefix("jetmill-nats-store")
@@ -97,7 +108,7 @@ impl NatsServer {
             bin,
             port: 0,
             monitor_port: 0,
-            max_file_store,
+            options,
         };
         server.launch(None);
         server
@@ -114,13 +125,15 @@ impl NatsServer {
             .map(|(p, m)| (p.to_string(), m.to_string()))
             .unwrap_or(("-1".into(), "-1".into()));
         let mut command = Command::new(&self.bin);
-        if let Some(bytes) = self.max_file_store {
-            // No flag sets it: a config file does, and the flags below add the rest
-            // (`-sd` gives the store dir; the file must not name it again).
+        if let Some(max) = self.options.max_file_store {
+            // No flag for it: a config file, next to (not inside) the store.
             let conf = self.ports_dir.path().join("limits.conf");
-            let text = format!("jetstream {{ max_file_store: {bytes} }}\n");
-            std::fs::write(&conf, text).expect("write nats-server config");
-            command.arg("-c").arg(&conf);
+            std::fs::write(
+                &conf,
+                format!("jetstream {{\n  max_file_store: {max}\n}}\n"),
+            )
+            .expect("write nats-server config");
+            command.arg("-c").arg(conf);
         }
         let child = command
             .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])

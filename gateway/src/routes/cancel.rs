@@ -12,7 +12,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
 use jetmill_natsx::{events, Update};
-use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord};
 use time::OffsetDateTime;
 
 #[utoipa::path(
@@ -65,14 +65,7 @@ pub(crate) async fn cancel_job(
     let now = OffsetDateTime::now_utc();
     let updated = jet
         .records
-        .update(tenant, &id, None, |r| {
-            if !r.status.can_become(JobStatus::Cancelled) {
-                return false;
-            }
-            r.status = JobStatus::Cancelled;
-            r.finished_at = Some(now);
-            true
-        })
+        .update(tenant, &id, None, |r| r.cancel(now).is_ok())
         .await?;
     let Update::Applied(record) = &updated else {
         return Ok(updated);
