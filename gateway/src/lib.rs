@@ -9,6 +9,7 @@
 //! - [`routes`]: one module per URL subtree; [`app`] assembles the router.
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
+//! - [`feed`]: the SSE fan-out, one `EVENTS` subscription shared by every live feed.
 //! - [`usage`]: per-tenant counters kept from the `EVENTS` stream.
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod observe;
 pub mod raw;

@@ -58,6 +58,7 @@ impl Application {
             self.state.jet().clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(self.state.feed().clone().run(shutdown.clone()));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

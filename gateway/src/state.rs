@@ -28,6 +28,8 @@ struct Inner {
     options: Options,
     /// The in-memory index `GET /v1/jobs` reads (`None`: `--list-index false`).
     list_index: Option<JobIndex>,
+    /// The SSE fan-out from `EVENTS` (started by `Application::run_until_stopped`).
+    feed: crate::feed::Feed,
 }
 
 /// Gateway behaviour chosen at start.
@@ -70,6 +72,7 @@ impl AppState {
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                feed: crate::feed::Feed::new(jet.events.clone()),
                 jet,
                 limits,
                 auth,
@@ -94,6 +97,11 @@ impl AppState {
     /// NATS handles.
     pub fn jet(&self) -> &Jet {
         &self.inner.jet
+    }
+
+    /// The live feeds (SSE) of this gateway.
+    pub fn feed(&self) -> &crate::feed::Feed {
+        &self.inner.feed
     }
 
     /// The job records index for listings, if on.
