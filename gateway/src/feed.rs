@@ -753,3 +753,56 @@ impl AllFollower {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Behind, Item, Log, BATCH};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    fn item(seq: u64) -> Arc<Item> {
+        let event = serde_json::json!({
+            "job_id": "01a207e4-e83b-72f9-ab26-1de816ec8030",
+            "tenant": "public",
+            "type": "progress",
+            "at_ms": 1,
+            "attempt": 1,
+            "progress": 0.5,
+        });
+        Item::parse(seq, event.to_string().as_bytes()).expect("a job event")
+    }
+
+    fn seqs(log: &Log, cursor: u64) -> Result<Vec<u64>, ()> {
+        let mut out = VecDeque::new();
+        log.after(cursor, &mut out).map_err(|Behind| ())?;
+        Ok(out.iter().map(|i| i.seq).collect())
+    }
+
+    #[test]
+    fn a_log_dedupes_by_sequence_and_says_when_a_cursor_is_older_than_it_holds() {
+        let mut log = Log::new(3, 10);
+        for seq in [9, 10, 11, 12, 12, 11, 13] {
+            log.push(item(seq));
+        }
+        assert_eq!(seqs(&log, 10), Ok(vec![11, 12, 13]));
+        assert_eq!(seqs(&log, 12), Ok(vec![13]));
+        assert_eq!(seqs(&log, 50), Ok(vec![]));
+        assert_eq!(seqs(&log, 9), Err(()), "event 10 may exist and is not held");
+        // Over the cap the oldest go, and the log is complete only after them.
+        log.push(item(20));
+        assert_eq!(seqs(&log, 11), Ok(vec![12, 13, 20]));
+        assert_eq!(seqs(&log, 10), Err(()));
+    }
+
+    #[test]
+    fn a_follower_takes_at_most_a_batch_at_a_time() {
+        let mut log = Log::new(1000, 0);
+        for seq in 1..=200 {
+            log.push(item(seq));
+        }
+        assert_eq!(seqs(&log, 0).map(|s| s.len()), Ok(BATCH));
+        assert_eq!(seqs(&log, 150).map(|s| s.first().copied()), Ok(Some(151)));
+        let parsed = Item::parse(1, b"{\"subject\":\"jobs.run.x\",\"error\":\"poison\"}");
+        assert!(parsed.is_none(), "a poison report is not a job event");
+    }
+}
