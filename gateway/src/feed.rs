@@ -40,8 +40,10 @@ pub const JOB_LOG_CAP: usize = 8192;
 pub const RECENT_CAP: usize = 8192;
 /// Short-lived consumers reading stored events at once, per gateway.
 pub const STORED_READERS: usize = 8;
-/// Entries a follower takes from a log (or the stream) at a time.
+/// Entries a follower takes from a log at a time.
 const BATCH: usize = 64;
+/// Events a follower reads from the stream per short-lived consumer when it is behind.
+const CATCH_UP_BATCH: usize = 512;
 /// How long a request waits for the fan-out to have started.
 const READY_WAIT: Duration = Duration::from_secs(10);
 
@@ -544,8 +546,8 @@ impl Shared {
         read
     }
 
-    /// Read the gap a follower at `cursor` cannot take from a log: up to [`BATCH`]
-    /// events on `filter`. `jump`: when the read reached the stream's end, a sequence
+    /// Read the gap a follower at `cursor` cannot take from a log: up to
+    /// [`CATCH_UP_BATCH`] events on `filter`. `jump`: when the read reached the stream's end, a sequence
     /// the follower may move its cursor to once these are sent (every event up to the
     /// fan-out's position before the read was stored before it).
     async fn catch_up(
@@ -558,7 +560,7 @@ impl Shared {
         let reached_end = self
             .read_stored(filter, cursor, |item| {
                 got.push_back(item);
-                if got.len() >= BATCH {
+                if got.len() >= CATCH_UP_BATCH {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())

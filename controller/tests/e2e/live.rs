@@ -498,3 +498,76 @@ async fn open_feeds_end_when_the_gateway_shuts_down() {
     .expect("feeds end within 20 s of shutdown");
     assert_eq!(ended, (vec![], vec![]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_jobs_feed_resumes_from_further_back_than_the_gateway_keeps() {
+    let app = TestApp::gateway_only().await;
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 10}))
+        .await;
+    let mut job = SseReader::open(&app, &id, None).await;
+    let accepted = job.next().await.expect("accepted");
+    // More events than the gateway's ring of recent events holds (8,192), from another
+    // job, straight into the stream.
+    const OTHERS: usize = 9_000;
+    let other = "01a207e4-e83b-72f9-ab26-1de816ec8030";
+    let js = app.js().await;
+    let publish = async {
+        for chunk in (0..OTHERS).collect::<Vec<_>>().chunks(500) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for i in chunk {
+                let event = json!({"job_id": other, "tenant": "public", "type": "progress",
+                    "at_ms": 1, "attempt": 1, "progress": (i + 1) as f64 / (OTHERS + 1) as f64});
+                let subject = format!("jobs.events.{other}.progress");
+                let ack = js.publish(subject, event.to_string().into()).await;
+                acks.push(ack.expect("publish"));
+            }
+            for ack in acks {
+                ack.await.expect("stored");
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), publish)
+        .await
+        .expect("9,000 events stored within 60 s");
+    let (status, _) = app.cancel(&id).await;
+    assert_eq!(status, 200);
+    // The job's feed ends at `cancelled`: the gateway has handled every event before it.
+    let rest = tokio::time::timeout(Duration::from_secs(60), job.rest())
+        .await
+        .expect("the job's feed ends within 60 s");
+    assert_eq!(rest.last().map(|e| e.event.as_str()), Some("cancelled"));
+
+    let resumed = SseReader::try_open(
+        &app.http,
+        app.url("/v1/events"),
+        None,
+        Some(accepted.id - 1),
+    )
+    .await
+    .expect("resumed feed");
+    let mut resumed = resumed;
+    let mut seen = Vec::new();
+    let read = async {
+        while seen.len() < OTHERS + 2 {
+            seen.push(resumed.next().await.expect("resumed event"));
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .is_err()
+    {
+        panic!(
+            "only {} of {} resumed events within 60 s",
+            seen.len(),
+            OTHERS + 2
+        );
+    }
+    assert_eq!(seen[0], accepted);
+    assert_eq!(seen.last(), rest.last());
+    assert!(
+        seen.windows(2).all(|w| w[0].id + 1 == w[1].id),
+        "a gap or a repeat"
+    );
+    assert!(seen[1..=OTHERS].iter().all(|e| e.data["job_id"] == other));
+}
