@@ -238,11 +238,6 @@ impl Feed {
         self.shared.stop.cancel();
     }
 
-    /// Jobs with at least one follower on this gateway now (for tests and metrics).
-    pub fn followed_jobs(&self) -> usize {
-        lock(&self.shared.state).jobs.len()
-    }
-
     /// Follow one job from the event after `resume_after` (0: its first event).
     ///
     /// `finished_head`: when the job had already ended at the request, the stream's last
@@ -547,9 +542,9 @@ impl Shared {
     }
 
     /// Read the gap a follower at `cursor` cannot take from a log: up to
-    /// [`CATCH_UP_BATCH`] events on `filter`. `jump`: when the read reached the stream's end, a sequence
-    /// the follower may move its cursor to once these are sent (every event up to the
-    /// fan-out's position before the read was stored before it).
+    /// [`CATCH_UP_BATCH`] events on `filter`. `jump`: when the read reached the stream's
+    /// end, a sequence the follower may move its cursor to once these are sent (every
+    /// event up to the fan-out's position before the read was stored before it).
     async fn catch_up(
         &self,
         filter: String,
