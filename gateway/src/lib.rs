@@ -9,6 +9,7 @@
 //! - [`routes`]: one module per URL subtree; [`app`] assembles the router.
 //! - [`error`]: [`ApiError`], the single place errors become HTTP statuses.
 //! - [`state`]: what handlers share.
+//! - [`feed`]: the SSE fan-out, one `EVENTS` subscription shared by every live feed.
 //! - [`usage`]: per-tenant counters, read from the job index's status counts.
 //! - [`store`]: a full JetStream store: which limit refused a write, and a probe.
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod feed;
 pub mod idempotency;
 pub mod observe;
 pub mod raw;

@@ -13,6 +13,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    state: AppState,
 }
 
 impl Application {
@@ -49,6 +50,7 @@ impl Application {
             listener,
             router,
             addr,
+            state,
         })
     }
 
@@ -60,6 +62,7 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
+        tokio::spawn(self.state.feed().clone().run(shutdown.clone()));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

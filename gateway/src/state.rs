@@ -31,6 +31,8 @@ struct Inner {
     index: JobIndex,
     /// Serve `GET /v1/jobs` from `index` (else scan the bucket per page).
     list_from_index: bool,
+    /// The SSE fan-out from `EVENTS` (started by `Application::run_until_stopped`).
+    feed: crate::feed::Feed,
 }
 
 /// Gateway behaviour chosen at start.
@@ -74,6 +76,7 @@ impl AppState {
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                feed: crate::feed::Feed::new(jet.events.clone()),
                 jet,
                 limits,
                 auth,
@@ -99,6 +102,11 @@ impl AppState {
     /// NATS handles.
     pub fn jet(&self) -> &Jet {
         &self.inner.jet
+    }
+
+    /// The live feeds (SSE) of this gateway.
+    pub fn feed(&self) -> &crate::feed::Feed {
+        &self.inner.feed
     }
 
     /// The job records index for listings, if listings use it (`--list-index`).

@@ -1,15 +1,15 @@
 //! Live progress: `GET /v1/jobs/{id}?wait=30s` (long-poll) and
 //! `GET /v1/jobs/{id}/events` (Server-Sent Events from the `EVENTS` stream).
 //!
-//! Both follow NATS, not the gateway: the long-poll watches the job's KV record and the
-//! SSE reads the job's subjects of `EVENTS` with an ordered consumer, so any gateway
-//! instance can serve any client. An SSE event's `id` is its `EVENTS` stream sequence,
-//! so a client reconnecting with `Last-Event-ID` resumes right after the last one it saw.
+//! Both follow NATS, not the gateway's own state: the long-poll watches the job's KV
+//! record and the SSE feeds come from `EVENTS` through the gateway's one shared
+//! subscription ([`crate::feed`]), so any gateway instance can serve any client. An SSE
+//! event's `id` is its `EVENTS` stream sequence, so a client reconnecting with
+//! `Last-Event-ID` resumes right after the last one it saw.
 
 use super::jobs::load;
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::kv::Operation;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -18,7 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::{Stream, StreamExt};
 use jetmill_natsx::NatsxError;
-use jetmill_proto::{names, EventType, JobEvent, JobRecord};
+use jetmill_proto::{names, JobRecord};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -152,6 +152,7 @@ async fn wait_until_ended(
 /// Each event is `event: <type>` (accepted, started, progress, retried, done, failed,
 /// cancelled), `id: <EVENTS stream sequence>`, `data:` the event JSON plus `status` for
 /// state changes and `result_url` on `done`. The stream ends after the final event.
+/// Served from the gateway's shared fan-out ([`crate::feed`]), not a consumer per client.
 pub async fn events(
     State(state): State<AppState>,
     caller: Principal,
@@ -160,60 +161,24 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let record = load(&state, &caller, &id).await?;
     let resume_after = last_event_id(&headers)?;
-    let js = &state.jet().js;
-    let stream = js
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .map_err(NatsxError::js("open events stream"))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: format!("jobs.events.{}.*", record.id),
-            deliver_policy: match resume_after {
-                Some(seq) => DeliverPolicy::ByStartSequence {
-                    start_sequence: seq + 1,
-                },
-                None => DeliverPolicy::All,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(NatsxError::js("follow job events"))?;
-    let pending_at_start = consumer.cached_info().num_pending;
-    // Already over and nothing left to send (e.g. a reconnect after the final event).
-    let finished_before = record.status.is_terminal();
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(NatsxError::js("follow job events"))?;
-    let done = finished_before && pending_at_start == 0;
-    let events = futures::stream::unfold(
-        (messages, done, finished_before),
-        |(mut messages, done, finished_before)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let message = match messages.next().await {
-                    None => return None,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "job event stream failed");
-                        return None;
-                    }
-                    Some(Ok(m)) => m,
-                };
-                let Ok(info) = message.info() else { continue };
-                let (seq, pending) = (info.stream_sequence, info.pending);
-                let Ok(event) = serde_json::from_slice::<JobEvent>(&message.payload) else {
-                    continue;
-                };
-                let last = event.event.status().is_some_and(|s| s.is_terminal())
-                    || (finished_before && pending == 0);
-                let sse = to_sse(seq, &event);
-                return Some((Ok(sse), (messages, last, finished_before)));
-            }
-        },
-    );
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let feed = state.feed();
+    // Already over: send what the stream holds now, even if its final event is missing.
+    let finished_head = match record.status.is_terminal() {
+        true => Some(feed.stream_head().await?),
+        false => None,
+    };
+    let follower = feed
+        .follow_job(
+            record.id.to_string(),
+            resume_after.unwrap_or(0),
+            finished_head,
+        )
+        .await?;
+    Ok(Sse::new(follower.into_stream()).keep_alive(keep_alive()))
+}
+
+fn keep_alive() -> KeepAlive {
+    KeepAlive::new().interval(Duration::from_secs(15))
 }
 
 #[utoipa::path(
@@ -236,41 +201,11 @@ pub async fn feed(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let resume_after = last_event_id(&headers)?;
-    let stream = state
-        .jet()
-        .js
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .map_err(NatsxError::js("open events stream"))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: names::EVENTS_SUBJECTS.into(),
-            deliver_policy: match resume_after {
-                Some(seq) => DeliverPolicy::ByStartSequence {
-                    start_sequence: seq + 1,
-                },
-                None => DeliverPolicy::New,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(NatsxError::js("follow events"))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(NatsxError::js("follow events"))?;
-    let events = messages.filter_map(move |m| {
-        let caller = caller.clone();
-        async move {
-            let m = m.ok()?;
-            let seq = m.info().ok()?.stream_sequence;
-            let event = serde_json::from_slice::<JobEvent>(&m.payload).ok()?;
-            caller
-                .can_see(&event.tenant)
-                .then(|| Ok(to_sse(seq, &event)))
-        }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let follower = state
+        .feed()
+        .follow_all(resume_after, move |tenant| caller.can_see(tenant))
+        .await?;
+    Ok(Sse::new(follower.into_stream()).keep_alive(keep_alive()))
 }
 
 /// The `Last-Event-ID` a reconnecting SSE client sends: the EVENTS sequence it saw last.
@@ -287,26 +222,6 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             field: Some("Last-Event-ID".into()),
             message: "Last-Event-ID must be the id of an event this stream sent".into(),
         })
-}
-
-/// One lifecycle event as an SSE event.
-fn to_sse(seq: u64, event: &JobEvent) -> Event {
-    let mut data = serde_json::to_value(event).unwrap_or_default();
-    if let Some(obj) = data.as_object_mut() {
-        if let Some(status) = event.event.status() {
-            obj.insert("status".into(), status.as_str().into());
-        }
-        if event.event == EventType::Done {
-            obj.insert(
-                "result_url".into(),
-                format!("/v1/jobs/{}/result", event.job_id).into(),
-            );
-        }
-    }
-    Event::default()
-        .id(seq.to_string())
-        .event(event.event.as_str())
-        .data(data.to_string())
 }
 
 #[cfg(test)]
