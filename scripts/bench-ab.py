@@ -76,7 +76,7 @@ def one_run(binary, label, bench_args, concurrency, nats_server):
     env = dict(os.environ)
     env.pop("JETMILL_CONCURRENCY", None)
     cmd = [binary, "dev", "--dir", work, "--nats-port", str(nats_port),
-           "--listen", f"127.0.0.1:{http_port}", "--log-level", "warn"]
+           "--listen", f"127.0.0.1:{http_port}"]
     if concurrency:
         cmd += ["--concurrency", str(concurrency)]
     if nats_server:
@@ -138,9 +138,10 @@ def main():
     ap.add_argument("--b-extra", default="", help="bench flags for B only, e.g. '--batch 100'")
     ap.add_argument("--a-extra", default="", help="bench flags for A only")
     ap.add_argument("--nats-server", default=os.environ.get("JETMILL_NATS_SERVER"))
-    ap.add_argument("bench", nargs=argparse.REMAINDER, help="-- then jetmill bench flags")
-    args = ap.parse_args()
-    bench_args = [x for x in args.bench if x != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    bench_args = argv[cut + 1:]
     rows = []
     for r in range(args.rounds):
         order = [("A", args.a, args.a_extra), ("B", args.b, args.b_extra)]

@@ -237,10 +237,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
 
     // Completion events, subscribed before the first submit.
     let completions = Arc::new(Mutex::new(Completions::default()));
-    let mut events = client
-        .subscribe("jobs.events.*.*")
-        .await
-        .context("subscribing to job events")?;
+    // Only the terminal events: the measurement should not cost the broker a delivery of
+    // every `accepted`, `started` and `progress` event too.
+    let mut subscriptions = Vec::new();
+    for ty in ["done", "failed", "cancelled"] {
+        subscriptions.push(
+            client
+                .subscribe(format!("jobs.events.*.{ty}"))
+                .await
+                .context("subscribing to job events")?,
+        );
+    }
+    let mut events = futures::stream::select_all(subscriptions);
     client.flush().await.context("flushing the subscription")?;
     let c = completions.clone();
     let listener = tokio::spawn(async move {

@@ -4,7 +4,8 @@
 //! nats-server caps the consumers of a stream, so a consumer per HTTP connection caps
 //! the number of watchers. Instead a single ordered consumer (the **fan-out**) follows
 //! `jobs.events.>` from the stream's end and appends each event, in stream order, to
-//! shared in-memory logs:
+//! shared in-memory logs. It starts with the gateway's first follower, so a gateway
+//! nobody watches through costs no delivery per event:
 //!
 //! - one [`Hub`] per job that has followers right now (a registry keyed by job id,
 //!   removed when its last follower leaves), holding every event of the job: its history
@@ -71,6 +72,9 @@ struct Shared {
     readers: Semaphore,
     /// Ends every follower (gateway shutdown), so a graceful stop is not held by SSE.
     stop: CancellationToken,
+    /// Set by the first follower: the fan-out starts then, not at gateway start, so a
+    /// gateway nobody watches through costs the broker no delivery per event.
+    wanted: watch::Sender<bool>,
 }
 
 struct State {
@@ -225,15 +229,22 @@ impl Feed {
                 position: watch::channel(None).0,
                 readers: Semaphore::new(STORED_READERS),
                 stop: CancellationToken::new(),
+                wanted: watch::channel(false).0,
             }),
         }
     }
 
-    /// Run the fan-out until `shutdown`, then end every follower.
+    /// Run the fan-out from the first follower on, until `shutdown`; then end every
+    /// follower.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut wanted = self.shared.wanted.subscribe();
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = self.shared.fan_out() => {}
+            _ = async {
+                if wanted.wait_for(|w| *w).await.is_ok() {
+                    self.shared.fan_out().await;
+                }
+            } => {}
         }
         self.shared.stop.cancel();
     }
@@ -293,8 +304,12 @@ impl Feed {
         self.shared.stream_head().await
     }
 
-    /// Wait (briefly) for the fan-out to have joined the stream.
+    /// Start the fan-out if it has not started, and wait (briefly) for it to have joined
+    /// the stream.
     async fn ready(&self) -> Result<(), NatsxError> {
+        self.shared
+            .wanted
+            .send_if_modified(|w| !std::mem::replace(w, true));
         let mut position = self.shared.position.subscribe();
         let started = tokio::time::timeout(READY_WAIT, async {
             position.wait_for(|p| p.is_some()).await.is_ok()

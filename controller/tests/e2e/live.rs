@@ -571,3 +571,31 @@ async fn the_all_jobs_feed_resumes_from_further_back_than_the_gateway_keeps() {
     );
     assert!(seen[1..=OTHERS].iter().all(|e| e.data["job_id"] == other));
 }
+
+#[tokio::test]
+async fn a_gateway_nobody_watches_follows_no_events_until_its_first_watcher() {
+    let mut app = TestApp::gateway_only().await;
+    app.start_worker_process("unwatched", &[]);
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 12}))
+        .await;
+    assert_eq!(
+        app.wait_finished(&id, Duration::from_secs(60)).await["status"],
+        "done"
+    );
+    // Jobs ran, and no consumer on EVENTS delivered their events to the gateway.
+    assert_eq!(events_consumers(&app).await, 0);
+    // The first watcher starts the fan-out and still gets the whole story.
+    let mut feed = SseReader::open(&app, &id, None).await;
+    let mut seen = Vec::new();
+    while let Some(e) = feed.next().await {
+        seen.push(e.event);
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("accepted"),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().map(String::as_str), Some("done"), "{seen:?}");
+    assert_eq!(events_consumers(&app).await, 1, "one fan-out now");
+}
