@@ -626,20 +626,6 @@ fn status_of(batch: &BatchRecord, counts: BatchCounts) -> BatchStatus {
     }
 }
 
-/// `30s`, `500ms`, `2m` or a plain number of seconds (as `GET /v1/jobs/{id}?wait=`).
-fn parse_wait(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        _ => None,
-    }
-}
-
 /// Only `status` of a record (it may carry a large inline result).
 #[derive(Deserialize)]
 struct StatusOnly {
@@ -679,7 +665,7 @@ pub async fn get_one(
     let Query(params) = params.map_err(|e| bad_wait(e.body_text()))?;
     let wait = match params.wait.as_deref() {
         None => Duration::ZERO,
-        Some(w) => parse_wait(w).ok_or_else(|| {
+        Some(w) => super::live::parse_wait(w).ok_or_else(|| {
             bad_wait(format!(
                 "{w:?} is not a duration (use e.g. 30s, 500ms or 2m)"
             ))

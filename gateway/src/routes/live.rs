@@ -30,8 +30,8 @@ pub struct GetParams {
     pub wait: Option<String>,
 }
 
-/// `30s`, `500ms`, `2m` or a plain number of seconds.
-fn parse_wait(s: &str) -> Option<Duration> {
+/// `30s`, `500ms`, `2m` or a plain number of seconds (every `?wait=` of the API).
+pub(crate) fn parse_wait(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
