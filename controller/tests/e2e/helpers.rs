@@ -127,7 +127,12 @@ impl TestApp {
 
     /// nats-server + a gateway whose defaults `configure` may change (auth, cache...).
     pub async fn gateway_with(configure: impl FnOnce(&mut GatewayArgs)) -> TestApp {
-        let nats = NatsServer::start();
+        Self::on(NatsServer::start(), configure).await
+    }
+
+    /// A gateway (configured by `configure`) on a nats-server the test started itself,
+    /// e.g. one with a small store.
+    pub async fn on(nats: NatsServer, configure: impl FnOnce(&mut GatewayArgs)) -> TestApp {
         let shutdown = CancellationToken::new();
         let base = start_gateway(nats.url(), &shutdown, configure).await;
         TestApp {

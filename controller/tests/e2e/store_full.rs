@@ -2,14 +2,13 @@
 //! wait (handed back, uncounted) instead of burning their attempts, and every one of
 //! them finishes once space is freed.
 
-use crate::helpers::{start_gateway, TestApp};
+use crate::helpers::TestApp;
 use async_nats::jetstream::stream;
 use jetmill_proto::names;
 use jetmill_testkit::{NatsServer, Options};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// JetStream's whole file store in this test.
 const STORE: u64 = 4 * 1024 * 1024;
@@ -40,15 +39,7 @@ async fn a_full_store_delays_jobs_without_failing_them_and_all_finish_once_space
     let nats = NatsServer::start_with(Options {
         max_file_store: Some(STORE),
     });
-    let shutdown = CancellationToken::new();
-    let base = start_gateway(nats.url(), &shutdown, |_| {}).await;
-    let mut app = TestApp {
-        nats,
-        base,
-        http: reqwest::Client::new(),
-        shutdown,
-        workers: Vec::new(),
-    };
+    let mut app = TestApp::on(nats, |_| {}).await;
 
     // Fill the store with a stream of our own, then leave room for the jobs' messages,
     // records and events, but not for one result. (A result of several chunks whose

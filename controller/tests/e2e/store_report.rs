@@ -1,11 +1,10 @@
 //! A full JetStream store is reported as such: submits answer a 507 naming the limit,
 //! `/readyz` says why it is not ready, `/metrics` and `jetmill stats` show it.
 
-use crate::helpers::{start_gateway, TestApp};
+use crate::helpers::TestApp;
 use async_nats::jetstream::{self, stream};
 use jetmill_testkit::NatsServer;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 /// Store size of the test server: room for the buckets and streams, and a filler.
 const MAX_FILE_STORE: u64 = 2 * 1024 * 1024;
@@ -89,15 +88,7 @@ async fn stats(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_full_store_is_a_507_naming_the_limit_and_readyz_metrics_and_stats_say_so() {
     let nats = NatsServer::with_max_file_store(MAX_FILE_STORE);
-    let shutdown = CancellationToken::new();
-    let base = start_gateway(nats.url(), &shutdown, |_| {}).await;
-    let mut app = TestApp {
-        nats,
-        base,
-        http: reqwest::Client::new(),
-        shutdown,
-        workers: Vec::new(),
-    };
+    let mut app = TestApp::on(nats, |_| {}).await;
     // A worker creates the consumer `jetmill stats` reads; then it goes away.
     app.start_worker_process("w", &[]);
     app.workers[0].wait_started().await;

@@ -222,11 +222,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<BatchSubmitted>), ApiError> {
     let idempotency_key = idempotency::key_from(&headers)?;
-    let body = body.map_err(|rej| ApiError::BadRequest {
-        status: rej.status(),
-        field: Some("body".into()),
-        message: format!("{} (limit is the gateway's --body-limit)", rej.body_text()),
-    })?;
+    let body = super::jobs::body_of(body)?;
     let items = parse_items(&headers, &body)?;
     let batch_id = JobId::new();
     let tenant = caller.tenant.clone();
@@ -657,21 +653,8 @@ pub async fn get_one(
     Path(id): Path<String>,
     params: Result<Query<BatchParams>, QueryRejection>,
 ) -> Result<Json<BatchStatus>, ApiError> {
-    let bad_wait = |message: String| ApiError::BadRequest {
-        status: StatusCode::BAD_REQUEST,
-        field: Some("wait".into()),
-        message,
-    };
-    let Query(params) = params.map_err(|e| bad_wait(e.body_text()))?;
-    let wait = match params.wait.as_deref() {
-        None => Duration::ZERO,
-        Some(w) => super::live::parse_wait(w).ok_or_else(|| {
-            bad_wait(format!(
-                "{w:?} is not a duration (use e.g. 30s, 500ms or 2m)"
-            ))
-        })?,
-    }
-    .min(state.options().max_wait);
+    let Query(params) = params.map_err(|e| super::live::bad_wait(e.body_text()))?;
+    let wait = super::live::wait_param(&state, params.wait.as_deref())?;
     let batch = load(&state, &caller, &id).await?;
     if wait.is_zero() {
         let now = statuses(&state, &batch).await?;

@@ -61,11 +61,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<Submitted>), ApiError> {
     let idempotency_key = idempotency::key_from(&headers)?;
-    let body = body.map_err(|rej| ApiError::BadRequest {
-        status: rej.status(),
-        field: Some("body".into()),
-        message: format!("{} (limit is the gateway's --body-limit)", rej.body_text()),
-    })?;
+    let body = body_of(body)?;
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let req = JobRequest::from_json(&json, state.limits())?;
@@ -124,6 +120,15 @@ pub async fn submit(
             cached,
         }),
     ))
+}
+
+/// The request body, or the 400/413 that says why it could not be read.
+pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rej| ApiError::BadRequest {
+        status: rej.status(),
+        field: Some("body".into()),
+        message: format!("{} (limit is the gateway's --body-limit)", rej.body_text()),
+    })
 }
 
 /// Admit `msg`: refuse a disabled kind, answer from the cache, or queue it.

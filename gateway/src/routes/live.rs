@@ -31,7 +31,7 @@ pub struct GetParams {
 }
 
 /// `30s`, `500ms`, `2m` or a plain number of seconds (every `?wait=` of the API).
-pub(crate) fn parse_wait(s: &str) -> Option<Duration> {
+fn parse_wait(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -44,7 +44,20 @@ pub(crate) fn parse_wait(s: &str) -> Option<Duration> {
     }
 }
 
-fn bad_wait(message: String) -> ApiError {
+/// A `?wait=` parameter (absent: no wait), cut to the gateway's `--max-wait-secs`.
+pub(crate) fn wait_param(state: &AppState, wait: Option<&str>) -> Result<Duration, ApiError> {
+    let wait = match wait {
+        None => Duration::ZERO,
+        Some(w) => parse_wait(w).ok_or_else(|| {
+            bad_wait(format!(
+                "{w:?} is not a duration (use e.g. 30s, 500ms or 2m)"
+            ))
+        })?,
+    };
+    Ok(wait.min(state.options().max_wait))
+}
+
+pub(crate) fn bad_wait(message: String) -> ApiError {
     ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         field: Some("wait".into()),
@@ -78,15 +91,7 @@ pub async fn get_one(
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let Query(params) = params.map_err(|e| bad_wait(e.body_text()))?;
-    let wait = match params.wait.as_deref() {
-        None => Duration::ZERO,
-        Some(w) => parse_wait(w).ok_or_else(|| {
-            bad_wait(format!(
-                "{w:?} is not a duration (use e.g. 30s, 500ms or 2m)"
-            ))
-        })?,
-    }
-    .min(state.options().max_wait);
+    let wait = wait_param(&state, params.wait.as_deref())?;
     let record = load(&state, &caller, &id).await?;
     if wait.is_zero() || record.status.is_terminal() {
         return Ok(Json(record));
