@@ -39,6 +39,10 @@ pub struct GatewayArgs {
     /// `Retry-After` seconds sent with the 503 for a kind the operator disabled.
     #[arg(long, env = "JETMILL_DISABLED_RETRY_AFTER_SECS", default_value_t = 30)]
     pub disabled_retry_after_secs: u64,
+    /// Milliseconds between two samples of the activity chart (`GET /v1/activity`:
+    /// queue depth, jobs finished per second, live workers; 10 minutes are kept).
+    #[arg(long, env = "JETMILL_ACTIVITY_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub activity_interval_ms: u64,
     /// Longest `GET /v1/jobs/{id}?wait=` long-poll, in seconds (longer waits are cut to it).
     #[arg(long, env = "JETMILL_MAX_WAIT_SECS", default_value_t = 60)]
     pub max_wait_secs: u64,
@@ -85,6 +89,7 @@ impl GatewayArgs {
             max_in_flight_per_tenant: (self.max_in_flight_per_tenant > 0)
                 .then_some(self.max_in_flight_per_tenant),
             busy_retry_after_secs: self.busy_retry_after_secs,
+            activity_interval: std::time::Duration::from_millis(self.activity_interval_ms),
         }
     }
 

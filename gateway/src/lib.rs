@@ -12,8 +12,10 @@
 //! - [`feed`]: the SSE fan-out, one `EVENTS` subscription shared by every live feed.
 //! - [`usage`]: per-tenant counters, read from the job index's status counts.
 //! - [`store`]: a full JetStream store: which limit refused a write, and a probe.
+//! - [`activity`]: the last minutes of queue depth, throughput and workers (the page's chart).
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
+pub mod activity;
 pub mod auth;
 pub mod cache;
 pub mod config;

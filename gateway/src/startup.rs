@@ -63,6 +63,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
         tokio::spawn(self.state.feed().clone().run(shutdown.clone()));
+        tokio::spawn(
+            self.state
+                .activity()
+                .clone()
+                .run(self.state.clone(), shutdown.clone()),
+        );
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

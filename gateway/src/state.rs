@@ -33,6 +33,8 @@ struct Inner {
     list_from_index: bool,
     /// The SSE fan-out from `EVENTS` (started by `Application::run_until_stopped`).
     feed: crate::feed::Feed,
+    /// The last minutes of queue depth, throughput and workers (sampled from start).
+    activity: crate::activity::Activity,
 }
 
 /// Gateway behaviour chosen at start.
@@ -48,6 +50,8 @@ pub struct Options {
     pub max_in_flight_per_tenant: Option<u64>,
     /// `Retry-After` seconds sent with 429 when a queue limit is reached.
     pub busy_retry_after_secs: u64,
+    /// Time between two samples of the activity chart.
+    pub activity_interval: std::time::Duration,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             max_wait: std::time::Duration::from_secs(60),
             max_in_flight_per_tenant: None,
             busy_retry_after_secs: 5,
+            activity_interval: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -77,6 +82,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 feed: crate::feed::Feed::new(jet.events.clone()),
+                activity: crate::activity::Activity::new(options.activity_interval),
                 jet,
                 limits,
                 auth,
@@ -107,6 +113,11 @@ impl AppState {
     /// The live feeds (SSE) of this gateway.
     pub fn feed(&self) -> &crate::feed::Feed {
         &self.inner.feed
+    }
+
+    /// The activity history for the web page's chart.
+    pub fn activity(&self) -> &crate::activity::Activity {
+        &self.inner.activity
     }
 
     /// The job records index for listings, if listings use it (`--list-index`).

@@ -797,6 +797,7 @@ async function loadWorkers() {
   try {
     const data = await api('GET', '/v1/workers');
     $('queue-depth').textContent = String(data.queue_depth);
+    loadActivity();
     const body = $('workers-body');
     body.replaceChildren(...data.workers.map((w) => {
       const tr = el('tr', { 'data-worker': w.id });
@@ -814,6 +815,47 @@ async function loadWorkers() {
     else if (!(e instanceof ApiError && e.status === 401)) $('workers-msg').textContent = `Could not read workers: ${e.message}`;
   } finally {
     workersTimer = setTimeout(loadWorkers, WORKERS_EVERY_MS);
+  }
+}
+
+// ---------------------------------------------------------------- activity charts
+
+/** Draw one series of `/v1/activity` into its figure: a line scaled to its own peak. */
+function drawChart(fig, samples) {
+  const key = fig.dataset.series;
+  const pts = samples.filter((s) => s[key] !== null && s[key] !== undefined);
+  const line = fig.querySelector('polyline');
+  fig.dataset.points = String(pts.length);
+  if (!pts.length) {
+    line.setAttribute('points', '');
+    return;
+  }
+  const t0 = samples[0].at_ms;
+  const span = Math.max(1, samples[samples.length - 1].at_ms - t0);
+  const peak = Math.max(...pts.map((s) => s[key]));
+  const fmt = (v) => (key === 'finished_per_sec' ? (v >= 10 ? v.toFixed(0) : v.toFixed(1)) : String(v));
+  line.setAttribute('points', pts.map((s) => {
+    const x = ((s.at_ms - t0) / span) * 300;
+    const y = 58 - (peak > 0 ? (s[key] / peak) * 56 : 0);
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  }).join(' '));
+  const now = pts[pts.length - 1][key];
+  fig.querySelector('.now').textContent = fmt(now);
+  fig.dataset.now = String(now);
+  fig.dataset.peak = String(peak);
+  fig.querySelector('.peak').textContent = `peak ${fmt(peak)}`;
+}
+
+async function loadActivity() {
+  try {
+    const data = await api('GET', '/v1/activity');
+    for (const fig of document.querySelectorAll('#activity .chart')) drawChart(fig, data.samples);
+    const n = data.samples.length;
+    $('activity-span').textContent = n > 1
+      ? `last ${fmtDuration(data.samples[n - 1].at_ms - data.samples[0].at_ms)}, a sample every ${fmtDuration(data.interval_ms)}`
+      : 'collecting samples…';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) $('activity').hidden = true;
   }
 }
 

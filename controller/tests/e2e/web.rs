@@ -800,3 +800,74 @@ async fn page_submits_a_range_of_inputs_as_one_batch() {
         .screenshot(&out.join("01-batch-submitted.png"))
         .await;
 }
+
+#[tokio::test]
+async fn page_charts_a_backlog_arriving_and_a_worker_draining_it() {
+    let app = TestApp::gateway_with(|g| g.activity_interval_ms = 100).await;
+    let out = output_dir("activity");
+    let downloads = tempfile::tempdir().expect("download dir");
+    let browser = open_page(&app, downloads.path()).await;
+    for i in 0..30u32 {
+        app.submit_ok(json!({"kind": "factorial", "input": 200 + i}))
+            .await;
+    }
+    // The burst shows on the queue chart, with no live worker.
+    browser
+        .wait_js(
+            "queue depth chart at 30 with no workers",
+            WAIT,
+            "const d = document.getElementById('chart-depth').dataset;
+             const w = document.getElementById('chart-workers').dataset;
+             return Number(d.now) >= 30 && w.now === '0';",
+            json!([]),
+        )
+        .await;
+    browser
+        .js(
+            "document.getElementById('workers').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&out.join("01-backlog.png")).await;
+
+    app.start_worker_in_process(worker_args(app.nats.url()));
+    browser
+        .wait_js(
+            "the worker on the chart, jobs/s above 0 and the queue empty",
+            WAIT,
+            "const d = document.getElementById('chart-depth').dataset;
+             const r = document.getElementById('chart-rate').dataset;
+             const w = document.getElementById('chart-workers').dataset;
+             return w.now === '1' && Number(r.peak) > 0 && d.now === '0' && Number(d.peak) >= 30;",
+            json!([]),
+        )
+        .await;
+    let points = browser
+        .js(
+            "return [...document.querySelectorAll('#activity polyline')].map(p => p.getAttribute('points').trim().split(' ').length);",
+            json!([]),
+        )
+        .await;
+    let points: Vec<u64> = serde_json::from_value(points).expect("point counts");
+    assert!(
+        points.iter().all(|&n| n >= 2),
+        "every chart has a line: {points:?}"
+    );
+    let caption = browser
+        .js(
+            "return document.getElementById('chart-depth').querySelector('figcaption').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        caption.as_str().unwrap_or_default().contains("peak"),
+        "caption: {caption}"
+    );
+    browser
+        .js(
+            "document.getElementById('workers').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&out.join("02-drained.png")).await;
+}

@@ -4,7 +4,7 @@ use crate::helpers::TestApp;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use futures::StreamExt;
 use jetmill_proto::{names, JobMessage, JobRecord};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -164,4 +164,84 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
         Some(&1),
         "the duplicate never started a second attempt"
     );
+}
+
+/// Read `/v1/activity` until `ok` holds for its samples, or fail after `within`.
+async fn wait_activity(
+    app: &TestApp,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let body: Value = reqwest::get(app.url("/v1/activity"))
+            .await
+            .expect("GET /v1/activity")
+            .json()
+            .await
+            .expect("activity JSON");
+        let samples = body["samples"].as_array().cloned().unwrap_or_default();
+        if ok(&samples) {
+            return samples;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "activity never showed {what} within {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_activity_history_shows_a_backlog_build_up_and_drain_with_the_workers_that_did_it() {
+    let app = TestApp::gateway_with(|g| g.activity_interval_ms = 100).await;
+    // No worker yet: 40 jobs wait, and the samples say so.
+    for i in 0..40u32 {
+        app.submit_ok(json!({"kind": "factorial", "input": 100 + i}))
+            .await;
+    }
+    let n = |s: &Value, k: &str| s[k].as_f64().unwrap_or(-1.0);
+    let backlog = wait_activity(
+        &app,
+        Duration::from_secs(10),
+        "a backlog of 40 and no workers",
+        |s| {
+            s.iter()
+                .any(|s| n(s, "queue_depth") >= 40.0 && n(s, "workers") == 0.0)
+        },
+    )
+    .await;
+    assert!(
+        backlog.iter().all(|s| n(s, "finished_per_sec") <= 0.0),
+        "nothing finished yet: {backlog:?}"
+    );
+
+    // A worker arrives: the queue drains, jobs/s goes above 0, one live worker, and the
+    // rates add up (integrated over the samples) to the 40 jobs.
+    let finished = |s: &[Value]| -> f64 {
+        s.windows(2)
+            .map(|w| {
+                n(&w[1], "finished_per_sec").max(0.0) * (n(&w[1], "at_ms") - n(&w[0], "at_ms"))
+                    / 1000.0
+            })
+            .sum()
+    };
+    app.start_worker_in_process(crate::helpers::worker_args(app.nats.url()));
+    let drained = wait_activity(
+        &app,
+        Duration::from_secs(30),
+        "the backlog drained by one worker",
+        |s| {
+            (finished(s) - 40.0).abs() < 0.01
+                && s.last()
+                    .is_some_and(|l| n(l, "queue_depth") == 0.0 && n(l, "workers") == 1.0)
+        },
+    )
+    .await;
+    assert!(drained.iter().any(|s| n(s, "finished_per_sec") > 0.0));
+    // Samples are in time order, one interval apart or more.
+    let times: Vec<f64> = drained.iter().map(|s| n(s, "at_ms")).collect();
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 90.0), "{times:?}");
+    assert!(drained.iter().any(|s| n(s, "slots") >= 1.0));
 }

@@ -37,6 +37,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
+        .route("/v1/activity", get(workers::activity))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
         .route("/assets/style.css", get(web::style_css))

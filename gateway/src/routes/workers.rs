@@ -46,3 +46,22 @@ pub async fn list(
         queue_depth: info.state.messages,
     }))
 }
+
+#[utoipa::path(
+    get,
+    path = "/v1/activity",
+    tag = "workers",
+    responses(
+        (status = 200, description = "The last minutes of queue depth, jobs finished per second and live workers, sampled by this gateway", body = crate::activity::ActivityView),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /v1/activity`: what the web page charts. Any authenticated caller may read it
+/// (system-wide totals, like `GET /v1/workers`); answered from memory.
+pub async fn activity(
+    State(state): State<AppState>,
+    _caller: Principal,
+) -> Json<crate::activity::ActivityView> {
+    Json(state.activity().view())
+}

@@ -175,6 +175,20 @@ impl Table {
             .unwrap_or_default()
     }
 
+    /// Every tenant's counts added up (the whole bucket's records per status).
+    pub(super) fn totals(&self) -> StatusCounts {
+        self.counts
+            .iter()
+            .fold(StatusCounts::default(), |a, c| StatusCounts {
+                pending: a.pending + c.pending,
+                running: a.running + c.running,
+                done: a.done + c.done,
+                failed: a.failed + c.failed,
+                cancelled: a.cancelled + c.cancelled,
+                unreadable: a.unreadable + c.unreadable,
+            })
+    }
+
     pub(super) fn apply(&mut self, change: Change) {
         match change {
             Change::Put { tenant, id, meta } => self.put(&tenant, id, meta),
@@ -388,6 +402,9 @@ mod tests {
         assert_eq!(t.counts("nobody"), StatusCounts::default());
         t.put("b", id(), Meta(None));
         assert_eq!((t.counts("b").unreadable, t.counts("b").total()), (1, 2));
+        let all = t.totals();
+        assert_eq!(all.total(), t.counts("a").total() + t.counts("b").total());
+        assert_eq!(all.running, t.counts("a").running + 1);
     }
 
     #[test]
