@@ -190,7 +190,12 @@ impl Policy {
         let cooled = |cooldown: Duration| since_change.is_none_or(|d| d >= cooldown);
 
         let (direction, desired, reason) = if current < min {
-            (Direction::Up, wanted, Reason::BelowMin)
+            let why = if wanted > min {
+                Reason::Load
+            } else {
+                Reason::BelowMin
+            };
+            (Direction::Up, wanted, why)
         } else if current > max {
             (Direction::Down, max, Reason::AboveMax)
         } else if wanted > current {
