@@ -12,7 +12,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The autoscaler process, killed on drop (its workers die with it: kill_on_drop).
+/// The autoscaler (or `jetmill dev`) process, killed on drop (its workers die with
+/// it: kill_on_drop).
 struct Autoscaler {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
@@ -21,9 +22,15 @@ struct Autoscaler {
 
 impl Autoscaler {
     fn start(nats_url: &str, extra: &[&str]) -> Autoscaler {
+        let mut args = vec!["autoscale", "--backend", "local", "--server", nats_url];
+        args.extend_from_slice(extra);
+        Self::spawn(&args)
+    }
+
+    /// Run `jetmill <args>`, reading its stderr.
+    fn spawn(args: &[&str]) -> Autoscaler {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetmill"))
-            .args(["autoscale", "--backend", "local", "--server", nats_url])
-            .args(extra)
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -347,21 +354,118 @@ async fn a_burst_scales_local_workers_to_the_max_and_an_idle_queue_back_to_the_m
     );
 
     // SIGTERM stops the autoscaler and every worker it started.
-    let ok = Command::new("kill")
-        .args(["-TERM", &scaler.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = scaler.child.try_wait().expect("try_wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "autoscaler did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "autoscaler exit: {status}");
+    scaler.stop("TERM").await;
     for pid in first_three {
         assert!(!alive(pid), "worker {pid} outlived the autoscaler");
+    }
+}
+
+impl Autoscaler {
+    /// Send `sig`, wait for a successful exit.
+    async fn stop(&mut self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not stop within 30 s of SIG{sig}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "exit after SIG{sig}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn jetmill_dev_autoscale_runs_worker_processes_and_stops_them_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_string_lossy().to_string();
+    let nats_bin = jetmill_testkit::nats_server_bin()
+        .to_string_lossy()
+        .to_string();
+    let mut dev = Autoscaler::spawn(&[
+        "dev",
+        "--nats-port",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        &dir_arg,
+        "--nats-server",
+        &nats_bin,
+        "--autoscale",
+        "--autoscale-min",
+        "2",
+        "--autoscale-max",
+        "2",
+        "--interval",
+        "200ms",
+    ]);
+    let api = dev.wait_line("API:", Duration::from_secs(60));
+    let metrics_line = dev.wait_line("metrics:", Duration::from_secs(10));
+    let urls: Vec<&str> = metrics_line
+        .split_whitespace()
+        .filter(|w| w.starts_with("http://"))
+        .collect();
+    assert_eq!(urls.len(), 2, "gateway and autoscaler: {metrics_line}");
+    assert!(metrics_line.contains("(autoscaler)"), "{metrics_line}");
+    let autoscaler_metrics = urls[1].to_string();
+    let http = reqwest::Client::new();
+    let (_, _) = wait_scaled(
+        &http,
+        &autoscaler_metrics,
+        &dev,
+        Duration::from_secs(30),
+        "two worker processes",
+        |workers, m| {
+            workers.len() == 2
+                && value(
+                    m,
+                    "jetmill_autoscale_actual_workers",
+                    &[("service", "local")],
+                ) == 2.0
+        },
+    )
+    .await;
+    let workers = dev.workers();
+
+    // The child workers run jobs.
+    let resp = http
+        .post(&api)
+        .json(&json!({"kind": "factorial", "input": 30}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status().as_u16(), 202);
+    let job: serde_json::Value = resp.json().await.expect("job JSON");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: serde_json::Value = http
+            .get(format!("{api}/{id}"))
+            .send()
+            .await
+            .expect("get job")
+            .json()
+            .await
+            .expect("job JSON");
+        if got["status"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job not done: {got}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Ctrl-C stops the gateway, the workers and nats-server.
+    dev.stop("INT").await;
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived jetmill dev");
     }
 }
