@@ -65,6 +65,9 @@ pub struct SwarmBackend {
     docker: Docker,
     default_min: u32,
     default_max: Option<u32>,
+    /// Services skipped for bad settings, and why: each is logged as an error once
+    /// (again when the reason changes), not at every tick.
+    skipped: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl SwarmBackend {
@@ -94,7 +97,19 @@ impl SwarmBackend {
             docker,
             default_min,
             default_max,
+            skipped: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Log that `service` is skipped, as an error the first time for this reason.
+    fn skip(&self, service: &str, why: String) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if skipped.get(service) == Some(&why) {
+            tracing::debug!(service, error = %why, "autoscale: still skipping the service");
+        } else {
+            tracing::error!(service, error = %why, "autoscale: skipping the service");
+            skipped.insert(service.to_string(), why);
+        }
     }
 
     /// Running tasks of `service_id`, for daemons that leave `ServiceStatus` out.
@@ -177,7 +192,7 @@ impl Backend for SwarmBackend {
             let (min, max) = match bounds(&labels, self.default_min, self.default_max) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(service = %name, error = %e, "autoscale: bad autoscale labels; skipping the service");
+                    self.skip(&name, format!("bad autoscale labels: {e}"));
                     continue;
                 }
             };
@@ -187,13 +202,25 @@ impl Backend for SwarmBackend {
                 .and_then(|m| m.replicated.as_ref())
                 .and_then(|r| r.replicas)
             else {
-                tracing::error!(service = %name, label = LABEL, "autoscale: the service is not in replicated mode; skipping it");
+                self.skip(
+                    &name,
+                    format!("labelled {LABEL}=true but not in replicated mode"),
+                );
                 continue;
             };
             let running = match s.service_status.and_then(|st| st.running_tasks) {
                 Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
                 None => self.running_tasks(&id).await?,
             };
+            if self
+                .skipped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name)
+                .is_some()
+            {
+                tracing::info!(service = %name, "autoscale: the service's labels are good again");
+            }
             targets.push(Target {
                 name,
                 min,
