@@ -1,4 +1,7 @@
 //! `jetmill dev`: a local nats-server (child process), the gateway and a worker.
+//!
+//! With `--autoscale` the workers are `jetmill worker` child processes that the
+//! autoscaler's local backend grows and shrinks with the queue.
 
 use anyhow::{bail, Context};
 use jetmill_gateway::{Application, GatewayArgs};
@@ -30,6 +33,18 @@ pub struct DevArgs {
     /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH).
     #[arg(long, env = "JETMILL_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
+    /// Run workers as child processes scaled with the queue, instead of one in-process
+    /// worker (`--worker-metrics-listen` then serves the autoscaler's metrics).
+    #[arg(long, env = "JETMILL_DEV_AUTOSCALE")]
+    pub autoscale: bool,
+    /// Fewest worker processes (with --autoscale).
+    #[arg(long, env = "JETMILL_AUTOSCALE_MIN", default_value_t = 1)]
+    pub autoscale_min: u32,
+    /// Most worker processes (with --autoscale; default: the number of cores).
+    #[arg(long, env = "JETMILL_AUTOSCALE_MAX")]
+    pub autoscale_max: Option<u32>,
+    #[command(flatten, next_help_heading = "Autoscaling (with --autoscale)")]
+    pub policy: crate::autoscale::PolicyArgs,
 }
 
 /// Locate nats-server: the flag, the folder scripts/install-nats.sh fills, or PATH.
@@ -136,6 +151,78 @@ fn read_ports(dir: &Path) -> Option<String> {
     Some(v["nats"][0].as_str()?.to_string())
 }
 
+/// Print where everything is.
+fn banner(url: &str, metrics: &str, nats_url: &str, dir: &Path) {
+    eprintln!();
+    eprintln!("  jetmill dev is running (no authentication: loopback only)");
+    eprintln!("  API:   {url}/v1/jobs");
+    eprintln!("  metrics: {metrics}");
+    eprintln!("  NATS:  {nats_url}   (data in {})", dir.display());
+    eprintln!("  try:   curl -s -d '{{\"kind\":\"factorial\",\"input\":1000}}' {url}/v1/jobs");
+    eprintln!("  stop:  Ctrl-C");
+    eprintln!();
+}
+
+/// `--autoscale`: the gateway in process, the workers as scaled child processes.
+async fn run_autoscaled(
+    args: &DevArgs,
+    nats_url: &str,
+    app: Application,
+    url: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::autoscale::{self, local};
+    let nats = jetmill_natsx::NatsArgs::with_url(nats_url);
+    let jet = crate::control::connect(&nats).await?;
+    let max = args.autoscale_max.unwrap_or_else(local::default_max);
+    let mut policy = args.policy.clone();
+    if policy.worker_concurrency.is_none() {
+        policy.worker_concurrency = args.concurrency;
+    }
+    let backend = local::LocalBackend::new(local::LocalConfig::new(
+        &nats,
+        args.autoscale_min,
+        max,
+        &policy,
+    )?)?;
+    let metrics = std::sync::Arc::new(jetmill_metrics::Metrics::autoscaler());
+    let autoscaler_metrics = autoscale::serve_metrics(
+        args.worker_metrics_listen,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("use --worker-metrics-listen to pick another address")?;
+    let gateway = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    banner(
+        &url,
+        &format!("{url}/metrics (gateway)   {autoscaler_metrics} (autoscaler)"),
+        nats_url,
+        &args.dir,
+    );
+    eprintln!(
+        "  autoscaling {}..{max} worker processes ({} slot(s) each)",
+        args.autoscale_min,
+        policy.worker_concurrency.unwrap_or(1)
+    );
+    eprintln!();
+    let mut scaler = autoscale::Autoscaler::new(policy.clone(), metrics);
+    // The loop ends on Ctrl-C or when the gateway stops on its own (an error).
+    let stop_all = shutdown.clone();
+    let gateway = async move {
+        let r = gateway.await;
+        stop_all.cancel();
+        r
+    };
+    let scaling = async {
+        autoscale::run_loop(&backend, &jet, &mut scaler, policy.interval, &shutdown).await;
+        backend.stop_all().await;
+    };
+    let (g, ()) = tokio::join!(gateway, scaling);
+    g.context("gateway task")?.context("gateway")?;
+    Ok(())
+}
+
 /// Run nats-server, the gateway and a worker until Ctrl-C/SIGTERM, then stop them in order.
 pub async fn run(args: DevArgs, log: jetmill_runtime::LogHandle) -> anyhow::Result<()> {
     let (mut nats, nats_url) = start_nats(&args).await?;
@@ -159,6 +246,9 @@ async fn run_parts(
         )
     })?;
     let url = format!("http://{}", app.local_addr());
+    if args.autoscale {
+        return run_autoscaled(args, nats_url, app, url, shutdown).await;
+    }
     let mut worker_args = WorkerArgs::local(nats_url)?;
     worker_args.concurrency = args.concurrency;
     let metrics_listener = jetmill_worker::observe::bind_metrics(args.worker_metrics_listen)
@@ -178,14 +268,12 @@ async fn run_parts(
         log,
         Some(metrics_listener),
     ));
-    eprintln!();
-    eprintln!("  jetmill dev is running (no authentication: loopback only)");
-    eprintln!("  API:   {url}/v1/jobs");
-    eprintln!("  metrics: {url}/metrics (gateway)   {worker_metrics} (worker)");
-    eprintln!("  NATS:  {nats_url}   (data in {})", args.dir.display());
-    eprintln!("  try:   curl -s -d '{{\"kind\":\"factorial\",\"input\":1000}}' {url}/v1/jobs");
-    eprintln!("  stop:  Ctrl-C");
-    eprintln!();
+    banner(
+        &url,
+        &format!("{url}/metrics (gateway)   {worker_metrics} (worker)"),
+        nats_url,
+        &args.dir,
+    );
     // If either part stops on its own (an error), stop the other too instead of
     // leaving half a system running.
     let stop_all = shutdown.clone();

@@ -11,6 +11,7 @@
 //!
 //! See docs/operations.md.
 
+mod autoscale;
 mod bench;
 mod cli;
 mod control;
@@ -53,6 +54,11 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run a worker.
     Worker(WorkerArgs),
+    /// Scale the workers from queue depth and slot use (swarm services or local processes).
+    ///
+    /// Example: `jetmill autoscale` (swarm services labelled `jetmill.autoscale=true`), or
+    /// `jetmill autoscale --backend local --min 1 --max 4`
+    Autoscale(autoscale::AutoscaleArgs),
     /// Stop workers from starting new jobs (running jobs finish). Example: `jetmill freeze`
     Freeze(ApplyArgs),
     /// Let frozen workers fetch jobs again.
@@ -184,7 +190,7 @@ async fn main() -> ExitCode {
     if defaulted
         && !matches!(
             cli.command,
-            Command::Dev(_) | Command::Gateway(_) | Command::Worker(_)
+            Command::Dev(_) | Command::Gateway(_) | Command::Worker(_) | Command::Autoscale(_)
         )
     {
         cli.log.level = "warn".into();
@@ -227,6 +233,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
             jetmill_worker::run_with_log(args, jetmill_runtime::shutdown_token(), log).await?;
             Ok(true)
         }
+        Command::Autoscale(args) => autoscale::run(args).await.map(|()| true),
         Command::Freeze(apply) => control::run(Change::Freeze, &apply).await,
         Command::Resume(apply) => control::run(Change::Resume, &apply).await,
         Command::Concurrency { slots, apply } => {

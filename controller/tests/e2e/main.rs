@@ -3,6 +3,7 @@
 
 mod api_docs;
 mod auth;
+mod autoscale;
 mod backpressure;
 mod batch;
 mod control;

@@ -10,6 +10,7 @@
 //! - [`queue`]: queue depth and pending acks per consumer, read from JetStream.
 //! - [`list`]: listing pages by source (the gateway's index, or a bucket scan).
 //! - [`store`]: JetStream storage used, its limit, and whether writes are refused.
+//! - [`autoscale`]: the autoscaler's desired/actual workers, inputs and decisions.
 //! - [`serve`](mod@serve): encoding and the worker's small `/metrics` listener.
 //!
 //! Labels are bounded: a job kind, an outcome, a route template, a method, a status,
@@ -18,6 +19,7 @@
 //! Built on `prometheus-client`, the Prometheus project's own Rust client: typed label
 //! sets, no global registry (so tests can run several instances in one process).
 
+pub mod autoscale;
 pub mod http;
 pub mod jobs;
 pub mod list;
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub list: list::ListMetrics,
     /// JetStream storage use and fullness (gateway).
     pub store: store::StoreGauges,
+    /// Desired/actual workers and decisions (autoscaler).
+    pub autoscale: autoscale::AutoscaleMetrics,
 }
 
 impl Metrics {
@@ -66,6 +70,13 @@ impl Metrics {
         m
     }
 
+    /// The autoscaler's metrics: desired and actual workers, its inputs, its decisions.
+    pub fn autoscaler() -> Self {
+        let mut m = Self::unregistered();
+        m.autoscale.register(&mut m.registry);
+        m
+    }
+
     fn unregistered() -> Self {
         Metrics {
             registry: Registry::default(),
@@ -74,6 +85,7 @@ impl Metrics {
             queue: queue::QueueGauges::default(),
             list: list::ListMetrics::default(),
             store: store::StoreGauges::default(),
+            autoscale: autoscale::AutoscaleMetrics::default(),
         }
     }
 
