@@ -225,7 +225,11 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Dev(args) => dev::run(args, log).await.map(|()| true),
         Command::Gateway(args) => {
             let shutdown = jetmill_runtime::shutdown_token();
-            let app = jetmill_gateway::Application::build(&args).await?;
+            // A stop while it waits for `jetmill provision` ends it too.
+            let app = tokio::select! {
+                app = jetmill_gateway::Application::build(&args) => app?,
+                () = shutdown.cancelled() => return Ok(true),
+            };
             app.run_until_stopped(shutdown).await?;
             Ok(true)
         }

@@ -575,7 +575,15 @@ async fn a_gateway_and_a_worker_that_may_not_create_streams_wait_for_jetmill_pro
         "the worker exited"
     );
 
-    provision(&secured).await;
+    // The operator provisions the workers consumer with other settings than the worker's
+    // flags: the worker may not change them, says so, and runs with the stored ones.
+    let out = jetmill_ok(
+        &secured,
+        "controller",
+        &["provision", "--max-ack-pending", "500"],
+    )
+    .await;
+    assert!(out.contains("created"), "{out}");
     let listening = wait_log(&gateway_log, "gateway listening", Duration::from_secs(60)).await;
     wait_log(&worker_log, "worker started", Duration::from_secs(60)).await;
     let addr = listening["addr"]
@@ -613,12 +621,44 @@ async fn a_gateway_and_a_worker_that_may_not_create_streams_wait_for_jetmill_pro
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Neither ever had to change what the operator provisioned.
-    for log in [&gateway_log, &worker_log] {
+    let warned = wait_log(&worker_log, "could not update", Duration::from_secs(5)).await;
+    assert_eq!(warned["stored_max_ack_pending"], json!(500), "{warned}");
+    assert_eq!(warned["wanted_max_ack_pending"], json!(10_000), "{warned}");
+    assert!(
+        log_lines(&gateway_log, "could not update").is_empty(),
+        "the gateway changes no consumer"
+    );
+}
+
+#[test]
+fn the_cluster_config_is_valid_for_every_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etc = dir.path().join("etc/nats");
+    std::fs::create_dir_all(&etc).expect("etc dir");
+    for file in ["cluster.conf", "accounts.conf"] {
+        std::fs::copy(
+            workspace_root().join("docker/nats").join(file),
+            etc.join(file),
+        )
+        .expect("copy config");
+    }
+    let out = std::process::Command::new("bash")
+        .arg(workspace_root().join("scripts/docker-secrets.sh"))
+        .arg(dir.path().join("run/secrets"))
+        .output()
+        .expect("secrets");
+    assert!(out.status.success(), "{out:?}");
+    for node in ["nats1", "nats2", "nats3"] {
+        let out = std::process::Command::new(jetmill_testkit::nats_server_bin())
+            .args(["-t", "-c"])
+            .arg(etc.join("cluster.conf"))
+            .env("NATS_SERVER_NAME", node)
+            .output()
+            .expect("nats-server -t");
         assert!(
-            log_lines(log, "could not update").is_empty(),
-            "{}",
-            log.display()
+            out.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
