@@ -402,6 +402,22 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .expect("stream open")
         .expect("a message");
     assert_eq!(first.subject.as_str(), "jobs.events.j1.accepted");
+    let mut live = inspector
+        .subscribe("jobs.events.>")
+        .await
+        .expect("the inspector watches live events");
+    inspector.flush().await.expect("flush");
+    admin
+        .publish("jobs.events.j1.started", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("event stored");
+    let seen = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("a live event within 5 s")
+        .expect("subscription open");
+    assert_eq!(seen.subject.as_str(), "jobs.events.j1.started");
 
     // ... and changes nothing.
     let publish = ijs
