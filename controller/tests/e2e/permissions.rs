@@ -678,3 +678,30 @@ fn the_cluster_config_is_valid_for_every_node() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_create_the_server_answers_with_an_error_still_fails_at_once_without_auth() {
+    // No auth (as `jetmill dev`): a stream the server refuses (3 replicas on one node) is
+    // an error to exit on, not a missing object to wait for.
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let settings = jetmill_natsx::QueueSettings {
+        replicas: 3,
+        ..Default::default()
+    };
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(15),
+        jetmill_natsx::until_provisioned(|| {
+            jetmill_natsx::provision(client.clone(), settings.clone())
+        }),
+    )
+    .await
+    .expect("answered at once, no waiting");
+    match outcome {
+        Err(e @ jetmill_natsx::NatsxError::Provision { .. }) => {
+            assert!(e.to_string().contains("stream JOBS"), "{e}")
+        }
+        Err(e) => panic!("expected a provisioning error, got {e}"),
+        Ok(_) => panic!("3 replicas on a single node were accepted"),
+    }
+}
