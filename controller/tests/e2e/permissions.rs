@@ -453,6 +453,22 @@ async fn each_role_is_refused_what_it_must_not_do() {
     // ephemeral consumer the server names.
     let (inspector, mut refused) = secured.client("inspector").await;
     let ijs = jetstream::new(inspector.clone());
+    let mut live = inspector
+        .subscribe("jobs.events.>")
+        .await
+        .expect("the inspector watches live events");
+    inspector.flush().await.expect("flush");
+    admin
+        .publish("jobs.events.j0.started", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("event stored");
+    let seen = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("a live event within 5 s")
+        .expect("subscription open");
+    assert_eq!(seen.subject.as_str(), "jobs.events.j0.started");
     let jobs = ijs.get_stream("JOBS").await.expect("inspector reads JOBS");
     let info = jobs
         .consumer_info("workers")
@@ -477,7 +493,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
     let reader = events
         .create_consumer(jetstream::consumer::push::OrderedConfig {
             deliver_subject: inspector.new_inbox(),
-            filter_subject: "jobs.events.>".into(),
+            filter_subject: "jobs.events.j1.>".into(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -490,22 +506,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .expect("stream open")
         .expect("a message");
     assert_eq!(first.subject.as_str(), "jobs.events.j1.accepted");
-    let mut live = inspector
-        .subscribe("jobs.events.>")
-        .await
-        .expect("the inspector watches live events");
-    inspector.flush().await.expect("flush");
-    admin
-        .publish("jobs.events.j1.started", "{}".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("event stored");
-    let seen = tokio::time::timeout(Duration::from_secs(5), live.next())
-        .await
-        .expect("a live event within 5 s")
-        .expect("subscription open");
-    assert_eq!(seen.subject.as_str(), "jobs.events.j1.started");
+    drop(messages);
 
     // ... and changes nothing.
     let publish = ijs
