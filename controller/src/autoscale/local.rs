@@ -99,6 +99,9 @@ impl LocalBackend {
         if let Some(password) = &c.nats.password {
             cmd.env("JETMILL_NATS_PASSWORD", password);
         }
+        if let Some(file) = &c.nats.password_file {
+            cmd.env("JETMILL_NATS_PASSWORD_FILE", file);
+        }
         let child = cmd
             .stdin(Stdio::null())
             .kill_on_drop(true)
