@@ -165,11 +165,13 @@ pub fn slow_sum(i: u64) -> (Value, String) {
     )
 }
 
-/// Connect to NATS at `url`, retrying for a while (a published port may need a moment).
+/// Connect to NATS at `url` (comma-separated for a cluster), retrying for a while (a
+/// published port may need a moment).
 pub async fn nats(url: &str) -> async_nats::jetstream::Context {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let urls: Vec<&str> = url.split(',').collect();
     loop {
-        match async_nats::connect(url).await {
+        match async_nats::connect(urls.as_slice()).await {
             Ok(c) => return async_nats::jetstream::new(c),
             Err(e) => assert!(Instant::now() < deadline, "connect {url}: {e}"),
         }

@@ -7,3 +7,4 @@ mod compose;
 mod helpers;
 mod images;
 mod probe;
+mod swarm;

@@ -150,6 +150,13 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// A compose project a test used, to take down on drop.
+struct Project {
+    file: PathBuf,
+    name: String,
+    envs: Vec<(String, String)>,
+}
+
 /// A dockerd this handle started, and what to put back when it stops.
 struct Daemon {
     child: Child,
@@ -165,8 +172,8 @@ pub struct Docker {
     /// Whether this handle initialised a swarm (left on drop).
     swarm: bool,
     stacks: RefCell<Vec<String>>,
-    /// Compose projects: (compose file, project name).
-    projects: RefCell<Vec<(PathBuf, String)>>,
+    /// Compose projects: (compose file, project name, its variables).
+    projects: RefCell<Vec<Project>>,
 }
 
 impl Docker {
@@ -196,6 +203,13 @@ impl Docker {
         };
         if !docker.answers() {
             docker.daemon = Some(start_daemon()?);
+            // Nobody used this daemon (it was not running): a swarm it rejoined is what a
+            // killed earlier test left. Leave it, so tests start from a plain engine.
+            let state = docker.cli(["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
+            if state.trim() == "active" {
+                eprintln!("docker harness: leaving a swarm left over by an earlier run");
+                docker.cli(["swarm", "leave", "--force"])?;
+            }
         }
         Ok(docker)
     }
@@ -230,8 +244,17 @@ impl Docker {
         args: &[&str],
     ) -> Result<String> {
         let mut projects = self.projects.borrow_mut();
-        if !projects.iter().any(|(_, p)| p == project) {
-            projects.push((file.to_path_buf(), project.to_string()));
+        if !projects.iter().any(|p| p.name == project) {
+            // A clean slate: what a killed earlier run may have left of this project.
+            remove_labelled(&format!("label=com.docker.compose.project={project}"));
+            projects.push(Project {
+                file: file.to_path_buf(),
+                name: project.to_string(),
+                envs: envs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            });
         }
         drop(projects);
         compose_cmd(file, project, envs, args)
@@ -242,6 +265,11 @@ impl Docker {
     pub fn stack_deploy(&self, file: &Path, name: &str, envs: &[(&str, &str)]) -> Result<()> {
         let mut stacks = self.stacks.borrow_mut();
         if !stacks.iter().any(|s| s == name) {
+            // A clean slate: what a killed earlier run may have left of this stack.
+            let listed = self.cli(["stack", "ls", "--format", "{{.Name}}"])?;
+            if listed.lines().any(|l| l.trim() == name) {
+                remove_stack(name)?;
+            }
             stacks.push(name.to_string());
         }
         drop(stacks);
@@ -616,19 +644,26 @@ fn stop_daemon(daemon: &mut Daemon) {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        for (file, project) in self.projects.take() {
-            if let Err(e) = compose_cmd(
-                &file,
-                &project,
-                &[],
-                &["down", "-v", "--remove-orphans", "-t", "5"],
-            ) {
-                eprintln!("docker harness: compose down {project}: {e}");
+        for project in self.projects.take() {
+            let envs: Vec<(&str, &str)> = project
+                .envs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let down = ["down", "-v", "--remove-orphans", "-t", "5"];
+            if let Err(e) = compose_cmd(&project.file, &project.name, &envs, &down) {
+                eprintln!("docker harness: compose down {}: {e}", project.name);
             }
+            // Whatever compose could not take down (e.g. its file no longer parses).
+            remove_labelled(&format!(
+                "label=com.docker.compose.project={}",
+                project.name
+            ));
         }
         for stack in self.stacks.take() {
             if let Err(e) = remove_stack(&stack) {
                 eprintln!("docker harness: stack rm {stack}: {e}");
+                remove_labelled(&format!("label=com.docker.stack.namespace={stack}"));
             }
         }
         if self.swarm {
@@ -640,6 +675,28 @@ impl Drop for Docker {
         }
         if let Some(mut daemon) = self.daemon.take() {
             stop_daemon(&mut daemon);
+        }
+    }
+}
+
+/// Force-remove the containers, then networks and volumes, matching a label filter.
+fn remove_labelled(filter: &str) {
+    for (ls, rm) in [
+        (&["ps", "-aq"][..], &["rm", "-f", "-v"][..]),
+        (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+        (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
+    ] {
+        let mut list = Command::new(DOCKER);
+        list.args(ls).args(["--filter", filter]);
+        let Ok(out) = run_ok(list) else { continue };
+        let ids = String::from_utf8_lossy(&out.stdout).to_string();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut remove = Command::new(DOCKER);
+            remove.args(rm).args(&ids);
+            if let Err(e) = run_ok(remove) {
+                eprintln!("docker harness: {e}");
+            }
         }
     }
 }
