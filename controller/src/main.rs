@@ -5,6 +5,7 @@
 //! - Runtime config (`freeze`, `resume`, `concurrency`, `log-level`, `kind`, `chaos`,
 //!   `config`): written to KV `config`, applied live by every worker; each command
 //!   waits until the live workers report the new revision and says who did not.
+//! - `provision`: create every stream, consumer and bucket (operator credentials).
 //! - `workers`, `stats`: what runs and how the queue is doing.
 //! - `jobs submit|get|list|cancel|watch`: the HTTP API from the shell.
 //! - `bench`: end-to-end load numbers next to the broker's own rate.
@@ -18,6 +19,7 @@ mod dev;
 mod inspect;
 mod jobs;
 mod probe;
+mod provision;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::{parse_kind, ApplyArgs, ReadArgs};
@@ -54,6 +56,10 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run a worker.
     Worker(WorkerArgs),
+    /// Create every stream, consumer and bucket (operator credentials), so gateways and
+    /// workers can run as NATS users that may not create them. Example:
+    /// `jetmill provision --user controller --password-file /run/secrets/nats-controller-password`
+    Provision(provision::ProvisionArgs),
     /// Stop workers from starting new jobs (running jobs finish). Example: `jetmill freeze`
     Freeze(ApplyArgs),
     /// Let frozen workers fetch jobs again.
@@ -223,7 +229,11 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Dev(args) => dev::run(args, log).await.map(|()| true),
         Command::Gateway(args) => {
             let shutdown = jetmill_runtime::shutdown_token();
-            let app = jetmill_gateway::Application::build(&args).await?;
+            // A stop while it waits for `jetmill provision` ends it too.
+            let app = tokio::select! {
+                app = jetmill_gateway::Application::build(&args) => app?,
+                () = shutdown.cancelled() => return Ok(true),
+            };
             app.run_until_stopped(shutdown).await?;
             Ok(true)
         }
@@ -231,6 +241,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
             jetmill_worker::run_with_log(args, jetmill_runtime::shutdown_token(), log).await?;
             Ok(true)
         }
+        Command::Provision(args) => provision::run(&args).await.map(|()| true),
         Command::Freeze(apply) => control::run(Change::Freeze, &apply).await,
         Command::Resume(apply) => control::run(Change::Resume, &apply).await,
         Command::Concurrency { slots, apply } => {

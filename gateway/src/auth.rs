@@ -28,6 +28,10 @@ pub struct AuthArgs {
     /// Shared secret for HS256 bearer JWTs (their `sub` is the tenant).
     #[arg(long, env = "JETMILL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret (e.g. the Docker secret `/run/secrets/jwt-secret`);
+    /// a trailing newline is ignored.
+    #[arg(long, env = "JETMILL_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// PEM public key (RSA or Ed25519) for RS256/EdDSA bearer JWTs.
     #[arg(long, env = "JETMILL_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
@@ -102,7 +106,18 @@ impl Auth {
     /// Load the keys the flags name; errors say which file or value is unusable.
     pub fn from_args(args: &AuthArgs) -> anyhow::Result<Auth> {
         let mut auth = Auth::default();
-        if let Some(secret) = args.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+        let from_file = match &args.jwt_secret_file {
+            Some(_) if args.jwt_secret.is_some() => anyhow::bail!(
+                "give the JWT secret once: --jwt-secret or --jwt-secret-file, not both"
+            ),
+            Some(path) => Some(
+                jetmill_natsx::connect::read_secret_file(path)
+                    .map_err(|e| anyhow::anyhow!("--jwt-secret-file: {e}"))?,
+            ),
+            None => None,
+        };
+        let secret = from_file.as_deref().or(args.jwt_secret.as_deref());
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
             auth.hs256 = Some(DecodingKey::from_secret(secret.as_bytes()));
         }
         if let Some(path) = &args.jwt_public_key {
@@ -276,5 +291,38 @@ mod tests {
         );
         std::fs::write(&path, "k1 acme root\n").expect("write");
         assert!(load_api_keys(&path).is_err());
+    }
+
+    #[test]
+    fn the_jwt_secret_comes_from_a_file_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwt-secret");
+        std::fs::write(&path, "k3y\n").expect("write");
+        let mut args = AuthArgs {
+            jwt_secret_file: Some(path.clone()),
+            ..AuthArgs::default()
+        };
+        let auth = Auth::from_args(&args).expect("secret file");
+        assert!(auth.is_enabled());
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": "acme", "exp": 4_000_000_000u64}),
+            &jsonwebtoken::EncodingKey::from_secret(b"k3y"),
+        )
+        .expect("token");
+        let header = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        let who = auth
+            .authenticate(Some(&header))
+            .expect("the file's secret without its newline verifies");
+        assert_eq!(who.tenant, "acme");
+
+        args.jwt_secret = Some("other".into());
+        let err = Auth::from_args(&args).err().expect("both refused");
+        assert!(err.to_string().contains("not both"), "{err}");
+
+        args.jwt_secret = None;
+        args.jwt_secret_file = Some(dir.path().join("missing"));
+        let err = Auth::from_args(&args).err().expect("unreadable refused");
+        assert!(err.to_string().contains("cannot read"), "{err}");
     }
 }

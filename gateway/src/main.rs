@@ -19,9 +19,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (_log, telemetry) = jetmill_runtime::init(&cli.log, "jetmill-gateway");
     let shutdown = jetmill_runtime::shutdown_token();
-    let result = match Application::build(&cli.gateway).await {
-        Ok(app) => app.run_until_stopped(shutdown).await.map_err(Into::into),
-        Err(e) => Err(e),
+    // A stop while waiting for `jetmill provision` (see Application::build) ends it too.
+    let built = tokio::select! {
+        built = Application::build(&cli.gateway) => Some(built),
+        () = shutdown.cancelled() => None,
+    };
+    let result = match built {
+        Some(Ok(app)) => app.run_until_stopped(shutdown).await.map_err(Into::into),
+        Some(Err(e)) => Err(e),
+        None => Ok(()),
     };
     telemetry.shutdown().await;
     result

@@ -22,7 +22,12 @@ impl Application {
         let auth = Auth::from_args(&args.auth)?;
         check_open(&auth, args)?;
         let client = jetmill_natsx::connect(&args.nats, "jetmill-gateway").await?;
-        let jet = jetmill_natsx::provision(client, args.queue.settings()).await?;
+        // Under a NATS user that may not create streams, wait for `jetmill provision`.
+        let settings = args.queue.settings();
+        let jet = jetmill_natsx::until_provisioned(|| {
+            jetmill_natsx::provision(client.clone(), settings.clone())
+        })
+        .await?;
         let config = crate::control::follow(jet.config.clone()).await;
         // One index per gateway process, following the bucket from now on: usage and
         // quotas read its counts; listings read it too unless `--list-index false`.

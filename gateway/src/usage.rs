@@ -49,7 +49,13 @@ pub async fn in_flight_now(index: &JobIndex, tenant: &str) -> Result<u64, NatsxE
 }
 
 /// Delete the usage consumer older gateways kept on `EVENTS`, if it is there (best effort).
+/// Looked up first, so a gateway whose NATS user may not delete it (there is nothing
+/// to delete on a system provisioned by this version) makes no refused request.
 pub async fn drop_legacy_consumer(events: &async_nats::jetstream::stream::Stream) {
+    if let Err(e) = events.consumer_info(LEGACY_CONSUMER).await {
+        tracing::debug!(error = %e, "no old usage consumer to delete");
+        return;
+    }
     match events.delete_consumer(LEGACY_CONSUMER).await {
         Ok(_) => tracing::info!(
             consumer = LEGACY_CONSUMER,

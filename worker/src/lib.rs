@@ -64,9 +64,14 @@ pub async fn run_with(
     // attempts in the record and enforces `--max-deliver` itself (see `settle`).
     let mut settings = args.queue.settings();
     settings.max_deliver = -1;
-    let jet = jetmill_natsx::provision(client, settings)
-        .await
-        .context("provisioning JetStream")?;
+    // Under a NATS user that may not create streams, wait for `jetmill provision`.
+    let provisioning = jetmill_natsx::until_provisioned(|| {
+        jetmill_natsx::provision(client.clone(), settings.clone())
+    });
+    let jet = tokio::select! {
+        jet = provisioning => jet.context("provisioning JetStream")?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     let ctx = Arc::new(WorkerCtx::new(jet, &args, log));
 
     // Watch first, then read: a change made in between is seen by the watch.
@@ -78,11 +83,12 @@ pub async fn run_with(
         .context("watching the runtime config")?;
     let (config, revision) = control::load(&ctx).await;
     control::apply(&ctx, &config, revision).await;
-    let consumer = ctx
-        .jet
-        .workers_consumer()
-        .await
-        .context("creating the workers consumer")?;
+    let consumer = tokio::select! {
+        c = jetmill_natsx::until_provisioned(|| async {
+            ctx.jet.ensure_workers_consumer().await.map(|(c, _)| c)
+        }) => c.context("creating the workers consumer")?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     if let Some(listener) = metrics_listener {
         observe::spawn_metrics(listener, ctx.metrics.clone(), shutdown.clone());
     }

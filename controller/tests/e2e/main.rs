@@ -17,6 +17,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod otlp;
+mod permissions;
 mod raw_results;
 mod reliability;
 mod result_cache;

@@ -24,6 +24,10 @@ pub struct NatsArgs {
     /// NATS password (with --user).
     #[arg(long, env = "JETMILL_NATS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// File holding the NATS password (with --user), e.g. a Docker secret at
+    /// `/run/secrets/nats-worker-password`; a trailing newline is ignored.
+    #[arg(long, env = "JETMILL_NATS_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 impl NatsArgs {
@@ -34,8 +38,35 @@ impl NatsArgs {
             creds: None,
             user: None,
             password: None,
+            password_file: None,
         }
     }
+
+    /// The password from `--password` or `--password-file` (refusing both).
+    pub fn password(&self) -> Result<Option<String>, NatsxError> {
+        match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => Err(NatsxError::Options(
+                "give the NATS password once: --password or --password-file, not both".into(),
+            )),
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(path)) => read_secret_file(path)
+                .map(Some)
+                .map_err(|e| NatsxError::Options(format!("--password-file: {e}"))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Read a secret from `path` (a Docker secret, a file an operator wrote), without its
+/// trailing newline; an unreadable or empty file is an error naming the path.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(secret.to_string())
 }
 
 /// Connect with `args`, naming the connection `name` (shown by `nats server report connections`).
@@ -55,15 +86,25 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
             ))
         })?;
     }
-    match (&args.user, &args.password) {
-        (Some(u), Some(p)) => opts = opts.user_and_password(u.clone(), p.clone()),
+    match (&args.user, args.password()?) {
+        (Some(u), Some(p)) => opts = opts.user_and_password(u.clone(), p),
         (None, None) => {}
         _ => {
             return Err(NatsxError::Options(
-                "--user and --password go together".into(),
+                "--user and --password (or --password-file) go together".into(),
             ))
         }
     }
+    // A refused publish or subscribe (a user without the permission) is reported by the
+    // server only on the connection, not to the request: log it, it names the subject.
+    opts = opts.event_callback(|event| async move {
+        match event {
+            async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+            async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+            async_nats::Event::Connected => tracing::info!("connected to NATS"),
+            other => tracing::debug!(event = %other, "NATS connection event"),
+        }
+    });
     let addrs = server_addrs(&args.url)?;
     opts.connect(addrs.as_slice())
         .await
@@ -94,7 +135,33 @@ fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, NatsxError> {
 
 #[cfg(test)]
 mod tests {
-    use super::server_addrs;
+    use super::{server_addrs, NatsArgs};
+
+    #[test]
+    fn a_password_file_is_read_without_its_newline_and_conflicts_are_refused() {
+        let dir = std::env::temp_dir().join(format!("jetmill-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("nats-worker-password");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let mut args = NatsArgs::with_url("nats://127.0.0.1:4222");
+        args.password_file = Some(file.clone());
+        assert_eq!(args.password().ok().flatten().as_deref(), Some("s3cret"));
+
+        args.password = Some("other".into());
+        let err = args.password().expect_err("both given");
+        assert!(err.to_string().contains("not both"), "{err}");
+
+        args.password = None;
+        args.password_file = Some(dir.join("missing"));
+        let err = args.password().expect_err("missing file");
+        assert!(err.to_string().contains("missing"), "{err}");
+
+        std::fs::write(&file, "\n").expect("write");
+        args.password_file = Some(file);
+        let err = args.password().expect_err("empty file");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_comma_separated_urls_and_names_bad_ones() {

@@ -1,12 +1,10 @@
 //! The runtime control plane: desired config in KV `config`, reports in KV `workers`.
 
 use crate::{Jet, NatsxError};
-use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use futures::{StreamExt, TryStreamExt};
 use jetmill_proto::config::{report_key, worker_key, GLOBAL_KEY};
 use jetmill_proto::{JobKind, RuntimeConfig, WorkerReport};
-use std::time::Duration;
 
 /// A config value and the bucket revision it was written at (0: never written).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -186,25 +184,7 @@ pub async fn park(jet: &Jet, message: &async_nats::jetstream::Message) -> Result
 
 /// Move every parked job of `kind` back into the queue; returns how many moved.
 pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
-    let name = jetmill_proto::names::parked_consumer(kind);
-    let consumer = jet
-        .jobs
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                description: Some(format!(
-                    "moves parked {kind} jobs back when the kind is enabled"
-                )),
-                filter_subject: format!("jobs.parked.*.{}", kind.as_str()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(NatsxError::js("parked-jobs consumer"))?;
+    let (consumer, _) = jet.ensure_parked_consumer(kind).await?;
     let mut moved = 0;
     loop {
         let mut batch = consumer

@@ -29,6 +29,9 @@ pub use connect::{connect, NatsArgs};
 pub use error::NatsxError;
 pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase, StatusCounts};
 pub use listing::{ListQuery, Page};
-pub use provision::{provision, Jet, QueueArgs, QueueSettings, IDEMPOTENCY_TTL};
+pub use provision::{
+    provision, provision_report, until_provisioned, Jet, Provisioned, QueueArgs, QueueSettings,
+    IDEMPOTENCY_TTL,
+};
 pub use records::{Records, Update, Version};
 pub use seconds::parse_secs;

@@ -69,14 +69,38 @@ pub struct Jet {
 /// How long an `Idempotency-Key` is remembered (the API promises at least 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(48 * 3600);
 
+/// One object [`provision_report`] looked at, and whether it had to create it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Provisioned {
+    /// `stream`, `kv`, `object store`, `consumer`.
+    pub kind: &'static str,
+    pub name: String,
+    /// `false`: it existed and was used as it is.
+    pub created: bool,
+}
+
 /// Create or find every stream and bucket.
+///
+/// Only objects that are missing are created, so a user without create rights (the
+/// `gateway` and `worker` NATS roles) gets its handles once `jetmill provision` made
+/// them; a missing object it may not create is [`NatsxError::Missing`].
 pub async fn provision(
     client: async_nats::Client,
     settings: QueueSettings,
 ) -> Result<Jet, NatsxError> {
+    provision_report(client, settings).await.map(|(jet, _)| jet)
+}
+
+/// [`provision`], also saying what existed and what was created (`jetmill provision`).
+pub async fn provision_report(
+    client: async_nats::Client,
+    settings: QueueSettings,
+) -> Result<(Jet, Vec<Provisioned>), NatsxError> {
     let js = jetstream::new(client.clone());
+    let mut report = Vec::new();
     let jobs = stream_get_or_create(
         &js,
+        &mut report,
         stream::Config {
             name: names::JOBS_STREAM.into(),
             description: Some("jetmill jobs waiting for a worker (work queue)".into()),
@@ -94,6 +118,7 @@ pub async fn provision(
     let jobs = add_parked_subjects(&js, jobs).await?;
     let events = stream_get_or_create(
         &js,
+        &mut report,
         stream::Config {
             name: names::EVENTS_STREAM.into(),
             description: Some(
@@ -111,6 +136,7 @@ pub async fn provision(
     .await?;
     let records = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::JOBS_BUCKET.into(),
             description: "jetmill job records, key <tenant>.<job_id>".into(),
@@ -124,6 +150,7 @@ pub async fn provision(
     .await?;
     let config = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::CONFIG_BUCKET.into(),
             description: "jetmill desired runtime configuration".into(),
@@ -136,6 +163,7 @@ pub async fn provision(
     .await?;
     let workers = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::WORKERS_BUCKET.into(),
             description: "jetmill live workers (entries expire when a worker stops reporting)"
@@ -150,6 +178,7 @@ pub async fn provision(
     .await?;
     let idempotency = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::IDEMPOTENCY_BUCKET.into(),
             description: "jetmill submit idempotency keys, key <tenant>.<sha256 of the key>".into(),
@@ -163,6 +192,7 @@ pub async fn provision(
     .await?;
     let result_cache = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::RESULT_CACHE_BUCKET.into(),
             description: "jetmill result cache: sha256 of (kind, input, params) -> job".into(),
@@ -175,6 +205,7 @@ pub async fn provision(
     .await?;
     let batches = kv_get_or_create(
         &js,
+        &mut report,
         kv::Config {
             bucket: names::BATCHES_BUCKET.into(),
             description: "jetmill job batches, key <tenant>.<batch_id>: item ids and creation time"
@@ -187,9 +218,10 @@ pub async fn provision(
         },
     )
     .await?;
-    let results = match js.get_object_store(names::RESULTS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
+    let what = format!("object store {}", names::RESULTS_BUCKET);
+    let created = !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await?;
+    if created {
+        let made = js
             .create_object_store(object_store::Config {
                 bucket: names::RESULTS_BUCKET.into(),
                 description: Some("jetmill results too large for a KV value".into()),
@@ -197,11 +229,28 @@ pub async fn provision(
                 num_replicas: settings.replicas,
                 ..Default::default()
             })
-            .await
-            .map_err(provision_err("object store results"))?,
-    };
+            .await;
+        if let Err(e) = made {
+            refused(
+                &js,
+                &format!("OBJ_{}", names::RESULTS_BUCKET),
+                what.clone(),
+                e,
+            )
+            .await?;
+        }
+    }
+    let results = js
+        .get_object_store(names::RESULTS_BUCKET)
+        .await
+        .map_err(provision_err(what.clone()))?;
+    report.push(Provisioned {
+        kind: "object store",
+        name: names::RESULTS_BUCKET.into(),
+        created,
+    });
     let records = crate::Records::new(records, client.clone());
-    Ok(Jet {
+    let jet = Jet {
         client,
         js,
         jobs,
@@ -214,13 +263,119 @@ pub async fn provision(
         result_cache,
         batches,
         settings,
-    })
+    };
+    Ok((jet, report))
 }
 
 impl Jet {
-    /// The workers' durable pull consumer, created or updated to `settings`.
+    /// The workers' durable pull consumer, created or updated to `settings`
+    /// (`jetmill provision`, and every worker of an open NATS).
     pub async fn workers_consumer(&self) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
+        self.ensure_workers_consumer().await.map(|(c, _)| c)
+    }
+
+    /// The workers' consumer as a worker needs it: used as it is when its settings are
+    /// `settings`' (no write, so a worker needs no right to change consumers); created
+    /// when missing, updated when different. A worker that may not update it logs that
+    /// the stored settings win; one that may not create it gets [`NatsxError::Missing`].
+    /// The `bool` says whether it was created.
+    pub async fn ensure_workers_consumer(
+        &self,
+    ) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
+        let cfg = self.workers_consumer_config();
+        let what = format!("consumer {} on stream JOBS", names::WORKERS_CONSUMER);
+        let existing = match self.jobs.consumer_info(names::WORKERS_CONSUMER).await {
+            Ok(info) => Some(info.config.clone()),
+            Err(e) if consumer_not_found(&e) => None,
+            Err(e) => return Err(provision_err(what)(e)),
+        };
+        if let Some(stored) = &existing {
+            let same = stored.filter_subject == cfg.filter_subject
+                && stored.ack_wait == cfg.ack_wait
+                && stored.max_deliver == cfg.max_deliver
+                && stored.max_ack_pending == cfg.max_ack_pending;
+            if same {
+                let consumer = self
+                    .jobs
+                    .get_consumer(names::WORKERS_CONSUMER)
+                    .await
+                    .map_err(|source| NatsxError::Provision { what, source })?;
+                return Ok((consumer, false));
+            }
+        }
+        match self.jobs.create_consumer(cfg.clone()).await {
+            Ok(consumer) => Ok((consumer, existing.is_none())),
+            Err(e) if answered(&e) => Err(provision_err(what)(e)),
+            Err(e) => match existing {
+                None => Err(NatsxError::Missing {
+                    what,
+                    source: Box::new(e),
+                }),
+                Some(stored) => {
+                    tracing::warn!(
+                        error = %e,
+                        stored_ack_wait = ?stored.ack_wait,
+                        stored_max_ack_pending = stored.max_ack_pending,
+                        wanted_ack_wait = ?cfg.ack_wait,
+                        wanted_max_ack_pending = cfg.max_ack_pending,
+                        "the workers consumer's settings differ from this worker's flags and it \
+                         could not update them (no permission?); using them as stored: run \
+                         `jetmill provision` with operator credentials and the new settings"
+                    );
+                    self.jobs
+                        .get_consumer(names::WORKERS_CONSUMER)
+                        .await
+                        .map(|c| (c, false))
+                        .map_err(|source| NatsxError::Provision { what, source })
+                }
+            },
+        }
+    }
+
+    /// The durable consumer that drains `kind`'s parked jobs (created by
+    /// `jetmill provision`, or by the first worker that unparks on an open NATS).
+    pub async fn ensure_parked_consumer(
+        &self,
+        kind: jetmill_proto::JobKind,
+    ) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
+        let name = names::parked_consumer(kind);
+        let what = format!("consumer {name} on stream JOBS");
+        match self.jobs.consumer_info(&name).await {
+            Ok(_) => {
+                let c = self.jobs.get_consumer(&name).await.map_err(|source| {
+                    NatsxError::Provision {
+                        what: what.clone(),
+                        source,
+                    }
+                })?;
+                return Ok((c, false));
+            }
+            Err(e) if consumer_not_found(&e) => {}
+            Err(e) => return Err(provision_err(what)(e)),
+        }
         let cfg = pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!(
+                "moves parked {kind} jobs back when the kind is enabled"
+            )),
+            filter_subject: format!("jobs.parked.*.{}", kind.as_str()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            ..Default::default()
+        };
+        match self.jobs.create_consumer(cfg).await {
+            Ok(c) => Ok((c, true)),
+            Err(e) if answered(&e) => Err(provision_err(what)(e)),
+            Err(e) => Err(NatsxError::Missing {
+                what,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    fn workers_consumer_config(&self) -> pull::Config {
+        pull::Config {
             durable_name: Some(names::WORKERS_CONSUMER.into()),
             description: Some("jetmill workers (shared by every worker process)".into()),
             filter_subject: names::JOBS_SUBJECTS.into(),
@@ -229,14 +384,111 @@ impl Jet {
             max_deliver: self.settings.max_deliver,
             max_ack_pending: self.settings.max_ack_pending,
             ..Default::default()
-        };
-        self.jobs
-            .create_consumer(cfg)
-            .await
-            .map_err(provision_err(format!(
-                "consumer {}",
-                names::WORKERS_CONSUMER
-            )))
+        }
+    }
+}
+
+/// Whether a consumer lookup failed because it does not exist.
+fn consumer_not_found(e: &jetstream::context::ConsumerInfoError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::ConsumerInfoErrorKind::NotFound
+    )
+}
+
+/// The JetStream API error code somewhere in `e`'s chain, if the server answered with one.
+fn api_error(e: &(dyn std::error::Error + 'static)) -> Option<jetstream::ErrorCode> {
+    use async_nats::jetstream::{context, stream as s};
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(err) = err.downcast_ref::<jetstream::Error>() {
+            return Some(err.error_code());
+        }
+        if let Some(err) = err.downcast_ref::<context::CreateStreamError>() {
+            if let context::CreateStreamErrorKind::JetStream(api) = err.kind() {
+                return Some(api.error_code());
+            }
+        }
+        if let Some(err) = err.downcast_ref::<context::GetStreamError>() {
+            if let context::GetStreamErrorKind::JetStream(api) = err.kind() {
+                return Some(api.error_code());
+            }
+        }
+        if let Some(err) = err.downcast_ref::<s::ConsumerError>() {
+            if let s::ConsumerErrorKind::JetStream(api) = err.kind() {
+                return Some(api.error_code());
+            }
+        }
+        if let Some(err) = err.downcast_ref::<context::ConsumerInfoError>() {
+            if let context::ConsumerInfoErrorKind::JetStream(api) = err.kind() {
+                return Some(api.error_code());
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether the server answered a request with an API error (a real refusal: bad config,
+/// no resources), rather than not answering, which is what a publish the user has no
+/// permission for looks like (the server drops it and tells only the connection).
+fn answered(e: &(dyn std::error::Error + 'static)) -> bool {
+    api_error(e).is_some()
+}
+
+/// Whether the stream `name` exists (`what` names the object in errors).
+async fn exists(js: &Context, name: &str, what: &str) -> Result<bool, NatsxError> {
+    match js.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) if api_error(&e) == Some(jetstream::ErrorCode::STREAM_NOT_FOUND) => Ok(false),
+        Err(e) => Err(provision_err(what.to_string())(e)),
+    }
+}
+
+/// A create of `what` (stream `stream`) failed: another process may have made it
+/// meanwhile (fine); a server's answer is an error; no answer is [`NatsxError::Missing`].
+async fn refused<E: std::error::Error + Send + Sync + 'static>(
+    js: &Context,
+    stream: &str,
+    what: String,
+    e: E,
+) -> Result<(), NatsxError> {
+    if exists(js, stream, &what).await? {
+        return Ok(());
+    }
+    if answered(&e) {
+        return Err(provision_err(what)(e));
+    }
+    Err(NatsxError::Missing {
+        what,
+        source: Box::new(e),
+    })
+}
+
+/// Run `attempt` until it succeeds or fails with anything but [`NatsxError::Missing`]:
+/// a gateway or worker whose NATS user may not create streams waits (1 s doubling to
+/// 30 s) for an operator to run `jetmill provision`, saying what is missing.
+pub async fn until_provisioned<T, F, Fut>(mut attempt: F) -> Result<T, NatsxError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NatsxError>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match attempt().await {
+            Err(NatsxError::Missing { what, source }) => {
+                tracing::warn!(
+                    missing = %what,
+                    error = %source,
+                    retry_in = ?backoff,
+                    "{what} does not exist and this NATS user could not create it (no \
+                     permission?): run `jetmill provision` with operator credentials; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -252,12 +504,23 @@ fn provision_err<E: std::error::Error + Send + Sync + 'static>(
 
 async fn stream_get_or_create(
     js: &Context,
+    report: &mut Vec<Provisioned>,
     cfg: stream::Config,
 ) -> Result<stream::Stream, NatsxError> {
     let name = cfg.name.clone();
-    js.get_or_create_stream(cfg)
-        .await
-        .map_err(provision_err(format!("stream {name}")))
+    let what = format!("stream {name}");
+    let created = !exists(js, &name, &what).await?;
+    if created {
+        if let Err(e) = js.create_stream(cfg).await {
+            refused(js, &name, what.clone(), e).await?;
+        }
+    }
+    report.push(Provisioned {
+        kind: "stream",
+        name: name.clone(),
+        created,
+    });
+    js.get_stream(&name).await.map_err(provision_err(what))
 }
 
 /// A JOBS stream made before kinds could be parked lacks `jobs.parked.>`: add it
@@ -280,22 +543,27 @@ async fn add_parked_subjects(
     Ok(jobs)
 }
 
-async fn kv_get_or_create(js: &Context, cfg: kv::Config) -> Result<kv::Store, NatsxError> {
+async fn kv_get_or_create(
+    js: &Context,
+    report: &mut Vec<Provisioned>,
+    cfg: kv::Config,
+) -> Result<kv::Store, NatsxError> {
     let bucket = cfg.bucket.clone();
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
+    let what = format!("KV bucket {bucket}");
+    let stream = format!("KV_{bucket}");
+    let created = !exists(js, &stream, &what).await?;
+    if created {
+        // Another process may create it between our look and our create: fine.
+        if let Err(e) = js.create_key_value(cfg).await {
+            refused(js, &stream, what.clone(), e).await?;
+        }
     }
-    match js.create_key_value(cfg).await {
-        Ok(store) => Ok(store),
-        // Another process may have created it between our get and create.
-        Err(e) => js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|_| NatsxError::Provision {
-                what: format!("KV bucket {bucket}"),
-                source: Box::new(e),
-            }),
-    }
+    report.push(Provisioned {
+        kind: "kv",
+        name: bucket.clone(),
+        created,
+    });
+    js.get_key_value(&bucket).await.map_err(provision_err(what))
 }
 
 /// Queue tuning flags shared by the gateway, the worker and `jetmill dev`.

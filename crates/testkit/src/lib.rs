@@ -32,6 +32,8 @@ pub struct NatsServer {
     monitor_port: u16,
     /// What [`NatsServer::start_with`] was asked for (kept for restarts).
     options: Options,
+    /// A config file to start with (see [`NatsServer::start_with_config`]).
+    config_file: Option<PathBuf>,
 }
 
 /// Settings of a test server beyond the defaults.
@@ -90,8 +92,19 @@ impl NatsServer {
         })
     }
 
+    /// [`NatsServer::start`] with the config file `conf` (`-c`), e.g. a copy of the real
+    /// `docker/nats/nats.conf` with its accounts and users; the test's loopback ports,
+    /// store and JetStream flags win over what the file says.
+    pub fn start_with_config(conf: &Path) -> NatsServer {
+        Self::start_configured(Options::default(), Some(conf.to_path_buf()))
+    }
+
     /// [`NatsServer::start`] with `options` (e.g. a small file store).
     pub fn start_with(options: Options) -> NatsServer {
+        Self::start_configured(options, None)
+    }
+
+    fn start_configured(options: Options, config_file: Option<PathBuf>) -> NatsServer {
         let bin = nats_server_bin();
         let store = tempfile::Builder::new()
             .prefix("jetmill-nats-store")
@@ -111,6 +124,7 @@ impl NatsServer {
             port: 0,
             monitor_port: 0,
             options,
+            config_file,
         };
         server.launch(None);
         server
@@ -127,7 +141,26 @@ impl NatsServer {
             .map(|(p, m)| (p.to_string(), m.to_string()))
             .unwrap_or(("-1".into(), "-1".into()));
         let mut command = Command::new(&self.bin);
-        if let Some(max) = self.options.max_file_store {
+        let mut store_flag = true;
+        if let Some(conf) = &self.config_file {
+            // nats-server refuses `-sd` next to a config's own `store_dir`: include the
+            // file (includes are relative to the including file) and set the store after it.
+            let conf = std::path::absolute(conf).expect("absolute config path");
+            let up = "../".repeat(self.ports_dir.path().components().count() - 1);
+            let relative = conf.strip_prefix("/").unwrap_or(&conf);
+            let wrapper = self.ports_dir.path().join("test.conf");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "include \"{up}{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+                    relative.display(),
+                    self.store.path().display()
+                ),
+            )
+            .expect("write nats-server config");
+            command.arg("-c").arg(wrapper);
+            store_flag = false;
+        } else if let Some(max) = self.options.max_file_store {
             // No flag for it: a config file, next to (not inside) the store.
             let conf = self.ports_dir.path().join("limits.conf");
             std::fs::write(
@@ -137,9 +170,11 @@ impl NatsServer {
             .expect("write nats-server config");
             command.arg("-c").arg(conf);
         }
+        command.args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js"]);
+        if store_flag {
+            command.arg("-sd").arg(self.store.path());
+        }
         let child = command
-            .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
-            .arg(self.store.path())
             .arg("--ports_file_dir")
             .arg(self.ports_dir.path())
             .stdin(Stdio::null())
