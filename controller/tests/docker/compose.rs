@@ -2,7 +2,7 @@
 //! killed mid-run, every job done exactly once, `down -v` leaves nothing behind.
 
 use crate::helpers::{
-    docker_or_skip, done_events, event_counts, jwt, nats, random_hex, slow_sum, wait_for, Api,
+    docker_or_skip, done_events, event_counts, jwt, nats, slow_sum, wait_for, Api, Secrets,
 };
 use futures::StreamExt;
 use jetmill_testkit::workspace_root;
@@ -18,10 +18,9 @@ async fn compose_up_3_workers_500_jobs_a_worker_killed_mid_run_every_job_done_ex
     };
     let images = d.images("compose").expect("build test images");
     eprintln!("images built after {:?}", started.elapsed());
-    let secrets = tempfile::tempdir().expect("secrets dir");
-    let secret = random_hex(32);
-    std::fs::write(secrets.path().join("jwt-secret"), format!("{secret}\n")).expect("write secret");
-    let secrets_dir = secrets.path().to_string_lossy().to_string();
+    let secrets = Secrets::generate();
+    let secret = secrets.get("jwt-secret");
+    let secrets_dir = secrets.path();
     let file = workspace_root().join("docker/compose.yml");
     let env = [
         ("JETMILL_IMAGE", images.jetmill.as_str()),
@@ -30,7 +29,6 @@ async fn compose_up_3_workers_500_jobs_a_worker_killed_mid_run_every_job_done_ex
         ("JETMILL_NATS_PUBLISH", "127.0.0.1:"),
         ("JETMILL_SECRETS_DIR", secrets_dir.as_str()),
         ("JETMILL_ACK_WAIT_SECS", "5"),
-        ("JETMILL_JWT_SECRET", secret.as_str()),
     ];
     let up = d.compose(
         &file,
@@ -57,7 +55,12 @@ async fn compose_up_3_workers_500_jobs_a_worker_killed_mid_run_every_job_done_ex
         format!("http://{}", port("gateway", "8080")),
         jwt(&secret, "t1"),
     );
-    let js = nats(&format!("nats://{}", port("nats", "4222"))).await;
+    let js = nats(
+        &format!("nats://{}", port("nats", "4222")),
+        &secrets,
+        "inspector",
+    )
+    .await;
     api.wait_ready(Duration::from_secs(60)).await;
     let workers: Vec<String> = d
         .compose(&file, PROJECT, &env, &["ps", "-q", "worker"])

@@ -3,6 +3,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use jetmill_testkit::docker::{self, Docker};
+use jetmill_testkit::workspace_root;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,16 +18,6 @@ pub fn docker_or_skip() -> Option<Docker> {
         Ok(d) => Some(d),
         Err(e) => panic!("Docker is needed for this test: {e}"),
     }
-}
-
-/// A fresh random secret (hex), e.g. the gateway's JWT key.
-pub fn random_hex(bytes: usize) -> String {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("read /dev/urandom");
-    hex::encode(buf)
 }
 
 /// An HS256 bearer token for tenant `sub`, valid for an hour.
@@ -165,13 +156,49 @@ pub fn slow_sum(i: u64) -> (Value, String) {
     )
 }
 
-/// Connect to NATS at `url` (comma-separated for a cluster), retrying for a while (a
-/// published port may need a moment).
-pub async fn nats(url: &str) -> async_nats::jetstream::Context {
+/// Deployment secrets made by the real `scripts/docker-secrets.sh` into a temp dir.
+pub struct Secrets {
+    pub dir: tempfile::TempDir,
+}
+
+impl Secrets {
+    pub fn generate() -> Secrets {
+        let dir = tempfile::tempdir().expect("secrets dir");
+        let out = std::process::Command::new(workspace_root().join("scripts/docker-secrets.sh"))
+            .arg(dir.path())
+            .output()
+            .expect("run scripts/docker-secrets.sh");
+        assert!(
+            out.status.success(),
+            "docker-secrets.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Secrets { dir }
+    }
+
+    pub fn path(&self) -> String {
+        self.dir.path().to_string_lossy().to_string()
+    }
+
+    /// One secret's value (trailing newline trimmed).
+    pub fn get(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name))
+            .unwrap_or_else(|e| panic!("read secret {name}: {e}"))
+            .trim_end()
+            .to_string()
+    }
+}
+
+/// Connect to NATS at `url` (comma-separated for a cluster) as the role `user` with the
+/// password from `secrets`, retrying for a while (a published port may need a moment).
+pub async fn nats(url: &str, secrets: &Secrets, user: &str) -> async_nats::jetstream::Context {
     let deadline = Instant::now() + Duration::from_secs(60);
     let urls: Vec<&str> = url.split(',').collect();
+    let password = secrets.get(&format!("nats-{user}-password"));
     loop {
-        match async_nats::connect(urls.as_slice()).await {
+        let options =
+            async_nats::ConnectOptions::new().user_and_password(user.to_string(), password.clone());
+        match options.connect(urls.as_slice()).await {
             Ok(c) => return async_nats::jetstream::new(c),
             Err(e) => assert!(Instant::now() < deadline, "connect {url}: {e}"),
         }
@@ -191,37 +218,29 @@ pub async fn done_events(js: &async_nats::jetstream::Context) -> usize {
     counts.iter().map(|(_, n)| n).sum()
 }
 
-/// How many events of each (job id, type) the EVENTS stream holds.
+/// How many events of each (job id, type) the EVENTS stream holds, from the stream's
+/// per-subject counts (`jobs.events.<id>.<type>`): a read the `inspector` role may do.
 pub async fn event_counts(js: &async_nats::jetstream::Context) -> HashMap<(String, String), usize> {
-    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-    let mut stream = js
+    let stream = js
         .get_stream(jetmill_proto::names::EVENTS_STREAM)
         .await
         .expect("events stream");
-    let total = stream.info().await.expect("info").state.messages;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
+    let counts: Vec<(String, usize)> = stream
+        .info_with_subjects(jetmill_proto::names::EVENTS_SUBJECTS)
         .await
-        .expect("ordered consumer");
-    let mut counts = HashMap::new();
-    let mut messages = consumer.messages().await.expect("messages");
-    for _ in 0..total {
-        let m = tokio::time::timeout(Duration::from_secs(20), messages.next())
-            .await
-            .expect("event within 20 s")
-            .expect("stream open")
-            .expect("event");
-        let parts: Vec<&str> = m.subject.split('.').collect();
+        .expect("subject counts")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    let mut out = HashMap::new();
+    for (subject, n) in counts {
+        let parts: Vec<&str> = subject.split('.').collect();
         if parts.len() == 4 {
-            *counts
-                .entry((parts[2].to_string(), parts[3].to_string()))
-                .or_insert(0) += 1;
+            *out.entry((parts[2].to_string(), parts[3].to_string()))
+                .or_insert(0) += n;
         }
     }
-    counts
+    out
 }
 
 /// Poll `cond` every 250 ms until it holds; panics naming `what` after `timeout`.

@@ -4,7 +4,7 @@
 //! 2 -> 4 -> 1 and rolled to a new image tag: nothing lost, nothing completed twice.
 
 use crate::helpers::{
-    docker_or_skip, done_events, event_counts, jwt, nats, random_hex, wait_for, Api,
+    docker_or_skip, done_events, event_counts, jwt, nats, wait_for, Api, Secrets,
 };
 use futures::StreamExt;
 use jetmill_testkit::docker::Docker;
@@ -58,10 +58,9 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
     let v2 = d.images("v2").expect("build test images v2");
     log_op(started, "images built");
     d.swarm().expect("swarm init");
-    let secrets = tempfile::tempdir().expect("secrets dir");
-    let secret = random_hex(32);
-    std::fs::write(secrets.path().join("jwt-secret"), format!("{secret}\n")).expect("write secret");
-    let secrets_dir = secrets.path().to_string_lossy().to_string();
+    let secrets = Secrets::generate();
+    let secret = secrets.get("jwt-secret");
+    let secrets_dir = secrets.path();
     let ports: Vec<String> = (0..4).map(|_| free_port().to_string()).collect();
     let env = [
         ("JETMILL_IMAGE", v1.jetmill.as_str()),
@@ -72,7 +71,6 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
         ("JETMILL_NATS2_PORT", ports[2].as_str()),
         ("JETMILL_NATS3_PORT", ports[3].as_str()),
         ("JETMILL_SECRETS_DIR", secrets_dir.as_str()),
-        ("JETMILL_JWT_SECRET", secret.as_str()),
     ];
     d.stack_deploy(&workspace_root().join("docker/stack.yml"), STACK, &env)
         .expect("stack deploy");
@@ -84,7 +82,7 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
         "nats://127.0.0.1:{},nats://127.0.0.1:{},nats://127.0.0.1:{}",
         ports[1], ports[2], ports[3]
     );
-    let js = nats(&nats_url).await;
+    let js = nats(&nats_url, &secrets, "inspector").await;
     // Streams are created by the first gateway or worker: wait for R3 JOBS with a leader.
     let wait = Instant::now() + Duration::from_secs(120);
     let leader = loop {
