@@ -2,7 +2,7 @@
 //! killed mid-run, every job done exactly once, `down -v` leaves nothing behind.
 
 use crate::helpers::{
-    docker_or_skip, done_events, event_counts, jwt, nats, slow_sum, wait_for, Api, Secrets,
+    bin, docker_or_skip, done_events, event_counts, jwt, nats, slow_sum, wait_for, Api, Secrets,
 };
 use futures::StreamExt;
 use jetmill_testkit::workspace_root;
@@ -16,7 +16,7 @@ async fn compose_up_3_workers_500_jobs_a_worker_killed_mid_run_every_job_done_ex
     let Some(d) = docker_or_skip() else {
         return;
     };
-    let images = d.images("compose").expect("build test images");
+    let images = d.images_with("compose", bin()).expect("build test images");
     eprintln!("images built after {:?}", started.elapsed());
     let secrets = Secrets::generate();
     let secret = secrets.get("jwt-secret");

@@ -20,6 +20,11 @@ pub fn docker_or_skip() -> Option<Docker> {
     }
 }
 
+/// The `jetmill` binary cargo built for these tests (copied into the test images).
+pub fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_jetmill"))
+}
+
 /// An HS256 bearer token for tenant `sub`, valid for an hour.
 pub fn jwt(secret: &str, sub: &str) -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};

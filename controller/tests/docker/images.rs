@@ -1,12 +1,12 @@
 //! The images themselves: they build from local bases, run as a non-root user, and
 //! PID 1 is jetmill, so `docker stop` (SIGTERM) drains instead of waiting for SIGKILL.
 
-use crate::helpers::docker_or_skip;
+use crate::helpers::{bin, docker_or_skip};
 
 #[test]
 fn the_images_run_jetmill_as_a_non_root_user() {
     let Some(d) = docker_or_skip() else { return };
-    let images = d.images("img").expect("build test images");
+    let images = d.images_with("img", bin()).expect("build test images");
     let user = d
         .cli([
             "image",

@@ -4,7 +4,7 @@
 //! 2 -> 4 -> 1 and rolled to a new image tag: nothing lost, nothing completed twice.
 
 use crate::helpers::{
-    docker_or_skip, done_events, event_counts, jwt, nats, wait_for, Api, Secrets,
+    bin, docker_or_skip, done_events, event_counts, jwt, nats, wait_for, Api, Secrets,
 };
 use futures::StreamExt;
 use jetmill_testkit::docker::Docker;
@@ -54,8 +54,8 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
     let Some(mut d) = docker_or_skip() else {
         return;
     };
-    let v1 = d.images("v1").expect("build test images v1");
-    let v2 = d.images("v2").expect("build test images v2");
+    let v1 = d.images_with("v1", bin()).expect("build test images v1");
+    let v2 = d.images_with("v2", bin()).expect("build test images v2");
     log_op(started, "images built");
     d.swarm().expect("swarm init");
     let secrets = Secrets::generate();

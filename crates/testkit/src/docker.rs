@@ -298,6 +298,13 @@ impl Docker {
     /// the jetmill, nats and haproxy test images from local bases and return their tags.
     /// `tag` names this build (e.g. `v1`; the swarm test rolls to a second tag).
     pub fn images(&self, tag: &str) -> Result<Images> {
+        let bin = jetmill_bin(&crate::workspace_root())?;
+        self.images_with(tag, &bin)
+    }
+
+    /// [`Docker::images`] with this `jetmill` binary (an integration test passes
+    /// `env!("CARGO_BIN_EXE_jetmill")`, wherever cargo's target dir is).
+    pub fn images_with(&self, tag: &str, bin: &Path) -> Result<Images> {
         let root = crate::workspace_root();
         let base_dir = root.join("target/docker-base");
         std::fs::create_dir_all(&base_dir).map_err(|e| err(format!("mkdir: {e}")))?;
@@ -310,8 +317,7 @@ impl Docker {
         std::fs::create_dir_all(ctx.join("prebuilt/data"))
             .map_err(|e| err(format!("mkdir context: {e}")))?;
         copy_dir(&root.join("docker"), &ctx.join("docker"))?;
-        let bin = jetmill_bin(&root)?;
-        std::fs::copy(&bin, ctx.join("prebuilt/jetmill"))
+        std::fs::copy(bin, ctx.join("prebuilt/jetmill"))
             .map_err(|e| err(format!("copy {}: {e}", bin.display())))?;
         let images = Images {
             jetmill: format!("jetmill-test/jetmill:{tag}"),
@@ -666,12 +672,21 @@ impl Drop for Docker {
                 remove_labelled(&format!("label=com.docker.stack.namespace={stack}"));
             }
         }
+        // Earlier builds of the test images that a newer build untagged.
+        let mut prune = Command::new(DOCKER);
+        prune.args(["image", "prune", "-f", "--filter", "label=jetmill.test.tag"]);
+        let _ = run_ok(prune);
         if self.swarm {
             let mut leave = Command::new(DOCKER);
             leave.args(["swarm", "leave", "--force"]);
             if let Err(e) = run_ok(leave) {
                 eprintln!("docker harness: swarm leave: {e}");
             }
+            // The swarm's local bridge network outlives the swarm (and is recreated with
+            // its link at every daemon start): remove it too.
+            let mut gw = Command::new(DOCKER);
+            gw.args(["network", "rm", "docker_gwbridge"]);
+            let _ = run_ok(gw);
         }
         if let Some(mut daemon) = self.daemon.take() {
             stop_daemon(&mut daemon);
