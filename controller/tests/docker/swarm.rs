@@ -51,7 +51,7 @@ fn log_op(started: Instant, what: &str) {
 async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_scaling_and_a_rolling_update(
 ) {
     let started = Instant::now();
-    let Some(mut d) = docker_or_skip() else {
+    let Some(d) = docker_or_skip() else {
         return;
     };
     let v1 = d.images_with("v1", bin()).expect("build test images v1");

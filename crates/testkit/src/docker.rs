@@ -170,7 +170,7 @@ pub struct Docker {
     _lock: File,
     daemon: Option<Daemon>,
     /// Whether this handle initialised a swarm (left on drop).
-    swarm: bool,
+    swarm: std::cell::Cell<bool>,
     stacks: RefCell<Vec<String>>,
     /// Compose projects: (compose file, project name, its variables).
     projects: RefCell<Vec<Project>>,
@@ -197,7 +197,7 @@ impl Docker {
         let mut docker = Docker {
             _lock: lock,
             daemon: None,
-            swarm: false,
+            swarm: std::cell::Cell::new(false),
             stacks: RefCell::new(Vec::new()),
             projects: RefCell::new(Vec::new()),
         };
@@ -285,24 +285,26 @@ impl Docker {
     }
 
     /// Make this engine a single-node swarm (`--advertise-addr 127.0.0.1`), left on drop.
-    pub fn swarm(&mut self) -> Result<()> {
+    pub fn swarm(&self) -> Result<()> {
         let state = self.cli(["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
         if state.trim() != "active" {
             self.cli(["swarm", "init", "--advertise-addr", "127.0.0.1"])?;
-            self.swarm = true;
+            self.swarm.set(true);
         }
         Ok(())
     }
 
-    /// Build (once per binary: Docker's cache makes a rebuild of the same inputs quick)
-    /// the jetmill, nats and haproxy test images from local bases and return their tags.
-    /// `tag` names this build (e.g. `v1`; the swarm test rolls to a second tag).
-    pub fn images(&self, tag: &str) -> Result<Images> {
+    /// Build the jetmill, nats and haproxy test images from local bases (the bases once
+    /// per daemon, checked by tag; Docker's cache makes a rebuild of the same binary quick)
+    /// and return their tags (`jetmill-test/jetmill:test`, ...). The binary is
+    /// `$CARGO_TARGET_DIR/debug/jetmill` (default `target/`); see [`Docker::images_with`].
+    pub fn images(&self) -> Result<Images> {
         let bin = jetmill_bin(&crate::workspace_root())?;
-        self.images_with(tag, &bin)
+        self.images_with("test", &bin)
     }
 
-    /// [`Docker::images`] with this `jetmill` binary (an integration test passes
+    /// [`Docker::images`] tagged `tag` (e.g. `v1`, then `v2` to roll a service to a new
+    /// image) with this `jetmill` binary (an integration test passes
     /// `env!("CARGO_BIN_EXE_jetmill")`, wherever cargo's target dir is).
     pub fn images_with(&self, tag: &str, bin: &Path) -> Result<Images> {
         let root = crate::workspace_root();
@@ -676,7 +678,7 @@ impl Drop for Docker {
         let mut prune = Command::new(DOCKER);
         prune.args(["image", "prune", "-f", "--filter", "label=jetmill.test.tag"]);
         let _ = run_ok(prune);
-        if self.swarm {
+        if self.swarm.get() {
             let mut leave = Command::new(DOCKER);
             leave.args(["swarm", "leave", "--force"]);
             if let Err(e) = run_ok(leave) {
