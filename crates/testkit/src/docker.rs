@@ -575,7 +575,11 @@ fn run_ok(mut command: Command) -> Result<Output> {
 
 /// Start dockerd (the host state recorded first) and wait up to 60 s for `docker info`.
 fn start_daemon() -> Result<Daemon> {
-    let snapshot = HostSnapshot::take()?;
+    let snapshot = HostSnapshot::take().map_err(|e| {
+        err(format!(
+            "cannot record the host's network state before starting dockerd ({e}); scripts/install-docker.sh installs iptables and iproute2"
+        ))
+    })?;
     let dir = crate::workspace_root().join("target/docker-test");
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
     let log = dir.join("dockerd.log");
