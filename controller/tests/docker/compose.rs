@@ -85,7 +85,10 @@ async fn compose_up_3_workers_500_jobs_a_worker_killed_mid_run_every_job_done_ex
         futures::stream::iter(0..500u64)
             .map(move |i| async move {
                 let (body, want) = slow_sum(i);
-                (api.submit(&body, deadline).await, want)
+                (
+                    api.submit(&format!("compose-{i}"), &body, deadline).await,
+                    want,
+                )
             })
             .buffered(16)
             .collect::<Vec<_>>()

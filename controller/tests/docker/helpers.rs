@@ -75,20 +75,24 @@ impl Api {
         }
     }
 
-    /// Submit a job, retrying transport errors and 5xx (a gateway or NATS node may be
-    /// restarting) until `deadline`; returns the job id.
-    pub async fn submit(&self, body: &Value, deadline: Instant) -> String {
+    /// Submit a job under `key` (its `Idempotency-Key`), retrying transport errors and
+    /// 5xx (a gateway or NATS node may be restarting) until `deadline`: a retry of a
+    /// request that did reach a gateway gets the same job, never a second one. Returns
+    /// the job id.
+    pub async fn submit(&self, key: &str, body: &Value, deadline: Instant) -> String {
         let mut last = String::new();
         while Instant::now() < deadline {
             let resp = self
                 .http
                 .post(format!("{}/v1/jobs", self.base))
                 .bearer_auth(&self.token)
+                .header("Idempotency-Key", key)
                 .json(body)
                 .send()
                 .await;
             match resp {
-                Ok(r) if r.status().as_u16() == 202 => {
+                // 200: a replay of an earlier attempt that got through.
+                Ok(r) if matches!(r.status().as_u16(), 200 | 202) => {
                     let v: Value = r.json().await.expect("202 body");
                     return v["id"].as_str().expect("id").to_string();
                 }

@@ -122,7 +122,7 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
                 tokio::time::sleep(Duration::from_millis(80)).await;
                 let body =
                     json!({"kind": "sum", "input": [i, i, 1], "chaos": {"delay_ms": [10, 50]}});
-                let id = api.submit(&body, deadline).await;
+                let id = api.submit(&format!("swarm-{i}"), &body, deadline).await;
                 submitted.fetch_add(1, Ordering::Relaxed);
                 (id, (2 * i + 1).to_string())
             })
