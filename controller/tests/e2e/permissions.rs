@@ -169,6 +169,12 @@ async fn provision(secured: &Secured) -> Vec<Value> {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("provision --json: {e}: {out}"))
 }
 
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let resp = app.http.get(app.url(path)).send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 200, "GET {path}");
+    resp.json().await.expect("json")
+}
+
 /// Poll `jetmill stats --json` as the inspector until `pred` holds (30 s at most).
 async fn wait_stats(secured: &Secured, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -240,6 +246,87 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
     let digits = result.text().await.expect("result body");
     assert_eq!(digits.trim().len(), 77_338, "the whole result came back");
 
+    // The rest of the API under the gateway's user: a listing, a job's event feed, an
+    // idempotent resubmit, a batch long-polled to its end, a cancel, usage, workers,
+    // readiness and metrics.
+    let list = get_json(&app, "/v1/jobs").await;
+    assert!(
+        list["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["id"] == json!(id))),
+        "{list}"
+    );
+    let feed = app
+        .http
+        .get(app.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .expect("GET events")
+        .text()
+        .await
+        .expect("feed");
+    assert!(feed.contains("event: done"), "{feed}");
+    let mut keyed = Vec::new();
+    for _ in 0..2 {
+        let resp = app
+            .http
+            .post(app.url("/v1/jobs"))
+            .header("Idempotency-Key", "roles-1")
+            .json(&json!({"kind": "factorial", "input": 10}))
+            .send()
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("json");
+        keyed.push((status, body["id"].clone()));
+    }
+    assert_eq!((keyed[0].0, keyed[1].0), (202, 200), "{keyed:?}");
+    assert_eq!(keyed[0].1, keyed[1].1, "the key named the same job");
+    let batch: Value = app
+        .http
+        .post(app.url("/v1/jobs/batch"))
+        .json(&json!([{"kind": "factorial", "input": 5}, {"kind": "sum", "input": [1, 2]}]))
+        .send()
+        .await
+        .expect("POST batch")
+        .json()
+        .await
+        .expect("json");
+    let batch_id = batch["id"].as_str().unwrap_or_else(|| panic!("{batch}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = get_json(&app, &format!("/v1/batches/{batch_id}?wait=10s")).await;
+        if b["done"] == json!(true) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "batch: {b}");
+    }
+    let long = app
+        .submit_ok(json!({"kind": "factorial", "input": 100_000_000}))
+        .await;
+    app.wait_record(&long, Duration::from_secs(30), "running", |r| {
+        r["status"] == json!("running")
+    })
+    .await;
+    let (status, body) = app.cancel(&long).await;
+    assert_eq!(status, 200, "{body}");
+    let job = app.wait_finished(&long, Duration::from_secs(10)).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    for path in ["/v1/usage", "/v1/workers", "/readyz"] {
+        let resp = app.http.get(app.url(path)).send().await.expect("GET");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("jetmill_"), "{metrics}");
+
     // The operator's commands apply on the worker (the controller writes `config`, the
     // worker reads it and reports), the inspector watches: a job of a kind disabled
     // while it was queued is parked by the worker, and unparked and run once enabled.
@@ -267,7 +354,8 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
     let job = app.wait_finished(&parked, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "done", "{job}");
     let stats = wait_stats(&secured, "the jobs finished", |s| {
-        s["finished_last_minute"] == json!(2)
+        // 20000!, the keyed job, the batch's two and the unparked one (not the cancelled).
+        s["finished_last_minute"] == json!(5)
     })
     .await;
     assert_eq!(stats["live_workers"], json!(1), "{stats}");
@@ -365,6 +453,22 @@ async fn each_role_is_refused_what_it_must_not_do() {
     // ephemeral consumer the server names.
     let (inspector, mut refused) = secured.client("inspector").await;
     let ijs = jetstream::new(inspector.clone());
+    let mut live = inspector
+        .subscribe("jobs.events.>")
+        .await
+        .expect("the inspector watches live events");
+    inspector.flush().await.expect("flush");
+    admin
+        .publish("jobs.events.j0.started", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("event stored");
+    let seen = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("a live event within 5 s")
+        .expect("subscription open");
+    assert_eq!(seen.subject.as_str(), "jobs.events.j0.started");
     let jobs = ijs.get_stream("JOBS").await.expect("inspector reads JOBS");
     let info = jobs
         .consumer_info("workers")
@@ -389,7 +493,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
     let reader = events
         .create_consumer(jetstream::consumer::push::OrderedConfig {
             deliver_subject: inspector.new_inbox(),
-            filter_subject: "jobs.events.>".into(),
+            filter_subject: "jobs.events.j1.>".into(),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -402,6 +506,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .expect("stream open")
         .expect("a message");
     assert_eq!(first.subject.as_str(), "jobs.events.j1.accepted");
+    drop(messages);
 
     // ... and changes nothing.
     let publish = ijs
@@ -660,5 +765,32 @@ fn the_cluster_config_is_valid_for_every_node() {
             "{node}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[tokio::test]
+async fn a_create_the_server_answers_with_an_error_still_fails_at_once_without_auth() {
+    // No auth (as `jetmill dev`): a stream the server refuses (3 replicas on one node) is
+    // an error to exit on, not a missing object to wait for.
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let settings = jetmill_natsx::QueueSettings {
+        replicas: 3,
+        ..Default::default()
+    };
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(15),
+        jetmill_natsx::until_provisioned(|| {
+            jetmill_natsx::provision(client.clone(), settings.clone())
+        }),
+    )
+    .await
+    .expect("answered at once, no waiting");
+    match outcome {
+        Err(e @ jetmill_natsx::NatsxError::Provision { .. }) => {
+            assert!(e.to_string().contains("stream JOBS"), "{e}")
+        }
+        Err(e) => panic!("expected a provisioning error, got {e}"),
+        Ok(_) => panic!("3 replicas on a single node were accepted"),
     }
 }

@@ -219,8 +219,8 @@ pub async fn provision_report(
     )
     .await?;
     let what = format!("object store {}", names::RESULTS_BUCKET);
-    let created = !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await?;
-    if created {
+    let mut created = false;
+    if !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await? {
         let made = js
             .create_object_store(object_store::Config {
                 bucket: names::RESULTS_BUCKET.into(),
@@ -230,6 +230,7 @@ pub async fn provision_report(
                 ..Default::default()
             })
             .await;
+        created = made.is_ok();
         if let Err(e) = made {
             refused(
                 &js,
@@ -509,10 +510,11 @@ async fn stream_get_or_create(
 ) -> Result<stream::Stream, NatsxError> {
     let name = cfg.name.clone();
     let what = format!("stream {name}");
-    let created = !exists(js, &name, &what).await?;
-    if created {
-        if let Err(e) = js.create_stream(cfg).await {
-            refused(js, &name, what.clone(), e).await?;
+    let mut created = false;
+    if !exists(js, &name, &what).await? {
+        match js.create_stream(cfg).await {
+            Ok(_) => created = true,
+            Err(e) => refused(js, &name, what.clone(), e).await?,
         }
     }
     report.push(Provisioned {
@@ -534,9 +536,18 @@ async fn add_parked_subjects(
         return Ok(jobs);
     }
     cfg.subjects.push(names::PARKED_SUBJECTS.into());
-    js.update_stream(cfg).await.map_err(provision_err(
-        "adding jobs.parked.> to stream JOBS".to_string(),
-    ))?;
+    let what = "jobs.parked.> on stream JOBS".to_string();
+    match js.update_stream(cfg).await {
+        Ok(_) => {}
+        Err(e) if answered(&e) => return Err(provision_err(what)(e)),
+        // No answer: a user that may not update streams (an operator must).
+        Err(e) => {
+            return Err(NatsxError::Missing {
+                what,
+                source: Box::new(e),
+            })
+        }
+    }
     jobs.info()
         .await
         .map_err(provision_err("stream JOBS".to_string()))?;
@@ -551,11 +562,12 @@ async fn kv_get_or_create(
     let bucket = cfg.bucket.clone();
     let what = format!("KV bucket {bucket}");
     let stream = format!("KV_{bucket}");
-    let created = !exists(js, &stream, &what).await?;
-    if created {
+    let mut created = false;
+    if !exists(js, &stream, &what).await? {
         // Another process may create it between our look and our create: fine.
-        if let Err(e) = js.create_key_value(cfg).await {
-            refused(js, &stream, what.clone(), e).await?;
+        match js.create_key_value(cfg).await {
+            Ok(_) => created = true,
+            Err(e) => refused(js, &stream, what.clone(), e).await?,
         }
     }
     report.push(Provisioned {
