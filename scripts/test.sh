@@ -11,7 +11,7 @@ echo "using nats-server: $JETMILL_NATS_SERVER ($("$JETMILL_NATS_SERVER" --versio
 export JETMILL_SCHEMATHESIS="$(scripts/install-schemathesis.sh | tail -n 1)"
 # Tests must not pick up an operator's settings.
 for v in $(env | sed -n 's/^\(JETMILL_[A-Z_]*\)=.*/\1/p'); do
-  [ "$v" = JETMILL_NATS_SERVER ] || [ "$v" = JETMILL_SCHEMATHESIS ] || unset "$v"
+  [ "$v" = JETMILL_NATS_SERVER ] || [ "$v" = JETMILL_SCHEMATHESIS ] || [ "$v" = JETMILL_SKIP_DOCKER_TESTS ] || unset "$v"
 done
 
 # Debian's chromium + chromium-driver for controller/tests/e2e/web.rs. If they cannot be
@@ -19,6 +19,11 @@ done
 if ! scripts/install-chromium.sh >/dev/null; then
   echo "WARNING: could not install chromium/chromium-driver; the web page tests will fail" >&2
 fi
+
+# Debian's docker.io, docker-compose and debootstrap for controller/tests/docker/ (the
+# tests start dockerd themselves and fail saying why if it cannot start;
+# JETMILL_SKIP_DOCKER_TESTS=1 skips them).
+scripts/install-docker.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -19,6 +19,7 @@ mod control;
 mod dev;
 mod inspect;
 mod jobs;
+mod probe;
 mod provision;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -114,6 +115,9 @@ enum Command {
     /// Load-test a running jetmill over HTTP, next to the broker's own rate.
     /// Example: `jetmill bench --mix 10000:factorial:1000 --concurrency 64`
     Bench(bench::BenchArgs),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise (the images' HEALTHCHECK).
+    /// Example: `jetmill probe http://127.0.0.1:8080/readyz --timeout 2s`
+    Probe(probe::ProbeArgs),
     /// Print a shell completion script. Example: `jetmill completions bash > /etc/bash_completion.d/jetmill`
     Completions { shell: clap_complete::Shell },
 }
@@ -268,6 +272,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Stats(args) => inspect::stats(&args).await.map(|()| true),
         Command::Jobs { cmd } => jobs::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Probe(args) => probe::run(&args).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
