@@ -7,6 +7,8 @@
 //! The binary is found via `JETMILL_NATS_SERVER`, then the project-local
 //! `.tools/` folder that `scripts/install-nats.sh` fills, then `PATH`.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
