@@ -5,6 +5,7 @@ mod api_docs;
 mod auth;
 mod backpressure;
 mod batch;
+mod cluster;
 mod control;
 mod dev;
 mod disabled_kinds;
