@@ -268,7 +268,27 @@ impl NatsCluster {
         get_status(&self.monitor_url(i), "/healthz") == Some(200)
     }
 
-    /// Wait until every node is healthy and all name the same meta leader.
+    /// Whether the meta leader `leader` sees every other node as a current, online peer
+    /// (else creating an R3 stream can fail with "no suitable peers for placement").
+    fn peers_current(&self, leader: Option<&str>) -> bool {
+        let Some(i) = leader.and_then(|l| self.nodes.iter().position(|n| n.name == l)) else {
+            return false;
+        };
+        let Some(jsz) = get_json(&self.monitor_url(i), "/jsz") else {
+            return false;
+        };
+        let peers = jsz["meta_cluster"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        peers.len() == self.nodes.len() - 1
+            && peers
+                .iter()
+                .all(|p| p["current"] == true && p["offline"] != true)
+    }
+
+    /// Wait until every node is healthy, all name the same meta leader, and it sees
+    /// every other node as a current peer.
     fn wait_formed(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
@@ -285,7 +305,7 @@ impl NatsCluster {
                 })
                 .collect();
             let agreed = leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]);
-            if all_healthy && agreed {
+            if all_healthy && agreed && self.peers_current(leaders[0].as_deref()) {
                 return;
             }
             assert!(
