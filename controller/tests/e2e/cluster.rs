@@ -513,6 +513,21 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
         );
     }
 
+    // The workers' watches of the config bucket came through too: a runtime change
+    // made now is applied by both (the CLI waits for their reports).
+    let out = Command::new(env!("CARGO_BIN_EXE_jetmill"))
+        .args(["concurrency", "2", "--server", &urls, "--timeout", "20s"])
+        .env_remove("JETMILL_NATS_URL")
+        .output()
+        .expect("run jetmill concurrency");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && printed.contains("applied by all 2 live worker(s)"),
+        "jetmill concurrency 2 after the failovers: {}\n{printed}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The killed KV_jobs leader comes back and catches up with the others.
     cluster.restart(kv_leader);
     let leader = cluster.wait_stream_leader(names::EVENTS_STREAM, Duration::from_secs(10));
