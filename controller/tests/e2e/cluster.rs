@@ -528,18 +528,78 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // And the gateway's: a kind disabled now is refused by it within seconds.
+    let jetmill = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_jetmill"))
+            .args(args)
+            .args(["--server", &urls, "--timeout", "20s"])
+            .env_remove("JETMILL_NATS_URL")
+            .output()
+            .expect("run jetmill");
+        assert!(
+            out.status.success(),
+            "jetmill {args:?}: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    jetmill(&["kind", "disable", "sum"]);
+    let strays: Mutex<Vec<String>> = Mutex::default();
+    let refused = jetmill_testkit::wait_until(Duration::from_secs(15), || {
+        let (http, base, strays) = (&http, &base, &strays);
+        async move {
+            let Ok(r) = http
+                .post(format!("{base}/v1/jobs"))
+                .json(&json!({"kind": "sum", "input": [1, 2]}))
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let status = r.status().as_u16();
+            if status == 202 {
+                let body: Value = r.json().await.unwrap_or_default();
+                strays
+                    .lock()
+                    .expect("lock")
+                    .extend(body["id"].as_str().map(str::to_string));
+            }
+            status == 503
+        }
+    })
+    .await;
+    assert!(
+        refused,
+        "the gateway refuses a kind disabled after the failovers"
+    );
+    jetmill(&["kind", "enable", "sum"]);
+    let strays = strays.into_inner().expect("lock");
+    let finished = jetmill_testkit::wait_until(Duration::from_secs(30), || async {
+        statuses(&http, &base, &strays)
+            .await
+            .iter()
+            .all(|(_, r)| r.as_ref().is_some_and(|r| r["status"] == "done"))
+    })
+    .await;
+    assert!(
+        finished,
+        "sums accepted before the gateway saw the disable run once enabled"
+    );
+
     // The killed KV_jobs leader comes back and catches up with the others.
     cluster.restart(kv_leader);
     let leader = cluster.wait_stream_leader(names::EVENTS_STREAM, Duration::from_secs(10));
-    let want = cluster.stream_state_on(leader, names::EVENTS_STREAM);
     let caught_up = jetmill_testkit::wait_until(Duration::from_secs(20), || async {
-        cluster.stream_state_on(kv_leader, names::EVENTS_STREAM) == want
+        let mine = cluster.stream_state_on(kv_leader, names::EVENTS_STREAM);
+        mine.is_some() && mine == cluster.stream_state_on(leader, names::EVENTS_STREAM)
     })
     .await;
     assert!(
         caught_up,
-        "restarted node n{kv_leader} holds {:?} of EVENTS, the leader {want:?}",
-        cluster.stream_state_on(kv_leader, names::EVENTS_STREAM)
+        "restarted node n{kv_leader} holds {:?} of EVENTS, the leader n{leader} {:?}",
+        cluster.stream_state_on(kv_leader, names::EVENTS_STREAM),
+        cluster.stream_state_on(leader, names::EVENTS_STREAM)
     );
     // What the workers went through (for the log of the run, not asserted).
     let logs: String = workers
