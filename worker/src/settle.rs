@@ -81,8 +81,9 @@ pub enum Ack {
     Done(Box<Done>),
     /// The record was already terminal when this delivery read it (a duplicate).
     Duplicate(Box<JobRecord>),
-    /// The kernel was stopped because the record became terminal (a cancel).
-    Stopped(JobStatus),
+    /// The kernel was stopped because the record became terminal (a cancel, or another
+    /// delivery of the job finished it); the record as read.
+    Stopped(Box<JobRecord>),
 }
 
 /// A finished attempt's result and what its `done` write starts from.
@@ -178,7 +179,8 @@ pub async fn settle(
                 event_not_stored(message, record.status, delivered).await;
             }
         }
-        Verdict::Ack(Ack::Stopped(status)) => {
+        Verdict::Ack(Ack::Stopped(record)) => {
+            let status = record.status;
             if status == JobStatus::Cancelled {
                 ctx.metrics.jobs.finished(kind, Outcome::Cancelled);
             }
@@ -186,7 +188,13 @@ pub async fn settle(
                 status = status.as_str(),
                 "kernel stopped; the job is finished"
             );
-            ack(message, AckKind::Term).await;
+            // Whoever finished it may have failed to store its event (and handed its own
+            // delivery back, which this terminate removes): make sure it is there.
+            if ensure_terminal_event(ctx, job, &record).await {
+                ack(message, AckKind::Term).await;
+            } else {
+                event_not_stored(message, status, delivered).await;
+            }
         }
         Verdict::Retry {
             error,
@@ -286,7 +294,13 @@ async fn finish(
                 status = r.status.as_str(),
                 "job was finished elsewhere; dropping this result"
             );
-            ack(message, AckKind::Ack).await;
+            // The delivery that finished it may not have stored its event (a leader
+            // election): this ack removes the message, so check before it.
+            if ensure_terminal_event(ctx, job, &r).await {
+                ack(message, AckKind::Ack).await;
+            } else {
+                event_not_stored(message, r.status, delivered).await;
+            }
         }
     }
     Ok(())
@@ -358,7 +372,11 @@ async fn fail(
         }
         Ok(Update::Unchanged(r)) => {
             tracing::info!(status = r.status.as_str(), "job was finished elsewhere");
-            ack(message, AckKind::Term).await;
+            if ensure_terminal_event(ctx, job, &r).await {
+                ack(message, AckKind::Term).await;
+            } else {
+                event_not_stored(message, r.status, delivered).await;
+            }
         }
         Ok(Update::Missing) => ack(message, AckKind::Term).await,
         Err(e) => {
