@@ -440,12 +440,33 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
                     .unwrap_or(0)
             })
             .sum();
+        let history = || {
+            // What the workers logged about the job, to tell which path lost the event.
+            workers
+                .iter()
+                .flat_map(|w| {
+                    std::fs::read_to_string(&w.log)
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.contains(id.as_str()))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert_eq!(
             counts.get(&(id.clone(), "done".into())),
             Some(&1),
-            "job {id}: one done event"
+            "job {id}: one done event; the workers' log of it:\n{}",
+            history()
         );
-        assert_eq!(terminal, 1, "job {id}: one terminal event");
+        assert_eq!(
+            terminal,
+            1,
+            "job {id}: one terminal event; the workers' log of it:\n{}",
+            history()
+        );
     }
 
     // The gateway's followers of the streams came through: its index counts every job
