@@ -378,11 +378,17 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
         elapsed = elected_in,
         refusals = seen.refusals,
     );
-    // Refusals last about an election (a few seconds), not the run: 100 ms apart, a
-    // key is retried at most ~100 times even if both elections hit it.
+    // Refusals last about an election (4-8 s measured), not the run: 100 ms apart, a key
+    // is retried well under 200 times (at most 66 seen), and all refusals fall within
+    // the two elections.
     assert!(
-        max_retries <= 100,
+        max_retries <= 200,
         "a key was refused {max_retries} times: {:?}",
+        seen.refusals
+    );
+    assert!(
+        window < Duration::from_secs(30),
+        "submits were refused over {window:?}: {:?}",
         seen.refusals
     );
 
