@@ -33,21 +33,42 @@ pub struct NatsCluster {
     bin: PathBuf,
 }
 
-/// A loopback port free right now (bound and released; nats-server binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 impl NatsCluster {
     /// Start `n` clustered JetStream servers and wait (up to 30 s) until the cluster is
     /// formed: every node healthy, one meta leader they all name.
+    ///
+    /// Ports are picked free (held open together, so no two nodes share one) and
+    /// released just before the servers bind them; if another process takes one in
+    /// between (a node exits with "address already in use"), the cluster is started
+    /// again on new ports, up to 5 times.
     pub fn start(n: usize) -> NatsCluster {
         assert!(n >= 1, "a cluster needs at least one node");
+        for attempt in 1..=5 {
+            let mut cluster = Self::configure(n);
+            for i in 0..n {
+                cluster.launch(i);
+            }
+            match cluster.try_wait_formed(Duration::from_secs(30)) {
+                Ok(()) => return cluster,
+                Err(e) if e.contains("address already in use") && attempt < 5 => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Stores, ports and config files of `n` nodes (not started).
+    fn configure(n: usize) -> NatsCluster {
         let bin = nats_server_bin();
-        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        // Held until the configs are written, so every port is distinct.
+        let listeners: Vec<std::net::TcpListener> = (0..3 * n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()).expect("bound port"))
+            .collect();
+        let cluster_ports = &ports[..n];
         let mut nodes = Vec::with_capacity(n);
         for (i, cluster_port) in cluster_ports.iter().enumerate() {
             let store = tempfile::Builder::new()
@@ -61,8 +82,8 @@ impl NatsCluster {
             let node = Node {
                 name: format!("n{i}"),
                 child: None,
-                client_port: free_port(),
-                monitor_port: free_port(),
+                client_port: ports[n + i],
+                monitor_port: ports[2 * n + i],
                 store,
                 dir,
             };
@@ -88,12 +109,8 @@ impl NatsCluster {
             std::fs::write(node.dir.path().join("node.conf"), conf).expect("write node config");
             nodes.push(node);
         }
-        let mut cluster = NatsCluster { nodes, bin };
-        for i in 0..n {
-            cluster.launch(i);
-        }
-        cluster.wait_formed(Duration::from_secs(30));
-        cluster
+        drop(listeners);
+        NatsCluster { nodes, bin }
     }
 
     fn launch(&mut self, i: usize) {
@@ -251,15 +268,23 @@ impl NatsCluster {
     }
 
     fn check_alive(&mut self, i: usize) {
-        if let Some(status) = self.nodes[i]
+        if let Err(e) = self.alive(i) {
+            panic!("{e}");
+        }
+    }
+
+    /// `Err` with the node's log when node `i` has exited.
+    fn alive(&mut self, i: usize) -> Result<(), String> {
+        match self.nodes[i]
             .child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
         {
-            panic!(
+            Some(status) => Err(format!(
                 "nats-server node {i} exited with {status}; log:\n{}",
                 self.log_tail(i)
-            );
+            )),
+            None => Ok(()),
         }
     }
 
@@ -289,11 +314,11 @@ impl NatsCluster {
 
     /// Wait until every node is healthy, all name the same meta leader, and it sees
     /// every other node as a current peer.
-    fn wait_formed(&mut self, timeout: Duration) {
+    fn try_wait_formed(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             for i in 0..self.nodes.len() {
-                self.check_alive(i);
+                self.alive(i)?;
             }
             let all_healthy = (0..self.nodes.len()).all(|i| self.healthy(i));
             let leaders: Vec<Option<String>> = (0..self.nodes.len())
@@ -306,14 +331,15 @@ impl NatsCluster {
                 .collect();
             let agreed = leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]);
             if all_healthy && agreed && self.peers_current(leaders[0].as_deref()) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "the nats cluster did not form within {timeout:?} (meta leaders seen: \
-                 {leaders:?}); log of node 0:\n{}",
-                self.log_tail(0)
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the nats cluster did not form within {timeout:?} (meta leaders seen: \
+                     {leaders:?}); log of node 0:\n{}",
+                    self.log_tail(0)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
