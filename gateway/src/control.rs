@@ -1,8 +1,9 @@
 //! The runtime config as the gateway sees it: KV `config`, followed with a watch.
 //!
 //! Submits consult the latest value in memory (no NATS round trip per request);
-//! a background task re-reads the global key on every change of the bucket, so an
-//! operator's `jetmill kind disable K` reaches every gateway within moments.
+//! a background task re-reads the global key on every change of the bucket (and every
+//! 5 s, in case the watch is recovering), so an operator's `jetmill kind disable K`
+//! reaches every gateway within moments.
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
@@ -39,7 +40,14 @@ async fn read(store: &kv::Store) -> Option<RuntimeConfig> {
     }
 }
 
+/// How often the config is re-read besides the watch (see [`run`]).
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// Follow the watch; every [`RESYNC`] also re-read the key, so a change made while the
+/// watch is recovering from a lost server (a cluster node killed) lands within seconds.
 async fn run(store: kv::Store, tx: watch::Sender<RuntimeConfig>, mut changes: Option<kv::Watch>) {
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(watch) = changes.as_mut() else {
             tokio::select! {
@@ -57,6 +65,17 @@ async fn run(store: kv::Store, tx: watch::Sender<RuntimeConfig>, mut changes: Op
         };
         let next = tokio::select! {
             _ = tx.closed() => return,
+            _ = resync.tick() => {
+                // A watch whose consumer died with a cluster node notices only after
+                // missed heartbeats; meanwhile a direct read keeps the config current.
+                if let Some(c) = read(&store).await {
+                    if *tx.borrow() != c {
+                        tracing::info!(disabled_kinds = ?c.disabled_kinds, "runtime config changed (seen by a re-read; the watch is recovering)");
+                        tx.send_replace(c);
+                    }
+                }
+                continue;
+            }
             e = watch.next() => e,
         };
         match next {

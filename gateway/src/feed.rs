@@ -47,6 +47,9 @@ const BATCH: usize = 64;
 const CATCH_UP_BATCH: usize = 512;
 /// How long a request waits for the fan-out to have started.
 const READY_WAIT: Duration = Duration::from_secs(10);
+/// How long the fan-out may go without a delivery before it compares its position with
+/// the stream's head; behind at two checks in a row, it rejoins (see `Shared::follow`).
+const STALL_CHECK: Duration = Duration::from_secs(2);
 
 /// Why a feed could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,9 @@ pub enum FeedError {
     /// The fan-out has not (yet) joined the `EVENTS` stream.
     #[error("the gateway is not following the EVENTS stream yet")]
     NotFollowing,
+    /// The fan-out's consumer stopped delivering although the stream holds later events.
+    #[error("the live feed stalled at sequence {at} while the stream is at {head}")]
+    Stalled { at: u64, head: u64 },
 }
 
 /// The gateway's live feeds; cheap to clone. Start the fan-out with [`Feed::run`].
@@ -381,7 +387,33 @@ impl Shared {
         }
         *backoff = Duration::from_millis(100);
         let mut chunks = messages.ready_chunks(256);
-        while let Some(chunk) = chunks.next().await {
+        // The stream's head seen at a quiet check, while it was ahead of the position.
+        let mut behind: Option<u64> = None;
+        loop {
+            let chunk = match tokio::time::timeout(STALL_CHECK, chunks.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    // Quiet for a while: fine if nothing was stored since. But an ordered
+                    // pull consumer whose server died in a leader election can stall
+                    // without an error (async-nats 0.51 parks it after a missed heartbeat
+                    // with no timer armed); events stored before the last quiet check and
+                    // still not delivered mean that, so rejoin from the last handled one.
+                    let head = self.stream_head().await?;
+                    let at = lock(&self.state).position;
+                    match behind {
+                        Some(seen) if at < seen => {
+                            return Err(NatsxError::JetStream {
+                                op: "follow events",
+                                source: Box::new(FeedError::Stalled { at, head }),
+                            })
+                        }
+                        _ => behind = (head > at).then_some(head),
+                    }
+                    continue;
+                }
+            };
+            behind = None;
             let mut batch = Vec::with_capacity(chunk.len());
             let mut failed = None;
             for m in chunk {

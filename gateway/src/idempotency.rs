@@ -230,7 +230,12 @@ pub async fn claim(
                 return Ok(Claim::Heal(Box::new(message), Owned { kv_key, revision }));
             }
             // Someone else changed it first (healed or released): look again.
-            Err(_) => continue,
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            // The bucket takes no writes now (e.g. its stream is electing a leader; its
+            // followers still answer reads, and `create` reports a failed write of an
+            // existing key as "already exists"): a 503 the client retries, not 16 rounds
+            // of the same failure ending in a 409.
+            Err(e) => return Err(NatsxError::js("take over idempotency key")(e).into()),
         }
     }
     Err(ApiError::Conflict(

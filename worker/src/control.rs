@@ -85,15 +85,35 @@ pub async fn load(ctx: &WorkerCtx) -> (RuntimeConfig, u64) {
     }
 }
 
+/// How often the worker re-reads its config besides watching it, so a change is applied
+/// even while the watch is recovering. After a cluster node dies the watch's consumer can
+/// take 10 s to notice (two missed 5 s heartbeats) and more to be recreated while
+/// streams elect leaders; meanwhile `jetmill freeze` would time out on this worker.
+pub const RESYNC: Duration = Duration::from_secs(5);
+
 /// Follow config changes until `stop`; every change (any key) is re-read and applied.
+/// Every [`RESYNC`] the config is also read directly and applied if its revision is newer
+/// than the one applied.
 pub async fn watch(
     ctx: Arc<WorkerCtx>,
     mut changes: async_nats::jetstream::kv::Watch,
     stop: CancellationToken,
 ) {
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await; // the first tick is immediate; start() has just applied it
     loop {
         let entry = tokio::select! {
             _ = stop.cancelled() => return,
+            _ = resync.tick() => {
+                if let Ok((config, revision)) = control::effective(&ctx.jet.config, &ctx.worker_id).await {
+                    if revision > ctx.config_revision.load(Ordering::Relaxed) {
+                        tracing::info!(revision, "config changed without a watch event (the watch is recovering); applying it");
+                        apply(&ctx, &config, revision).await;
+                    }
+                }
+                continue;
+            }
             e = changes.next() => e,
         };
         match entry {

@@ -319,7 +319,7 @@ async fn store(
 /// at once.
 async fn stopped(ctx: &WorkerCtx, job: &JobMessage, delivered: u32) -> Verdict {
     match ctx.jet.records.get(&job.tenant, &job.id).await {
-        Ok(Some((r, _))) if r.status.is_terminal() => Verdict::Ack(Ack::Stopped(r.status)),
+        Ok(Some((r, _))) if r.status.is_terminal() => Verdict::Ack(Ack::Stopped(Box::new(r))),
         Ok(_) => AttemptError::Stopped.verdict(ctx.retry_base, 0, delivered),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the record of a stopped job");

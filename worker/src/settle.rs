@@ -81,8 +81,9 @@ pub enum Ack {
     Done(Box<Done>),
     /// The record was already terminal when this delivery read it (a duplicate).
     Duplicate(Box<JobRecord>),
-    /// The kernel was stopped because the record became terminal (a cancel).
-    Stopped(JobStatus),
+    /// The kernel was stopped because the record became terminal (a cancel, or another
+    /// delivery of the job finished it); the record as read.
+    Stopped(Box<JobRecord>),
 }
 
 /// A finished attempt's result and what its `done` write starts from.
@@ -162,7 +163,7 @@ pub async fn settle(
     let kind = job.spec.kind().as_str();
     match verdict {
         Verdict::Ack(Ack::Done(done)) => {
-            if let Err(e) = finish(ctx, message, job, attempt, *done).await {
+            if let Err(e) = finish(ctx, message, job, attempt, delivered, *done).await {
                 let after = hand_back_delay(delivered);
                 hand_back(ctx, message, job, attempt, after, e.into()).await;
             }
@@ -172,10 +173,14 @@ pub async fn settle(
                 status = record.status.as_str(),
                 "job already finished; acknowledging the duplicate delivery"
             );
-            ensure_terminal_event(ctx, job, &record).await;
-            ack(message, AckKind::Ack).await;
+            if ensure_terminal_event(ctx, job, &record).await {
+                ack(message, AckKind::Ack).await;
+            } else {
+                event_not_stored(message, record.status, delivered).await;
+            }
         }
-        Verdict::Ack(Ack::Stopped(status)) => {
+        Verdict::Ack(Ack::Stopped(record)) => {
+            let status = record.status;
             if status == JobStatus::Cancelled {
                 ctx.metrics.jobs.finished(kind, Outcome::Cancelled);
             }
@@ -183,7 +188,13 @@ pub async fn settle(
                 status = status.as_str(),
                 "kernel stopped; the job is finished"
             );
-            ack(message, AckKind::Term).await;
+            // Whoever finished it may have failed to store its event (and handed its own
+            // delivery back, which this terminate removes): make sure it is there.
+            if ensure_terminal_event(ctx, job, &record).await {
+                ack(message, AckKind::Term).await;
+            } else {
+                event_not_stored(message, status, delivered).await;
+            }
         }
         Verdict::Retry {
             error,
@@ -230,11 +241,15 @@ pub async fn settle(
 
 /// Record `done` (compare-and-set from the version the attempt knows), publish
 /// `done`, then ack. `Err` when the record could not be written: nothing was acked.
+/// A `done` event the stream did not take (a leader election, NATS out of reach)
+/// leaves the message unacked: it is handed back, and its next delivery finds the
+/// record `done` and publishes the event (see [`ensure_terminal_event`]).
 async fn finish(
     ctx: &WorkerCtx,
     message: &Message,
     job: &JobMessage,
     attempt: u32,
+    delivered: u32,
     done: Done,
 ) -> Result<(), NatsxError> {
     let Done {
@@ -266,16 +281,26 @@ async fn finish(
             ctx.metrics
                 .jobs
                 .finished(job.spec.kind().as_str(), Outcome::Done);
-            emit(ctx, job, EventType::Done, attempt, Some(1.0), None).await;
+            let stored = emit(ctx, job, EventType::Done, attempt, Some(1.0), None).await;
             tracing::info!(digits = info.digits, inline = inline.is_some(), "job done");
-            ack_done(message).await;
+            if stored {
+                ack_done(message).await;
+            } else {
+                event_not_stored(message, JobStatus::Done, delivered).await;
+            }
         }
         Update::Unchanged(r) => {
             tracing::info!(
                 status = r.status.as_str(),
                 "job was finished elsewhere; dropping this result"
             );
-            ack(message, AckKind::Ack).await;
+            // The delivery that finished it may not have stored its event (a leader
+            // election): this ack removes the message, so check before it.
+            if ensure_terminal_event(ctx, job, &r).await {
+                ack(message, AckKind::Ack).await;
+            } else {
+                event_not_stored(message, r.status, delivered).await;
+            }
         }
     }
     Ok(())
@@ -339,12 +364,19 @@ async fn fail(
             ctx.metrics
                 .jobs
                 .finished(job.spec.kind().as_str(), Outcome::Failed);
-            emit(ctx, job, EventType::Failed, attempt, None, Some(error)).await;
-            ack(message, AckKind::Term).await;
+            if emit(ctx, job, EventType::Failed, attempt, None, Some(error)).await {
+                ack(message, AckKind::Term).await;
+            } else {
+                event_not_stored(message, JobStatus::Failed, delivered).await;
+            }
         }
         Ok(Update::Unchanged(r)) => {
             tracing::info!(status = r.status.as_str(), "job was finished elsewhere");
-            ack(message, AckKind::Term).await;
+            if ensure_terminal_event(ctx, job, &r).await {
+                ack(message, AckKind::Term).await;
+            } else {
+                event_not_stored(message, r.status, delivered).await;
+            }
         }
         Ok(Update::Missing) => ack(message, AckKind::Term).await,
         Err(e) => {
@@ -356,15 +388,30 @@ async fn fail(
     }
 }
 
-/// A worker that crashed between writing a terminal record and publishing its
-/// event leaves the job unacked; on redelivery, publish the missing event
-/// (only if the stream does not have it, so there is never a second one).
-async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRecord) {
+/// A terminal record whose event the stream did not take: hand the message back
+/// (nak with the hand-back delay) instead of settling it, so the event is published by
+/// a later delivery (which finds the record terminal) rather than lost.
+async fn event_not_stored(message: &Message, status: JobStatus, delivered: u32) {
+    let after = hand_back_delay(delivered);
+    tracing::warn!(
+        status = status.as_str(),
+        retry_in_ms = after.as_millis() as u64,
+        "the record is final but its event is not stored; handing the job back so a later delivery publishes it"
+    );
+    ack(message, AckKind::Nak(Some(after))).await;
+}
+
+/// A worker that crashed (or whose event publish failed, e.g. in a leader election)
+/// between writing a terminal record and storing its event leaves the job unacked; on
+/// redelivery, publish the missing event (only if the stream does not have it; its
+/// `Nats-Msg-Id` dedups a retry of one that landed). `false` when the event could not
+/// be checked or stored: the caller must not settle the message then.
+async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRecord) -> bool {
     let event = match record.status {
         JobStatus::Done => EventType::Done,
         JobStatus::Failed => EventType::Failed,
         JobStatus::Cancelled => EventType::Cancelled,
-        JobStatus::Pending | JobStatus::Running => return,
+        JobStatus::Pending | JobStatus::Running => return true,
     };
     let subject = names::event_subject(&job.id, event);
     match ctx
@@ -373,7 +420,7 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
         .get_last_raw_message_by_subject(&subject)
         .await
     {
-        Ok(_) => {}
+        Ok(_) => true,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
             tracing::warn!(
                 event = event.as_str(),
@@ -388,13 +435,17 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
                 progress,
                 record.error.clone(),
             )
-            .await;
+            .await
         }
-        Err(e) => tracing::warn!(error = %e, "could not check for the terminal event"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check for the terminal event");
+            false
+        }
     }
 }
 
-/// Publish a lifecycle event of `job` (best effort: a failure is logged).
+/// Publish a lifecycle event of `job`; `true` once the stream stored it. A failure is
+/// logged: non-terminal events are best effort, terminal ones are checked by the caller.
 pub(crate) async fn emit(
     ctx: &WorkerCtx,
     job: &JobMessage,
@@ -402,7 +453,7 @@ pub(crate) async fn emit(
     attempt: u32,
     progress: Option<f64>,
     error: Option<String>,
-) {
+) -> bool {
     let ev = JobEvent {
         job_id: job.id,
         tenant: job.tenant.clone(),
@@ -418,8 +469,12 @@ pub(crate) async fn emit(
         otel.name = format!("event {}", event.as_str()),
         otel.kind = "producer"
     );
-    if let Err(e) = events::publish(&ctx.jet.js, &ev).instrument(span).await {
-        tracing::warn!(event = event.as_str(), error = %e, "could not publish event");
+    match events::publish(&ctx.jet.js, &ev).instrument(span).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(event = event.as_str(), error = %e, "could not publish event");
+            false
+        }
     }
 }
 

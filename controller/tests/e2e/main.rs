@@ -6,6 +6,7 @@ mod auth;
 mod autoscale;
 mod backpressure;
 mod batch;
+mod cluster;
 mod control;
 mod dev;
 mod disabled_kinds;

@@ -7,6 +7,7 @@
 //! The binary is found via `JETMILL_NATS_SERVER`, then the project-local
 //! `.tools/` folder that `scripts/install-nats.sh` fills, then `PATH`.
 
+pub mod cluster;
 pub mod docker;
 
 use std::path::{Path, PathBuf};
