@@ -3,6 +3,7 @@
 //! started and the host restored as needed). `JETMILL_SKIP_DOCKER_TESTS=1` skips them.
 //! A separate test binary so the rest of the suite never waits for Docker.
 
+mod autoscale;
 mod compose;
 mod helpers;
 mod images;

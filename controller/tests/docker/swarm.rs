@@ -61,7 +61,7 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
     let secrets = Secrets::generate();
     let secret = secrets.get("jwt-secret");
     let secrets_dir = secrets.path();
-    let ports: Vec<String> = (0..4).map(|_| free_port().to_string()).collect();
+    let ports: Vec<String> = (0..5).map(|_| free_port().to_string()).collect();
     let env = [
         ("JETMILL_IMAGE", v1.jetmill.as_str()),
         ("JETMILL_NATS_IMAGE", v1.nats.as_str()),
@@ -71,6 +71,10 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
         ("JETMILL_NATS2_PORT", ports[2].as_str()),
         ("JETMILL_NATS3_PORT", ports[3].as_str()),
         ("JETMILL_SECRETS_DIR", secrets_dir.as_str()),
+        // This scenario scales the workers by hand; the autoscaler (autoscale.rs) would
+        // undo it.
+        ("JETMILL_AUTOSCALER_REPLICAS", "0"),
+        ("JETMILL_AUTOSCALE_METRICS_PORT", ports[4].as_str()),
     ];
     d.stack_deploy(&workspace_root().join("docker/stack.yml"), STACK, &env)
         .expect("stack deploy");
