@@ -5,13 +5,20 @@
 //! A service with a bad label is logged (naming the service and the label) and
 //! skipped. Replicas are changed by updating `Mode.Replicated.Replicas` in the
 //! service spec at the version just read, retried when the update loses a race.
+//!
+//! Listing goes through bollard's typed models; the spec's read-modify-write does not.
+//! bollard's `TaskSpecContainerSpec` names the healthcheck `HealthCheck` (as Docker's
+//! swagger does) while the engine writes `Healthcheck`, so a typed round trip drops it:
+//! every scale would strip the service's healthcheck and, since the task template
+//! changed, roll every task (and, with `failure_action: rollback`, undo the scale). The
+//! spec is therefore read and written back as raw JSON, keeping every field the engine
+//! sent, whatever this crate's models know.
 
 use super::{Backend, Target};
 use anyhow::Context;
-use bollard::query_parameters::{
-    InspectServiceOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
-};
+use bollard::query_parameters::{ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// The label that opts a service in; `<LABEL>.min` and `<LABEL>.max` bound it.
@@ -60,9 +67,125 @@ pub fn bounds(
     Ok((min, max))
 }
 
+/// Why one spec update did not go through.
+#[derive(Debug, thiserror::Error)]
+enum UpdateError {
+    /// The service changed since it was read (the daemon's `update out of sequence`).
+    #[error("the service changed since it was read: {0}")]
+    LostRace(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The Engine API spoken as raw JSON over the same socket, for the spec's round trip.
+struct RawEngine {
+    http: reqwest::Client,
+    /// `http://docker/v1.41`: the host part is ignored on a unix socket.
+    base: String,
+}
+
+impl RawEngine {
+    /// A client for `host` (`unix:///path`, `tcp://host:port`, `http://host:port`;
+    /// default DOCKER_HOST, else /var/run/docker.sock) at API `version` (`1.41`).
+    fn new(host: Option<&str>, version: &str) -> anyhow::Result<Self> {
+        let env = std::env::var("DOCKER_HOST").ok();
+        let host = host
+            .map(str::to_string)
+            .or(env)
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        let (http, origin) = if let Some(path) = host.strip_prefix("unix://") {
+            (builder.unix_socket(path), "http://docker".to_string())
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            (builder, format!("http://{addr}"))
+        } else if host.starts_with("http://") {
+            (builder, host.trim_end_matches('/').to_string())
+        } else {
+            anyhow::bail!(
+                "the swarm backend speaks to unix:// and tcp:// Docker hosts, not {host:?} \
+                 (set --docker-host or DOCKER_HOST)"
+            );
+        };
+        Ok(RawEngine {
+            http: http.build().context("building the Docker API client")?,
+            base: format!("{origin}/v{version}"),
+        })
+    }
+
+    /// The daemon's error message in an answer that is not a success.
+    async fn refusal(r: reqwest::Response) -> String {
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        format!("{status}: {message}")
+    }
+
+    /// Set `Mode.Replicated.Replicas` of `service` to `replicas` in its spec as read,
+    /// written back at the version read.
+    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), UpdateError> {
+        let other = |e: reqwest::Error| UpdateError::Other(format!("{e:#}"));
+        let r = self
+            .http
+            .get(format!("{}/services/{service}", self.base))
+            .send()
+            .await
+            .map_err(other)?;
+        if !r.status().is_success() {
+            return Err(UpdateError::Other(Self::refusal(r).await));
+        }
+        let mut current: Value = r.json().await.map_err(other)?;
+        let version = current["Version"]["Index"].as_u64().ok_or_else(|| {
+            UpdateError::Other("the service as read has no Version.Index".to_string())
+        })?;
+        let spec = current["Spec"].take();
+        let mut spec = match spec {
+            Value::Object(_) => spec,
+            _ => {
+                return Err(UpdateError::Other(
+                    "the service as read has no Spec".to_string(),
+                ))
+            }
+        };
+        match spec.pointer_mut("/Mode/Replicated") {
+            Some(Value::Object(replicated)) => {
+                replicated.insert("Replicas".to_string(), Value::from(replicas));
+            }
+            _ => {
+                return Err(UpdateError::Other(
+                    "the service is not in replicated mode".to_string(),
+                ))
+            }
+        }
+        let r = self
+            .http
+            .post(format!(
+                "{}/services/{service}/update?version={version}",
+                self.base
+            ))
+            .json(&spec)
+            .send()
+            .await
+            .map_err(other)?;
+        if r.status().is_success() {
+            return Ok(());
+        }
+        let conflict = r.status() == reqwest::StatusCode::CONFLICT;
+        let why = Self::refusal(r).await;
+        if conflict || why.contains("out of sequence") {
+            Err(UpdateError::LostRace(why))
+        } else {
+            Err(UpdateError::Other(why))
+        }
+    }
+}
+
 /// The swarm's labelled services.
 pub struct SwarmBackend {
     docker: Docker,
+    raw: RawEngine,
     default_min: u32,
     default_max: Option<u32>,
     /// Services skipped for bad settings, and why: each is logged as an error once
@@ -89,12 +212,12 @@ impl SwarmBackend {
             .await
             .context("asking the Docker daemon for its API version (is dockerd running?)")?;
         let v = docker.client_version();
-        tracing::info!(
-            api = %format!("{}.{}", v.major_version, v.minor_version),
-            "autoscale: connected to the Docker daemon"
-        );
+        let api = format!("{}.{}", v.major_version, v.minor_version);
+        tracing::info!(api = %api, "autoscale: connected to the Docker daemon");
+        let raw = RawEngine::new(host, &api)?;
         Ok(SwarmBackend {
             docker,
+            raw,
             default_min,
             default_max,
             skipped: std::sync::Mutex::new(HashMap::new()),
@@ -134,42 +257,6 @@ impl SwarmBackend {
             .count();
         Ok(u32::try_from(running).unwrap_or(u32::MAX))
     }
-
-    /// Set the replicas of `service` once: read its spec and version, write it back.
-    async fn update_once(
-        &self,
-        service: &str,
-        replicas: u32,
-    ) -> Result<(), bollard::errors::Error> {
-        let current = self
-            .docker
-            .inspect_service(service, None::<InspectServiceOptions>)
-            .await?;
-        let version = current.version.and_then(|v| v.index).unwrap_or(0);
-        let mut spec = current.spec.unwrap_or_default();
-        let mode = spec.mode.get_or_insert_with(Default::default);
-        mode.replicated
-            .get_or_insert_with(Default::default)
-            .replicas = Some(i64::from(replicas));
-        self.docker
-            .update_service(
-                service,
-                spec,
-                UpdateServiceOptions {
-                    version: i32::try_from(version).unwrap_or(i32::MAX),
-                    ..Default::default()
-                },
-                None,
-            )
-            .await?;
-        Ok(())
-    }
-}
-
-/// Whether an update failed only because the service changed since it was read.
-fn lost_race(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, message }
-        if *status_code == 409 || message.contains("out of sequence"))
 }
 
 impl Backend for SwarmBackend {
@@ -235,9 +322,9 @@ impl Backend for SwarmBackend {
     async fn scale(&self, target: &Target, replicas: u32) -> anyhow::Result<()> {
         let mut attempt = 1;
         loop {
-            match self.update_once(&target.name, replicas).await {
+            match self.raw.set_replicas(&target.name, replicas).await {
                 Ok(()) => return Ok(()),
-                Err(e) if lost_race(&e) && attempt < UPDATE_ATTEMPTS => {
+                Err(UpdateError::LostRace(_)) if attempt < UPDATE_ATTEMPTS => {
                     tracing::info!(service = %target.name, attempt, "autoscale: service changed while updating; retrying");
                     attempt += 1;
                 }

@@ -6,9 +6,7 @@
 //! to the minimum. The decisions show in the autoscaler's `/metrics`, and every job is
 //! done exactly once.
 
-use crate::helpers::{
-    bin, docker_or_skip, done_events, event_counts, jwt, nats, wait_for, Api, Secrets,
-};
+use crate::helpers::{bin, docker_or_skip, done_events, event_counts, jwt, nats, Api, Secrets};
 use futures::StreamExt;
 use jetmill_testkit::docker::Docker;
 use jetmill_testkit::workspace_root;
@@ -17,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const STACK: &str = "ja";
 const WORKER: &str = "ja_worker";
+const AUTOSCALER: &str = "ja_autoscaler";
 const MIN: u32 = 1;
 const MAX: u32 = 3;
 const JOBS: u64 = 40;
@@ -30,6 +29,40 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// The running worker containers' ids.
+fn worker_containers(d: &Docker) -> Vec<String> {
+    d.cli([
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={WORKER}"),
+        "--filter",
+        "status=running",
+    ])
+    .map(|s| {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The worker service's healthcheck command as its spec holds it now.
+fn worker_healthcheck(d: &Docker) -> String {
+    d.cli([
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test}}",
+        WORKER,
+    ])
+    .map(|s| s.trim().to_string())
+    .unwrap_or_default()
 }
 
 /// The worker service's replicas as asked for, and its running tasks (containers).
@@ -57,6 +90,57 @@ fn workers(d: &Docker) -> (u32, u32) {
         .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count() as u32)
         .unwrap_or(0);
     (replicas, running)
+}
+
+/// The autoscaler's and the worker service's tasks and recent logs: what a failed wait
+/// shows, since the stack is removed when the test ends.
+fn diagnose(d: &Docker) -> String {
+    let mut out = String::new();
+    for svc in [AUTOSCALER, WORKER] {
+        let ps = d
+            .cli(["service", "ps", "--no-trunc", svc])
+            .unwrap_or_else(|e| format!("(service ps: {e})"));
+        // Both streams: the services log to stderr.
+        let logs = std::process::Command::new("/usr/bin/docker")
+            .args(["service", "logs", "--no-task-ids", "--tail", "40", svc])
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("(service logs: {e})"));
+        let status = d
+            .cli([
+                "service",
+                "inspect",
+                "--format",
+                "{{json .UpdateStatus}}\n{{json .Spec}}\n{{json .PreviousSpec}}",
+                svc,
+            ])
+            .unwrap_or_else(|e| format!("(service inspect: {e})"));
+        out.push_str(&format!(
+            "--- {svc} tasks:\n{ps}\n--- {svc} update status, spec, previous spec:\n{status}\n--- {svc} logs:\n{logs}\n"
+        ));
+    }
+    out
+}
+
+/// Like `wait_for`, but a timeout panics with the autoscaler's and workers' logs.
+async fn wait_or_diagnose<F, Fut>(d: &Docker, what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        if Instant::now() >= deadline {
+            panic!("{what}: not within {timeout:?}\n{}", diagnose(d));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The autoscaler's `/metrics` scrape (empty when it does not answer yet).
@@ -99,7 +183,13 @@ fn log_op(started: Instant, what: &str) {
 fn controller(nats_url: &str, secrets: &Secrets, args: &[&str]) -> String {
     let out = std::process::Command::new(bin())
         .args(args)
-        .args(["--server", nats_url, "--user", "controller", "--password-file"])
+        .args([
+            "--server",
+            nats_url,
+            "--user",
+            "controller",
+            "--password-file",
+        ])
         .arg(secrets.dir.path().join("nats-controller-password"))
         .output()
         .expect("run jetmill");
@@ -113,8 +203,7 @@ fn controller(nats_url: &str, secrets: &Secrets, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_to_min_when_idle()
-{
+async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_to_min_when_idle() {
     let started = Instant::now();
     let Some(d) = docker_or_skip() else {
         return;
@@ -157,7 +246,8 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
     );
 
     // The stack starts 2 workers; with nothing queued the autoscaler takes them to MIN.
-    wait_for(
+    wait_or_diagnose(
+        &d,
         "the idle worker service at its minimum",
         Duration::from_secs(120),
         || async { workers(&d) == (MIN, MIN) },
@@ -171,7 +261,19 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         "{text}"
     );
     let downs_before = decisions(&text, "down");
-    assert!(downs_before >= 1.0, "a down decision for 2 -> {MIN}: {text}");
+    // Scaling changes the replicas and nothing else: the spec keeps its healthcheck, and
+    // the tasks that stay are not replaced (a changed task template would roll them all).
+    let healthcheck = worker_healthcheck(&d);
+    assert!(
+        healthcheck.contains("probe"),
+        "the worker's healthcheck survives a scale: {healthcheck:?}\n{}",
+        diagnose(&d)
+    );
+    let at_min = worker_containers(&d);
+    assert!(
+        downs_before >= 1.0,
+        "a down decision for 2 -> {MIN}: {text}"
+    );
     let ups_before = decisions(&text, "up");
 
     // Frozen workers start nothing, so the burst stays queued until resumed.
@@ -191,7 +293,8 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         .await;
     let burst = Instant::now();
     log_op(started, &format!("{JOBS} jobs queued"));
-    wait_for(
+    wait_or_diagnose(
+        &d,
         "the worker service at its maximum after the burst",
         SCALE_UP_BOUND,
         || async { workers(&d) == (MAX, MAX) },
@@ -206,7 +309,8 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         ),
     );
     // The next tick sees the running tasks.
-    wait_for(
+    wait_or_diagnose(
+        &d,
         "metrics: desired and actual workers at the maximum",
         Duration::from_secs(20),
         || async {
@@ -216,6 +320,17 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         },
     )
     .await;
+    let at_max = worker_containers(&d);
+    assert!(
+        at_min.iter().all(|c| at_max.contains(c)),
+        "scaling up kept the running worker ({at_min:?}), did not replace it: {at_max:?}\n{}",
+        diagnose(&d)
+    );
+    assert_eq!(
+        worker_healthcheck(&d),
+        healthcheck,
+        "healthcheck after scaling up"
+    );
     let text = scrape(&api.http, &metrics_url).await;
     assert!(
         decisions(&text, "up") > ups_before,
@@ -248,10 +363,15 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
             "job {id}: exactly one done event"
         );
     }
-    assert_eq!(done_events(&js).await, JOBS as usize, "no other done events");
+    assert_eq!(
+        done_events(&js).await,
+        JOBS as usize,
+        "no other done events"
+    );
 
     let idle = Instant::now();
-    wait_for(
+    wait_or_diagnose(
+        &d,
         "the worker service back at its minimum after the burst",
         Duration::from_secs(120),
         || async { workers(&d) == (MIN, MIN) },
@@ -264,7 +384,8 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
             idle.elapsed().as_secs_f64()
         ),
     );
-    wait_for(
+    wait_or_diagnose(
+        &d,
         "metrics: desired and actual workers at the minimum",
         Duration::from_secs(20),
         || async {
