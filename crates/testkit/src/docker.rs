@@ -116,7 +116,9 @@ impl HostSnapshot {
 
 fn restore_rules(bin: &str, rules: &[u8]) -> std::io::Result<()> {
     // A table dockerd created that was not in the dump (e.g. nat when the host had
-    // none) keeps its rules otherwise: flush those first.
+    // none) keeps its rules otherwise: flush those first, and put its built-in chains
+    // back to the kernel's ACCEPT policy (dockerd sets FORWARD to DROP, which a flush
+    // leaves in place).
     let save = String::from_utf8_lossy(rules).to_string();
     let flush = if bin.starts_with("ip6") {
         "ip6tables"
@@ -133,6 +135,17 @@ fn restore_rules(bin: &str, rules: &[u8]) -> std::io::Result<()> {
                 .args(["-t", table, "-X"])
                 .stderr(Stdio::null())
                 .status();
+            let chains: &[&str] = if table == "filter" {
+                &["INPUT", "FORWARD", "OUTPUT"]
+            } else {
+                &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]
+            };
+            for chain in chains {
+                let _ = Command::new(flush)
+                    .args(["-t", table, "-P", chain, "ACCEPT"])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
     let mut child = Command::new(bin).stdin(Stdio::piped()).spawn()?;
