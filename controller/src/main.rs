@@ -223,6 +223,14 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(violation) = jetmill_natsx::last_permission_violation() {
+                eprintln!(
+                    "hint: the NATS server refused this user: {violation}. A refused request \
+                     gets no answer, so it timed out. Run this with a NATS user allowed to \
+                     do it (--user/--password-file; `controller` may do everything), see \
+                     docs/operations.md \"NATS roles and permissions\""
+                );
+            }
             ExitCode::from(2)
         }
     }

@@ -604,6 +604,23 @@ async fn each_role_is_refused_what_it_must_not_do() {
             "{user}: {err}"
         );
     }
+
+    // The CLI says why a refused command timed out, and what to do about it; the
+    // runtime config is untouched.
+    let mut args: Vec<String> = vec!["freeze".into()];
+    args.extend(secured.flags("worker"));
+    let out = jetmill(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("hint: the NATS server refused this user")
+            && stderr.contains("$KV.config.global")
+            && stderr.contains("--user"),
+        "{stderr}"
+    );
+    let shown = jetmill_ok(&secured, "inspector", &["config", "show", "--json"]).await;
+    let shown: Value = serde_json::from_str(&shown).expect("config show --json");
+    assert_ne!(shown["global"]["frozen"], json!(true), "{shown}");
 }
 
 /// Lines of a JSON log file that mention `needle`.

@@ -69,6 +69,29 @@ pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
     Ok(secret.to_string())
 }
 
+/// The last `Permissions Violation` a server reported on any connection of this process
+/// (its whole text, naming the subject). A refused request gets no answer and times
+/// out, so this is what lets a command say *why* it timed out.
+static LAST_PERMISSION_VIOLATION: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// See [`LAST_PERMISSION_VIOLATION`]: `Some("Permissions Violation for Publish to ...")`
+/// once the server refused this process something.
+pub fn last_permission_violation() -> Option<String> {
+    LAST_PERMISSION_VIOLATION
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn note_server_error(e: &async_nats::ServerError) {
+    let text = e.to_string();
+    if let Some(at) = text.find("Permissions Violation") {
+        *LAST_PERMISSION_VIOLATION
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(text[at..].to_string());
+    }
+}
+
 /// Connect with `args`, naming the connection `name` (shown by `nats server report connections`).
 ///
 /// Fails fast with [`NatsxError::Connect`] when the server is unreachable at start;
@@ -99,7 +122,10 @@ pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, 
     // server only on the connection, not to the request: log it, it names the subject.
     opts = opts.event_callback(|event| async move {
         match event {
-            async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+            async_nats::Event::ServerError(e) => {
+                note_server_error(&e);
+                tracing::warn!(error = %e, "NATS server error")
+            }
             async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
             async_nats::Event::Connected => tracing::info!("connected to NATS"),
             other => tracing::debug!(event = %other, "NATS connection event"),

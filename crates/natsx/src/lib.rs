@@ -25,7 +25,7 @@ pub mod results;
 pub mod seconds;
 pub mod trace;
 
-pub use connect::{connect, NatsArgs};
+pub use connect::{connect, last_permission_violation, NatsArgs};
 pub use error::NatsxError;
 pub use index::{IndexOptions, IndexStats, JobIndex, NotReady, Phase, StatusCounts};
 pub use listing::{ListQuery, Page};
