@@ -81,6 +81,24 @@ pub async fn connect(nats: &jetmill_natsx::NatsArgs) -> anyhow::Result<Jet> {
         .context("finding jetmill's streams and buckets")
 }
 
+/// [`connect`] for a long-running command (`jetmill autoscale`): a NATS user that may
+/// not create jetmill's streams waits for `jetmill provision` instead of failing.
+pub async fn connect_waiting(nats: &jetmill_natsx::NatsArgs) -> anyhow::Result<Jet> {
+    let client = jetmill_natsx::connect(nats, "jetmill-cli")
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach NATS at {} (set --server or JETMILL_NATS_URL)",
+                nats.url
+            )
+        })?;
+    jetmill_natsx::until_provisioned(|| {
+        jetmill_natsx::provision(client.clone(), QueueSettings::default())
+    })
+    .await
+    .context("finding jetmill's streams and buckets")
+}
+
 /// One worker's row in a command's outcome.
 #[derive(Debug, Serialize)]
 pub struct WorkerOutcome {

@@ -385,8 +385,8 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<()> {
     let shutdown = jetmill_runtime::shutdown_token();
     let metrics = Arc::new(Metrics::autoscaler());
     let url = serve_metrics(args.metrics_listen, metrics.clone(), shutdown.clone()).await?;
-    let jet = crate::control::connect(&args.nats).await?;
     eprintln!("autoscaler metrics: {url}");
+    let jet = crate::control::connect_waiting(&args.nats).await?;
     let mut scaler = Autoscaler::new(args.policy.clone(), metrics).dry_run(args.dry_run);
     match args.backend {
         BackendKind::Swarm => {

@@ -137,15 +137,21 @@ pub struct Policy {
     /// `(when, wanted)` within the stabilization window, oldest first.
     wants: VecDeque<(Instant, u32)>,
     last_change: Option<Instant>,
+    /// The first decision: a down cooldown counts from here until the first change, so
+    /// an autoscaler that just (re)started does not take workers away before it has
+    /// watched the load for that long. Scaling up is never held by it.
+    first_seen: Option<Instant>,
 }
 
 impl Policy {
-    /// A policy with no history: the first tick may scale at once.
+    /// A policy with no history: the first tick may scale up (or into the bounds) at
+    /// once, and down only after `down_cooldown`.
     pub fn new(config: PolicyConfig) -> Self {
         Policy {
             config,
             wants: VecDeque::new(),
             last_change: None,
+            first_seen: None,
         }
     }
 
@@ -186,8 +192,11 @@ impl Policy {
                 break;
             }
         }
+        let first_seen = *self.first_seen.get_or_insert(now);
         let since_change = self.last_change.map(|t| now.saturating_duration_since(t));
         let cooled = |cooldown: Duration| since_change.is_none_or(|d| d >= cooldown);
+        let since_down_start =
+            now.saturating_duration_since(self.last_change.unwrap_or(first_seen));
 
         let (direction, desired, reason) = if current < min {
             let why = if wanted > min {
@@ -208,7 +217,7 @@ impl Policy {
             let highest = self.wants.iter().map(|&(_, w)| w).max().unwrap_or(wanted);
             if highest >= current {
                 (Direction::Hold, current, Reason::Stabilizing)
-            } else if !cooled(c.down_cooldown) {
+            } else if since_down_start < c.down_cooldown {
                 (Direction::Hold, current, Reason::Cooldown)
             } else {
                 (Direction::Down, highest, Reason::LowLoad)
@@ -365,6 +374,34 @@ mod tests {
         }
         assert_eq!(t, Duration::from_secs(30), "first down at 30 s");
         assert_eq!(s.current, 1);
+    }
+
+    #[test]
+    fn a_fresh_autoscaler_waits_the_down_cooldown_before_taking_workers_away() {
+        let cfg = PolicyConfig {
+            stabilization: Duration::ZERO,
+            ..config()
+        };
+        // Started (or restarted) with 4 workers and nothing queued: they stay until it
+        // has watched an idle queue for the down cooldown.
+        let mut s = Script::new(cfg.clone(), 4);
+        let d = s.tick(depth(0)); // t = 0
+        assert_eq!((d.direction, d.reason), (Direction::Hold, Reason::Cooldown));
+        let mut t = s.t;
+        while s.tick(depth(0)).direction == Direction::Hold {
+            t = s.t;
+        }
+        assert_eq!(t, Duration::from_secs(30), "first down at 30 s");
+        assert_eq!(s.current, 1);
+        // Going up is never held by it; nor is getting into the bounds.
+        let mut s = Script::new(cfg.clone(), 1);
+        assert_eq!(s.tick(depth(32)).direction, Direction::Up);
+        let mut s = Script::new(cfg, 12);
+        let d = s.tick(depth(0));
+        assert_eq!(
+            (d.direction, d.desired, d.reason),
+            (Direction::Down, 8, Reason::AboveMax)
+        );
     }
 
     #[test]
