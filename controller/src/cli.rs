@@ -30,26 +30,10 @@ pub struct ReadArgs {
     pub nats: NatsArgs,
 }
 
-/// Parse `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
+/// A duration flag (`250ms`, `10s`, `2m`, `1h30m` or a bare number of seconds): the
+/// grammar the API's `?wait=` takes too (`jetmill_proto::duration`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("invalid duration {s:?}: use e.g. 500ms, 10s, 2m or 1h");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 7.0).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+    jetmill_proto::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Parse a job kind, listing the valid ones when it is not one.

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod chaos;
 pub mod config;
+pub mod duration;
 pub mod event;
 pub mod job;
 pub mod message;
@@ -26,6 +27,7 @@ pub mod usage;
 pub use batch::{BatchCounts, BatchItem, BatchRecord, MAX_BATCH};
 pub use chaos::Chaos;
 pub use config::{RuntimeConfig, WorkerReport};
+pub use duration::{parse_duration, DurationError};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_VERSION};

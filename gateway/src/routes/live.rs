@@ -30,29 +30,11 @@ pub struct GetParams {
     pub wait: Option<String>,
 }
 
-/// `30s`, `500ms`, `2m` or a plain number of seconds (every `?wait=` of the API).
-fn parse_wait(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        _ => None,
-    }
-}
-
 /// A `?wait=` parameter (absent: no wait), cut to the gateway's `--max-wait-secs`.
 pub(crate) fn wait_param(state: &AppState, wait: Option<&str>) -> Result<Duration, ApiError> {
     let wait = match wait {
         None => Duration::ZERO,
-        Some(w) => parse_wait(w).ok_or_else(|| {
-            bad_wait(format!(
-                "{w:?} is not a duration (use e.g. 30s, 500ms or 2m)"
-            ))
-        })?,
+        Some(w) => jetmill_proto::parse_duration(w).map_err(|e| bad_wait(e.to_string()))?,
     };
     Ok(wait.min(state.options().max_wait))
 }
@@ -227,21 +209,4 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             field: Some("Last-Event-ID".into()),
             message: "Last-Event-ID must be the id of an event this stream sent".into(),
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_wait;
-    use std::time::Duration;
-
-    #[test]
-    fn waits_parse_with_or_without_a_unit() {
-        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_wait("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_wait("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_wait("soon"), None);
-        assert_eq!(parse_wait("5h"), None);
-        assert_eq!(parse_wait(""), None);
-    }
 }

@@ -183,8 +183,8 @@ fn parameter_schema(place: &str, name: &str) -> Option<Value> {
             json!({"type": "integer", "minimum": 1, "maximum": super::list::MAX_LIST})
         }
         ("query", "tenant") => tenant(),
-        // `30s`, `500ms`, `2m` or plain seconds (cut to the gateway's --max-wait-secs).
-        ("query", "wait") => json!({"type": "string", "pattern": "^[0-9]{1,9}(ms|s|m)?$"}),
+        // `30s`, `500ms`, `1h30m` or plain seconds (cut to the gateway's --max-wait-secs).
+        ("query", "wait") => json!({"type": "string", "pattern": jetmill_proto::duration::PATTERN}),
         // Headers are text: the EVENTS sequence of the last event seen, in digits.
         ("header", "Last-Event-ID") => json!({"type": "string", "pattern": "^[0-9]{1,19}$"}),
         ("header", "Cache-Control") => json!({"type": "string"}),
