@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, and every test against a
+# The whole test suite, as CI runs it: formatting, lints, the docs, and every test against a
 # real nats-server (installed by scripts/install-nats.sh if missing), the web page's
 # tests in a real headless Chromium (installed by scripts/install-chromium.sh).
 set -euo pipefail
@@ -27,6 +27,8 @@ scripts/install-docker.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Doc comments are the reference for the public items: broken links and stray HTML fail.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest missing; installing it" >&2
   cargo install --locked cargo-nextest

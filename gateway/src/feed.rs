@@ -7,7 +7,7 @@
 //! shared in-memory logs. It starts with the gateway's first follower, so a gateway
 //! nobody watches through costs no delivery per event:
 //!
-//! - one [`Hub`] per job that has followers right now (a registry keyed by job id,
+//! - one `Hub` per job that has followers right now (a registry keyed by job id,
 //!   removed when its last follower leaves), holding every event of the job: its history
 //!   is read once, by the first follower, with a short-lived consumer deleted at once;
 //! - `recent`, a ring of the last [`RECENT_CAP`] events of all jobs, which the

@@ -13,7 +13,7 @@ pub struct WorkerArgs {
     /// Jobs run at once by this worker (default: the number of cores).
     #[arg(long, env = "JETMILL_CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// This worker's id in records and reports (default: <hostname>-<pid>).
+    /// This worker's id in records and reports (default: `<hostname>-<pid>`).
     #[arg(long = "worker-id", env = "JETMILL_WORKER_ID")]
     pub id: Option<String>,
     /// Results up to this many bytes stay inline in the record; larger go to the Object Store.

@@ -13,7 +13,7 @@
 //!    `running` by compare-and-set; quicker jobs skip that write. Tiny kernels
 //!    (`Task::is_tiny`) run in place instead of on the blocking pool.
 //! 4. Store a large result in the Object Store (the slot is held through it), free
-//!    the slot, and hand the verdict to [`settle`], the one place that writes the
+//!    the slot, and hand the verdict to [`settle`](mod@crate::settle), the one place that writes the
 //!    record's outcome, publishes the event and acks, naks or terminates.
 
 use crate::chaos::Injected;

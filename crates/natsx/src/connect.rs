@@ -74,8 +74,9 @@ pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
 /// out, so this is what lets a command say *why* it timed out.
 static LAST_PERMISSION_VIOLATION: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
-/// See [`LAST_PERMISSION_VIOLATION`]: `Some("Permissions Violation for Publish to ...")`
-/// once the server refused this process something.
+/// The last `Permissions Violation` any connection of this process was told of, e.g.
+/// `Some("Permissions Violation for Publish to ...")`: a refused request only times out,
+/// so this is what lets a command say why.
 pub fn last_permission_violation() -> Option<String> {
     LAST_PERMISSION_VIOLATION
         .lock()

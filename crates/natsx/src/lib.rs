@@ -1,7 +1,7 @@
 //! jetmill's NATS layer: connecting, provisioning, and the stores built on JetStream.
 //!
-//! - [`connect`]: connection flags shared by every binary ([`NatsArgs`]).
-//! - [`provision`]: creates or verifies streams, the consumer and buckets, idempotently.
+//! - [`connect`](mod@connect): connection flags shared by every binary ([`NatsArgs`]).
+//! - [`provision`](mod@provision): creates or verifies streams, the consumer and buckets, idempotently.
 //! - [`records`]: the job records in KV, with compare-and-set updates.
 //! - [`listing`]: per-tenant key scans and cursor pages of records.
 //! - [`index`]: a live in-memory index of the records, so listing pages need no scan.

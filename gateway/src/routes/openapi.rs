@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers'
 //! `#[utoipa::path]` annotations and the types they return, then made exact by
-//! [`exact`]: the constraints the handlers really enforce (job ids are UUIDs, status
+//! `exact`: the constraints the handlers really enforce (job ids are UUIDs, status
 //! and kind are enums, each kind's `input` has its own shape and this gateway's limits,
 //! `Idempotency-Key` is 1-255 visible characters), so a client generated from it, or a
 //! fuzzer's schema-valid request, is accepted.
