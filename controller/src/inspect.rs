@@ -104,13 +104,14 @@ pub struct Stats {
     pub queued: BTreeMap<String, u64>,
     /// Jobs of disabled kinds set aside until enabled, per `priority.kind`.
     pub parked: BTreeMap<String, u64>,
-    /// Jobs not yet delivered to any worker.
+    /// Jobs not yet delivered to any worker (every priority; `queued` has them by level).
     pub undelivered: u64,
     /// Jobs delivered and not yet acknowledged (running, or waiting for redelivery).
     pub pending_acks: usize,
     /// Jobs delivered more than once and not yet acknowledged.
     pub redeliveries: usize,
-    /// Pull requests waiting (idle worker slots asking for work).
+    /// Pull requests waiting, over the three priority consumers (an idle worker has one
+    /// open on each).
     pub waiting_pulls: usize,
     /// Jobs that ended (done or failed) in the last minute.
     pub finished_last_minute: u64,
@@ -228,11 +229,18 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
             parked.insert(key.to_string(), n as u64);
         }
     }
-    let consumer = jet
-        .jobs
-        .consumer_info(names::WORKERS_CONSUMER)
-        .await
-        .context("reading the workers consumer (has a worker ever started?)")?;
+    let (mut undelivered, mut pending_acks, mut redeliveries, mut waiting_pulls) = (0, 0, 0, 0);
+    for priority in jetmill_proto::Priority::ALL {
+        let name = names::workers_consumer(priority);
+        let c =
+            jet.jobs.consumer_info(&name).await.with_context(|| {
+                format!("reading the consumer {name} (has a worker ever started?)")
+            })?;
+        undelivered += c.num_pending;
+        pending_acks += c.num_ack_pending;
+        redeliveries += c.num_redelivered;
+        waiting_pulls += c.num_waiting;
+    }
     let finished = finished_since(jet, Duration::from_secs(60)).await?;
     let live_workers = control::workers(jet)
         .await
@@ -244,10 +252,10 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
     Ok(Stats {
         queued,
         parked,
-        undelivered: consumer.num_pending,
-        pending_acks: consumer.num_ack_pending,
-        redeliveries: consumer.num_redelivered,
-        waiting_pulls: consumer.num_waiting,
+        undelivered,
+        pending_acks,
+        redeliveries,
+        waiting_pulls,
         finished_last_minute: finished,
         jobs_per_second: finished as f64 / 60.0,
         live_workers,

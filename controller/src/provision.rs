@@ -36,15 +36,21 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<()> {
     let (jet, mut report) = jetmill_natsx::provision_report(client, settings)
         .await
         .context("provisioning streams and buckets")?;
-    let (_, created) = jet
-        .ensure_workers_consumer()
+    for (priority, _, created) in jet
+        .ensure_workers_consumers()
         .await
-        .context("provisioning the workers consumer")?;
-    report.push(Provisioned {
-        kind: "consumer",
-        name: format!("{}/{}", names::JOBS_STREAM, names::WORKERS_CONSUMER),
-        created,
-    });
+        .context("provisioning the workers consumers")?
+    {
+        report.push(Provisioned {
+            kind: "consumer",
+            name: format!(
+                "{}/{}",
+                names::JOBS_STREAM,
+                names::workers_consumer(priority)
+            ),
+            created,
+        });
+    }
     for kind in JobKind::ALL {
         let (_, created) = jet
             .ensure_parked_consumer(kind)

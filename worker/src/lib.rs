@@ -83,10 +83,9 @@ pub async fn run_with(
         .context("watching the runtime config")?;
     let (config, revision) = control::load(&ctx).await;
     control::apply(&ctx, &config, revision).await;
-    let consumer = tokio::select! {
-        c = jetmill_natsx::until_provisioned(|| async {
-            ctx.jet.ensure_workers_consumer().await.map(|(c, _)| c)
-        }) => c.context("creating the workers consumer")?,
+    let consumers = tokio::select! {
+        c = jetmill_natsx::until_provisioned(|| ctx.jet.workers_consumers())
+            => c.context("creating the workers consumers")?,
         () = shutdown.cancelled() => return Ok(()),
     };
     if let Some(listener) = metrics_listener {
@@ -98,7 +97,7 @@ pub async fn run_with(
     let watcher = tokio::spawn(control::watch(ctx.clone(), changes, listening.clone()));
     let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
-    let fetching = tokio::spawn(fetcher::run(ctx.clone(), consumer, stop_fetching.clone()));
+    let fetching = tokio::spawn(fetcher::run(ctx.clone(), consumers, stop_fetching.clone()));
     tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), frozen = *ctx.frozen.borrow(), "worker started");
 
     shutdown.cancelled().await;

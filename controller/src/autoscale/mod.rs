@@ -285,19 +285,27 @@ impl Autoscaler {
 /// Read the autoscaler's inputs: queue depth from the workers consumer, and slot use
 /// from the live worker reports.
 pub async fn observe(jet: &Jet) -> anyhow::Result<Load> {
-    let depth = match jet.jobs.consumer_info(names::WORKERS_CONSUMER).await {
-        Ok(c) => c.num_pending + c.num_ack_pending as u64,
-        // No worker has ever started, so nothing was delivered: every run job waits.
-        Err(e)
-            if matches!(
-                e.kind(),
-                async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
-            ) =>
+    let mut depth = 0;
+    for priority in jetmill_proto::Priority::ALL {
+        match jet
+            .jobs
+            .consumer_info(&names::workers_consumer(priority))
+            .await
         {
-            queued_run_jobs(jet).await?
+            Ok(c) => depth += c.num_pending + c.num_ack_pending as u64,
+            // No worker has ever started, so nothing was delivered: every run job waits.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
+                ) =>
+            {
+                depth = queued_run_jobs(jet).await?;
+                break;
+            }
+            Err(e) => return Err(e).context("reading the workers consumers"),
         }
-        Err(e) => return Err(e).context("reading the workers consumer"),
-    };
+    }
     let reports = control::workers(jet)
         .await
         .context("reading worker reports")?;

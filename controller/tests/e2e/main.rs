@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod otlp;
 mod permissions;
+mod priority;
 mod raw_results;
 mod reliability;
 mod result_cache;

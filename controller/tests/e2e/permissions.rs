@@ -207,7 +207,9 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         "jobs",
         "config",
         "results",
-        "JOBS/workers",
+        "JOBS/workers-high",
+        "JOBS/workers-normal",
+        "JOBS/workers-low",
     ] {
         assert!(
             report.iter().any(|p| p["name"] == json!(want)),
@@ -397,7 +399,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .await
         .expect("a worker writes its report");
 
-    // The gateway cannot consume jobs: no consumer on JOBS, no pull from `workers`.
+    // The gateway cannot consume jobs: no consumer on JOBS, no pull from `workers-<priority>`.
     let (gateway, mut refused) = secured.client("gateway").await;
     let gjs = jetstream::new(gateway);
     let jobs = gjs
@@ -429,7 +431,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .publish_refused("$JS.API.CONSUMER.CREATE.JOBS")
         .await;
     let workers = jobs
-        .get_consumer::<pull::Config>("workers")
+        .get_consumer::<pull::Config>("workers-normal")
         .await
         .expect("the gateway reads the consumer's info (queue gauges)")
         .fetch()
@@ -446,7 +448,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
         "the gateway got a job from the workers consumer"
     );
     refused
-        .publish_refused("$JS.API.CONSUMER.MSG.NEXT.JOBS.workers")
+        .publish_refused("$JS.API.CONSUMER.MSG.NEXT.JOBS.workers-normal")
         .await;
 
     // The inspector reads: stream and consumer info, KV values, and messages through an
@@ -471,7 +473,7 @@ async fn each_role_is_refused_what_it_must_not_do() {
     assert_eq!(seen.subject.as_str(), "jobs.events.j0.started");
     let jobs = ijs.get_stream("JOBS").await.expect("inspector reads JOBS");
     let info = jobs
-        .consumer_info("workers")
+        .consumer_info("workers-normal")
         .await
         .expect("inspector reads the workers consumer");
     assert_eq!(info.num_pending, 1, "the queued job is still there");
@@ -561,17 +563,17 @@ async fn each_role_is_refused_what_it_must_not_do() {
         }
     }
     assert!(
-        jobs.delete_consumer("workers").await.is_err(),
+        jobs.delete_consumer("workers-normal").await.is_err(),
         "the inspector deleted the workers consumer"
     );
     refused
-        .publish_refused("$JS.API.CONSUMER.DELETE.JOBS.workers")
+        .publish_refused("$JS.API.CONSUMER.DELETE.JOBS.workers-normal")
         .await;
 
     // Nothing any of them tried landed.
     let jobs = admin.get_stream("JOBS").await.expect("JOBS still there");
     let info = jobs
-        .consumer_info("workers")
+        .consumer_info("workers-normal")
         .await
         .expect("workers still there");
     assert_eq!((info.num_pending, info.num_ack_pending), (1, 0));

@@ -240,7 +240,11 @@ async fn one(v: Variant, jobs: usize) -> Outcome {
     let jet = provision(client, QueueSettings::default())
         .await
         .expect("provision");
-    let consumer = jet.workers_consumer().await.expect("workers consumer");
+    // Every job of the bench is `normal` priority.
+    let (consumer, _) = jet
+        .ensure_workers_consumer(jetmill_proto::Priority::Normal)
+        .await
+        .expect("workers consumer");
     let kv = jet.records.kv().clone();
     let usage = if v == Variant::Before {
         let c = jet

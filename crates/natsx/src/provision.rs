@@ -6,7 +6,7 @@
 
 use crate::NatsxError;
 use async_nats::jetstream::{self, consumer::pull, kv, object_store, stream, Context};
-use jetmill_proto::names;
+use jetmill_proto::{names, Priority};
 use std::time::Duration;
 
 /// Queue tuning shared by the stream and the workers' consumer.
@@ -269,23 +269,70 @@ pub async fn provision_report(
 }
 
 impl Jet {
-    /// The workers' durable pull consumer, created or updated to `settings`
-    /// (`jetmill provision`, and every worker of an open NATS).
-    pub async fn workers_consumer(&self) -> Result<jetstream::consumer::PullConsumer, NatsxError> {
-        self.ensure_workers_consumer().await.map(|(c, _)| c)
+    /// The workers' durable pull consumers, one per priority level, highest first;
+    /// created or updated to `settings` (`jetmill provision`, and every worker of an
+    /// open NATS). See [`Jet::ensure_workers_consumers`].
+    pub async fn workers_consumers(
+        &self,
+    ) -> Result<Vec<(Priority, jetstream::consumer::PullConsumer)>, NatsxError> {
+        Ok(self
+            .ensure_workers_consumers()
+            .await?
+            .into_iter()
+            .map(|(p, c, _)| (p, c))
+            .collect())
     }
 
-    /// The workers' consumer as a worker needs it: used as it is when its settings are
-    /// `settings`' (no write, so a worker needs no right to change consumers); created
-    /// when missing, updated when different. A worker that may not update it logs that
-    /// the stored settings win; one that may not create it gets [`NatsxError::Missing`].
-    /// The `bool` says whether it was created.
+    /// The per-priority workers' consumers as a worker needs them, highest first, each
+    /// with whether it was created. The consumer of every level before priorities
+    /// (`workers`, filter `jobs.run.>`) overlaps them, which a work queue refuses, so it
+    /// is deleted first: its unacked jobs stay in the stream and go to the new ones.
+    pub async fn ensure_workers_consumers(
+        &self,
+    ) -> Result<Vec<(Priority, jetstream::consumer::PullConsumer, bool)>, NatsxError> {
+        let legacy = names::LEGACY_WORKERS_CONSUMER;
+        match self.jobs.consumer_info(legacy).await {
+            Ok(_) => match self.jobs.delete_consumer(legacy).await {
+                Ok(_) => tracing::info!(
+                    consumer = legacy,
+                    "deleted the workers consumer of every priority (before priorities); \
+                     its jobs go to the per-priority consumers"
+                ),
+                Err(e) => tracing::warn!(
+                    consumer = legacy,
+                    error = %e,
+                    "cannot delete the old workers consumer (no permission?): run \
+                     `jetmill provision` with operator credentials"
+                ),
+            },
+            Err(e) if consumer_not_found(&e) => {}
+            Err(e) => {
+                return Err(provision_err(format!("consumer {legacy} on stream JOBS"))(
+                    e,
+                ))
+            }
+        }
+        let mut out = Vec::with_capacity(Priority::ALL.len());
+        for p in Priority::ALL {
+            let (c, created) = self.ensure_workers_consumer(p).await?;
+            out.push((p, c, created));
+        }
+        Ok(out)
+    }
+
+    /// The consumer of `priority` as a worker needs it: used as it is when its settings
+    /// are `settings`' (no write, so a worker needs no right to change consumers);
+    /// created when missing, updated when different. A worker that may not update it
+    /// logs that the stored settings win; one that may not create it gets
+    /// [`NatsxError::Missing`]. The `bool` says whether it was created.
     pub async fn ensure_workers_consumer(
         &self,
+        priority: Priority,
     ) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
-        let cfg = self.workers_consumer_config();
-        let what = format!("consumer {} on stream JOBS", names::WORKERS_CONSUMER);
-        let existing = match self.jobs.consumer_info(names::WORKERS_CONSUMER).await {
+        let name = names::workers_consumer(priority);
+        let cfg = self.workers_consumer_config(priority);
+        let what = format!("consumer {name} on stream JOBS");
+        let existing = match self.jobs.consumer_info(&name).await {
             Ok(info) => Some(info.config.clone()),
             Err(e) if consumer_not_found(&e) => None,
             Err(e) => return Err(provision_err(what)(e)),
@@ -298,7 +345,7 @@ impl Jet {
             if same {
                 let consumer = self
                     .jobs
-                    .get_consumer(names::WORKERS_CONSUMER)
+                    .get_consumer(&name)
                     .await
                     .map_err(|source| NatsxError::Provision { what, source })?;
                 return Ok((consumer, false));
@@ -314,6 +361,7 @@ impl Jet {
                 }),
                 Some(stored) => {
                     tracing::warn!(
+                        consumer = %name,
                         error = %e,
                         stored_ack_wait = ?stored.ack_wait,
                         stored_max_ack_pending = stored.max_ack_pending,
@@ -324,7 +372,7 @@ impl Jet {
                          `jetmill provision` with operator credentials and the new settings"
                     );
                     self.jobs
-                        .get_consumer(names::WORKERS_CONSUMER)
+                        .get_consumer(&name)
                         .await
                         .map(|c| (c, false))
                         .map_err(|source| NatsxError::Provision { what, source })
@@ -375,11 +423,14 @@ impl Jet {
         }
     }
 
-    fn workers_consumer_config(&self) -> pull::Config {
+    fn workers_consumer_config(&self, priority: Priority) -> pull::Config {
         pull::Config {
-            durable_name: Some(names::WORKERS_CONSUMER.into()),
-            description: Some("jetmill workers (shared by every worker process)".into()),
-            filter_subject: names::JOBS_SUBJECTS.into(),
+            durable_name: Some(names::workers_consumer(priority)),
+            description: Some(format!(
+                "jetmill workers, {} priority jobs (shared by every worker process)",
+                priority.as_str()
+            )),
+            filter_subject: names::run_subjects(priority),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             max_deliver: self.settings.max_deliver,

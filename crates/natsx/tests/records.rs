@@ -124,7 +124,8 @@ async fn provisioning_twice_is_harmless() {
         let jet = provision(client, QueueSettings::default())
             .await
             .expect("provision");
-        jet.workers_consumer().await.expect("consumer");
+        let consumers = jet.workers_consumers().await.expect("consumers");
+        assert_eq!(consumers.len(), 3, "one per priority");
     }
 }
 

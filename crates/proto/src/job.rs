@@ -97,6 +97,9 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every level, highest first: the order workers take jobs in.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
     /// The lowercase name used in JSON and subjects.
     pub fn as_str(self) -> &'static str {
         match self {

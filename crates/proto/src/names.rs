@@ -11,8 +11,20 @@ pub const JOBS_SUBJECTS: &str = "jobs.run.>";
 /// Subjects of jobs of a disabled kind, set aside until it is enabled again:
 /// `jobs.parked.<priority>.<kind>` (same stream, not seen by the workers' consumer).
 pub const PARKED_SUBJECTS: &str = "jobs.parked.>";
-/// Durable pull consumer shared by every worker.
-pub const WORKERS_CONSUMER: &str = "workers";
+/// The one durable consumer every worker pulled from before priorities (filter
+/// `jobs.run.>`); provisioning deletes it, since it overlaps the per-priority ones.
+pub const LEGACY_WORKERS_CONSUMER: &str = "workers";
+
+/// The durable pull consumer of one priority level, shared by every worker:
+/// `workers-high`, `workers-normal`, `workers-low`.
+pub fn workers_consumer(priority: Priority) -> String {
+    format!("workers-{}", priority.as_str())
+}
+
+/// The jobs of one priority level: `jobs.run.<priority>.>` (what its consumer filters).
+pub fn run_subjects(priority: Priority) -> String {
+    format!("jobs.run.{}.>", priority.as_str())
+}
 /// Limits-retention stream of lifecycle events: the outbox downstream services read.
 pub const EVENTS_STREAM: &str = "EVENTS";
 /// Subjects of [`EVENTS_STREAM`]: `jobs.events.<job_id>.<type>`.
@@ -116,11 +128,6 @@ pub const CANCEL_SUBJECTS: &str = "jetmill.cancel.*";
 /// Subject of the event recorded when a job message cannot be decoded (stream sequence).
 pub fn poison_event_subject(stream_seq: u64) -> String {
     format!("jobs.events.poison.{stream_seq}")
-}
-
-/// JetStream advisory sent when a job reaches `max_deliver` without being acked.
-pub fn max_deliveries_advisory() -> String {
-    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKERS_CONSUMER}")
 }
 
 /// Whether `s` can be a tenant: 1-64 ASCII letters, digits, `-` or `_`.
