@@ -301,6 +301,21 @@ async fn pull_loop(ctx: Arc<WorkerCtx>, consumers: Arc<[PullConsumer]>, stop: Ca
             match next {
                 Some(Some(Ok(message))) => {
                     dispatch(&ctx, &frozen, &stop, message, &mut permits, &mut spare).await;
+                    if permits.is_empty() && spare.is_empty() {
+                        // This round has what it asked for (typically from one level);
+                        // the other levels' pulls stay open until they expire. Go on
+                        // with the next round now, and let a task hand back anything
+                        // those pulls still bring (dropping them would strand it until
+                        // ack_wait).
+                        tokio::spawn(async move {
+                            while let Some(m) = arriving.next().await {
+                                if let Ok(m) = m {
+                                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                                }
+                            }
+                        });
+                        break;
+                    }
                 }
                 Some(Some(Err(e))) => {
                     // One level's pull ended with an error; the others go on.
