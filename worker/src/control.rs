@@ -75,12 +75,24 @@ pub async fn apply(ctx: &Arc<WorkerCtx>, config: &RuntimeConfig, revision: u64) 
 }
 
 /// Read the effective config now (before the first fetch).
-pub async fn load(ctx: &WorkerCtx) -> (RuntimeConfig, u64) {
-    match control::effective(&ctx.jet.config, &ctx.worker_id).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read runtime config; using defaults");
-            (RuntimeConfig::default(), 0)
+///
+/// A worker must not start on defaults when the read fails: the fleet may be frozen,
+/// or a kind disabled, and a worker scaled up into a busy cluster would then run what
+/// the operator held back. So a failed read is retried (0.5 s doubling to 5 s) until it
+/// succeeds; `None` if `stop` comes first. An absent config is the defaults, as it says.
+pub async fn load(ctx: &WorkerCtx, stop: &CancellationToken) -> Option<(RuntimeConfig, u64)> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match control::effective(&ctx.jet.config, &ctx.worker_id).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the runtime config; not starting jobs until it is read");
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -117,10 +129,14 @@ pub async fn watch(
             e = changes.next() => e,
         };
         match entry {
-            Some(Ok(e)) => {
-                let (config, _) = load(&ctx).await;
-                apply(&ctx, &config, e.revision).await;
-            }
+            Some(Ok(e)) => match control::effective(&ctx.jet.config, &ctx.worker_id).await {
+                Ok((config, _)) => apply(&ctx, &config, e.revision).await,
+                // Never the defaults instead: that would unfreeze a frozen worker. The
+                // next resync (within RESYNC) applies the change.
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the runtime config after a change; the next resync applies it")
+                }
+            },
             Some(Err(e)) => tracing::warn!(error = %e, "config watch error"),
             None => {
                 tracing::warn!("config watch ended; restarting it");

@@ -81,7 +81,9 @@ pub async fn run_with(
         .watch_all()
         .await
         .context("watching the runtime config")?;
-    let (config, revision) = control::load(&ctx).await;
+    let Some((config, revision)) = control::load(&ctx, &shutdown).await else {
+        return Ok(());
+    };
     control::apply(&ctx, &config, revision).await;
     let consumers = tokio::select! {
         c = jetmill_natsx::until_provisioned(|| ctx.jet.workers_consumers())

@@ -339,7 +339,8 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
     assert_eq!(
         sample(&text, "jetmill_autoscale_queue_depth"),
         Some(JOBS as f64),
-        "the frozen burst is the queue: {text}"
+        "the frozen burst is the queue: {text}\n{}",
+        diagnose(&d)
     );
 
     controller(&nats_url, &secrets, &["resume", "--timeout", "30s"]);
