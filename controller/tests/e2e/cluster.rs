@@ -235,6 +235,45 @@ async fn statuses(
         .await
 }
 
+/// Right after the cluster has formed, the meta leader may still refuse to place a
+/// 3-replica stream ("no suitable peers for placement, peer offline", 10005) until every
+/// peer has sent it JetStream stats; wait (up to 30 s) until a probe R3 stream can be
+/// created, then delete it.
+async fn wait_placeable(urls: &str) {
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(|u| u.parse().expect("cluster URL"))
+        .collect();
+    let client = async_nats::connect(addrs.as_slice())
+        .await
+        .expect("connect to the cluster");
+    let js = async_nats::jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "PLACEMENT_PROBE".into(),
+                subjects: vec!["placement.probe".into()],
+                num_replicas: 3,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(_) => {
+                js.delete_stream("PLACEMENT_PROBE")
+                    .await
+                    .expect("delete the probe stream");
+                return;
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster cannot place an R3 stream within 30 s: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
     const JOBS: usize = 600;
@@ -242,6 +281,7 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
     let started = Instant::now();
     let mut cluster = NatsCluster::start(3);
     let urls = cluster.urls();
+    wait_placeable(&urls).await;
 
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
