@@ -68,30 +68,28 @@ impl Change {
 
 /// Connect and find (or create) jetmill's streams and buckets.
 pub async fn connect(nats: &jetmill_natsx::NatsArgs) -> anyhow::Result<Jet> {
-    let client = jetmill_natsx::connect(nats, "jetmill-cli")
+    let client = client(nats).await?;
+    jetmill_natsx::provision(client, QueueSettings::default())
+        .await
+        .context("finding jetmill's streams and buckets")
+}
+
+/// The CLI's NATS connection, with an error that says how to point it elsewhere.
+async fn client(nats: &jetmill_natsx::NatsArgs) -> anyhow::Result<async_nats::Client> {
+    jetmill_natsx::connect(nats, "jetmill-cli")
         .await
         .with_context(|| {
             format!(
             "cannot reach NATS at {} (set --server or JETMILL_NATS_URL; is `jetmill dev` running?)",
             nats.url
         )
-        })?;
-    jetmill_natsx::provision(client, QueueSettings::default())
-        .await
-        .context("finding jetmill's streams and buckets")
+        })
 }
 
 /// [`connect`] for a long-running command (`jetmill autoscale`): a NATS user that may
 /// not create jetmill's streams waits for `jetmill provision` instead of failing.
 pub async fn connect_waiting(nats: &jetmill_natsx::NatsArgs) -> anyhow::Result<Jet> {
-    let client = jetmill_natsx::connect(nats, "jetmill-cli")
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach NATS at {} (set --server or JETMILL_NATS_URL)",
-                nats.url
-            )
-        })?;
+    let client = client(nats).await?;
     jetmill_natsx::until_provisioned(|| {
         jetmill_natsx::provision(client.clone(), QueueSettings::default())
     })

@@ -6,7 +6,7 @@
 //! to the minimum. The decisions show in the autoscaler's `/metrics`, and every job is
 //! done exactly once.
 
-use crate::helpers::{bin, docker_or_skip, done_events, event_counts, jwt, nats, Api, Secrets};
+use crate::helpers::{assert_done_once, bin, docker_or_skip, jwt, nats, Api, Secrets};
 use futures::StreamExt;
 use jetmill_testkit::docker::Docker;
 use jetmill_testkit::workspace_root;
@@ -356,19 +356,7 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         );
     }
     let js = nats(&nats_url, &secrets, "inspector").await;
-    let counts = event_counts(&js).await;
-    for id in &ids {
-        assert_eq!(
-            counts.get(&(id.clone(), "done".to_string())),
-            Some(&1),
-            "job {id}: exactly one done event"
-        );
-    }
-    assert_eq!(
-        done_events(&js).await,
-        JOBS as usize,
-        "no other done events"
-    );
+    assert_done_once(&js, &ids, JOBS as usize).await;
 
     let idle = Instant::now();
     wait_or_diagnose(

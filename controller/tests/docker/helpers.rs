@@ -264,3 +264,16 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Every job of `ids` has exactly one `done` event, and the stream holds `total` in all.
+pub async fn assert_done_once(js: &async_nats::jetstream::Context, ids: &[String], total: usize) {
+    let counts = event_counts(js).await;
+    for id in ids {
+        assert_eq!(
+            counts.get(&(id.clone(), "done".to_string())),
+            Some(&1),
+            "job {id}: exactly one done event"
+        );
+    }
+    assert_eq!(done_events(js).await, total, "no other done events");
+}

@@ -3,9 +3,7 @@
 //! JOBS stream leader's NATS container is killed and the worker service is scaled
 //! 2 -> 4 -> 1 and rolled to a new image tag: nothing lost, nothing completed twice.
 
-use crate::helpers::{
-    bin, docker_or_skip, done_events, event_counts, jwt, nats, wait_for, Api, Secrets,
-};
+use crate::helpers::{assert_done_once, bin, docker_or_skip, jwt, nats, wait_for, Api, Secrets};
 use futures::StreamExt;
 use jetmill_testkit::docker::Docker;
 use jetmill_testkit::workspace_root;
@@ -197,19 +195,7 @@ async fn swarm_3_nats_nodes_r3_2000_jobs_through_haproxy_survive_a_nats_kill_sca
         .filter(|r| r["attempts"].as_u64().unwrap_or(0) > 1)
         .count();
     eprintln!("{again} jobs ran more than once (handed back or redelivered, one done each)");
-    let counts = event_counts(&js).await;
-    for id in &ids {
-        assert_eq!(
-            counts.get(&(id.clone(), "done".to_string())),
-            Some(&1),
-            "job {id}: exactly one done event"
-        );
-    }
-    assert_eq!(
-        done_events(&js).await,
-        JOBS as usize,
-        "no other done events"
-    );
+    assert_done_once(&js, &ids, JOBS as usize).await;
     wait_for(
         "the worker service runs v2 only",
         Duration::from_secs(120),
