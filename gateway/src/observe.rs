@@ -55,7 +55,7 @@ pub fn http_span<B>(req: &Request<B>) -> Span {
         .get::<MatchedPath>()
         .map(|p| p.as_str())
         .unwrap_or("unmatched");
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "http request",
         otel.name = format!("{} {route}", req.method()),
         otel.kind = "server",

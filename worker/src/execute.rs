@@ -159,7 +159,7 @@ async fn run(
         .jobs
         .started(kind, delivered, crate::observe::queue_wait(job));
     let trace_id = crate::observe::trace_id(message);
-    tracing::info!("job started");
+    tracing::debug!("job started");
     tracing::debug!(kind, delivery = delivered, "computing");
     let started_at = OffsetDateTime::now_utc();
     let max = settle::max_attempts(ctx, job);
@@ -171,7 +171,7 @@ async fn run(
         ctx.jet
             .records
             .read_version(&job.tenant, &job.id, Some(&fallback))
-            .instrument(tracing::info_span!("fetch"))
+            .instrument(tracing::debug_span!("fetch"))
             .await
             .map(|v| v.unwrap_or_else(|| Version::absent(fallback.clone())))
             .map_err(Arc::new)
@@ -181,7 +181,7 @@ async fn run(
     let computing = async {
         let computing = Instant::now();
         let end = compute(ctx, message, job, cancel.clone())
-            .instrument(tracing::info_span!("compute"))
+            .instrument(tracing::debug_span!("compute"))
             .await;
         ctx.metrics.jobs.ran(kind, computing.elapsed());
         ctx.kernel_ran(computing.elapsed());
@@ -309,7 +309,7 @@ async fn store(
         return Ok((Some(decimal), info));
     }
     info.location = results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal)
-        .instrument(tracing::info_span!("store object"))
+        .instrument(tracing::debug_span!("store object"))
         .await?;
     Ok((None, info))
 }
@@ -400,7 +400,7 @@ async fn compute(
     let (p, c) = (progress.clone(), cancel.clone());
     let parent = tracing::Span::current();
     let mut kernel = tokio::task::spawn_blocking(move || {
-        let _span = tracing::info_span!(parent: &parent, "kernel", threads).entered();
+        let _span = tracing::debug_span!(parent: &parent, "kernel", threads).entered();
         if let Some(chaos) = chaos.filter(|c| c.is_active()) {
             match crate::chaos::before_kernel(&chaos, &c) {
                 Ok(()) => {}
@@ -467,7 +467,7 @@ async fn compute(
 /// Run a tiny kernel (well under a millisecond, see `Task::is_tiny`) right here: a
 /// hand-off to the blocking pool and back costs more than the kernel itself.
 fn tiny(task: &Task, cancel: &AtomicBool) -> Result<Output, AttemptError> {
-    let _span = tracing::info_span!("kernel", threads = 1).entered();
+    let _span = tracing::debug_span!("kernel", threads = 1).entered();
     let report = |_: f64| {};
     let ctl = Control::new(cancel, &report, 1);
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

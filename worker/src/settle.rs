@@ -273,7 +273,7 @@ async fn finish(
                     .is_ok()
             },
         )
-        .instrument(tracing::info_span!("result write"))
+        .instrument(tracing::debug_span!("result write"))
         .await?;
     match written {
         Update::Applied(_) | Update::Missing => {
@@ -464,7 +464,7 @@ pub(crate) async fn emit(
         progress,
         error,
     };
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "event",
         otel.name = format!("event {}", event.as_str()),
         otel.kind = "producer"

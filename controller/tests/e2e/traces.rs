@@ -81,6 +81,9 @@ pub async fn start_pair(
     let worker = spawn_jetmill(
         "worker",
         &[
+            // "job started" is a debug line (at info a job logs one line: "job done").
+            "--log-level",
+            "info,jetmill_worker=debug",
             "worker",
             "--server",
             nats.url(),

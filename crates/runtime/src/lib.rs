@@ -12,8 +12,8 @@ pub use otel::Telemetry;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{
-    filter::LevelFilter, layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer,
-    Registry,
+    filter::filter_fn, filter::LevelFilter, layer::SubscriberExt, reload, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
 };
 
 /// Log line format.
@@ -123,7 +123,7 @@ fn install(
     let otel_layer = provider.map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(otel::tracer(p))
-            .with_filter(LevelFilter::INFO)
+            .with_filter(filter_fn(exported))
     });
     let result = tracing_subscriber::registry()
         .with(output)
@@ -132,6 +132,17 @@ fn install(
     LogHandle {
         handle: result.ok().map(|_| handle),
     }
+}
+
+/// What the trace exporter takes: events from `info` up, spans from `info` up, and
+/// jetmill's own `debug` spans too. Those are the steps of a request or a job (publish,
+/// fetch, compute, kernel, result write, events): wanted in a trace, noise in a log, and
+/// per job too many to pay for when nobody exports. At `debug` they are off for the log
+/// output at its default level, so without an exporter they cost nothing at all.
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
+    let level = *meta.level();
+    level <= LevelFilter::INFO
+        || (meta.is_span() && level <= LevelFilter::DEBUG && meta.target().starts_with("jetmill"))
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -209,7 +209,7 @@ pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: boo
         // Before answering, so a client that saw this job finish can count on a hit.
         cache::remember(&jet.result_cache, &jet.records, msg).await;
     }
-    tracing::info!(job_id = %msg.id, kind = %kind, "job accepted");
+    tracing::debug!(job_id = %msg.id, kind = %kind, "job accepted");
 }
 
 /// The answer to a repeated `Idempotency-Key`: 200 with the job the first request made.
@@ -294,7 +294,7 @@ pub(crate) fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) ->
     e.into()
 }
 
-#[tracing::instrument(name = "publish", skip_all, fields(otel.kind = "producer", job_id = %msg.id))]
+#[tracing::instrument(name = "publish", level = "debug", skip_all, fields(otel.kind = "producer", job_id = %msg.id))]
 async fn publish_job(
     js: &async_nats::jetstream::Context,
     msg: &JobMessage,
