@@ -23,6 +23,12 @@ mod probe;
 mod provision;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// mimalloc instead of glibc's malloc: a small job allocates and frees hundreds of
+/// short-lived buffers across threads, where glibc's arenas cost about a sixth of the
+/// process's CPU (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cli::{parse_kind, ApplyArgs, ReadArgs};
 use control::Change;
 use jetmill_gateway::GatewayArgs;

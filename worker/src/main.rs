@@ -1,6 +1,12 @@
 //! `jetmill-worker`: computes jobs pulled from JetStream.
 
 use clap::Parser;
+
+/// mimalloc instead of glibc's malloc: a small job allocates and frees hundreds of
+/// short-lived buffers across threads, where glibc's arenas cost about a sixth of the
+/// process's CPU (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use jetmill_runtime::LogArgs;
 use jetmill_worker::WorkerArgs;
 
