@@ -103,6 +103,9 @@ struct Item {
     job_id: String,
     tenant: String,
     terminal: bool,
+    /// The `started` this event stands for (`JobEvent::implied_start`), sent just
+    /// before it, without an `id`: a client resuming from it gets both again.
+    implied: Option<Event>,
     sse: Event,
 }
 
@@ -116,14 +119,30 @@ impl Item {
             job_id: event.job_id.to_string(),
             tenant: event.tenant.clone(),
             terminal: event.event.status().is_some_and(|s| s.is_terminal()),
-            sse: to_sse(seq, &event),
+            implied: event.implied_start().map(|e| to_sse(None, &e)),
+            sse: to_sse(Some(seq), &event),
         }))
     }
 }
 
-/// One lifecycle event as an SSE event: `id` = stream sequence, `event` = type, `data` =
-/// the event JSON plus `status` for state changes and `result_url` on `done`.
-fn to_sse(seq: u64, event: &JobEvent) -> Event {
+impl Item {
+    /// What to send now: its implied `started` first, if any, with the event itself
+    /// put in `queued` for the next call.
+    fn send(&self, queued: &mut Option<Event>) -> Event {
+        match &self.implied {
+            Some(started) => {
+                *queued = Some(self.sse.clone());
+                started.clone()
+            }
+            None => self.sse.clone(),
+        }
+    }
+}
+
+/// One lifecycle event as an SSE event: `id` = stream sequence (none for an implied
+/// `started`), `event` = type, `data` = the event JSON plus `status` for state changes
+/// and `result_url` on `done`.
+fn to_sse(seq: Option<u64>, event: &JobEvent) -> Event {
     let mut data = serde_json::to_value(event).unwrap_or_default();
     if let Some(obj) = data.as_object_mut() {
         if let Some(status) = event.event.status() {
@@ -136,10 +155,13 @@ fn to_sse(seq: u64, event: &JobEvent) -> Event {
             );
         }
     }
-    Event::default()
-        .id(seq.to_string())
+    let sse = Event::default()
         .event(event.event.as_str())
-        .data(data.to_string())
+        .data(data.to_string());
+    match seq {
+        Some(seq) => sse.id(seq.to_string()),
+        None => sse,
+    }
 }
 
 /// Events in stream order, complete after `complete_after`: it holds every event with a
@@ -278,6 +300,7 @@ impl Feed {
             cursor: resume_after,
             finished_head,
             batch: VecDeque::new(),
+            queued: None,
             jump: None,
             done: false,
         })
@@ -301,6 +324,7 @@ impl Feed {
             visible: Box::new(visible),
             cursor,
             batch: VecDeque::new(),
+            queued: None,
             jump: None,
         })
     }
@@ -643,6 +667,8 @@ pub struct JobFollower {
     cursor: u64,
     finished_head: Option<u64>,
     batch: VecDeque<Arc<Item>>,
+    /// An event to send next: the one whose implied `started` was just sent.
+    queued: Option<Event>,
     jump: Option<u64>,
     done: bool,
 }
@@ -658,13 +684,16 @@ impl JobFollower {
     /// The next event to send, or `None` at the end of the feed.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
+            if let Some(event) = self.queued.take() {
+                return Some(event);
+            }
             if let Some(item) = self.batch.pop_front() {
                 if item.seq <= self.cursor {
                     continue;
                 }
                 self.cursor = item.seq;
                 self.done = item.terminal;
-                return Some(item.sse.clone());
+                return Some(item.send(&mut self.queued));
             }
             if self.done || self.shared.stop.is_cancelled() {
                 return None;
@@ -736,6 +765,8 @@ pub struct AllFollower {
     visible: Box<dyn Fn(&str) -> bool + Send + Sync>,
     cursor: u64,
     batch: VecDeque<Arc<Item>>,
+    /// An event to send next: the one whose implied `started` was just sent.
+    queued: Option<Event>,
     jump: Option<u64>,
 }
 
@@ -743,13 +774,16 @@ impl AllFollower {
     /// The next event this client may see, or `None` when the gateway stops.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
+            if let Some(event) = self.queued.take() {
+                return Some(event);
+            }
             if let Some(item) = self.batch.pop_front() {
                 if item.seq <= self.cursor {
                     continue;
                 }
                 self.cursor = item.seq;
                 if (self.visible)(&item.tenant) {
-                    return Some(item.sse.clone());
+                    return Some(item.send(&mut self.queued));
                 }
                 continue;
             }

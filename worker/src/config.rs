@@ -37,9 +37,10 @@ pub struct WorkerArgs {
     /// Default failure injection: fail by panicking inside the kernel thread.
     #[arg(long, env = "JETMILL_CHAOS_PANIC")]
     pub chaos_panic: bool,
-    /// A job is recorded `running` once its kernel has run this many milliseconds;
-    /// quicker jobs' records go from pending straight to done (one compare-and-set
-    /// fewer each; their `started` event is still published). 0 records every start.
+    /// A job is recorded `running`, and its `started` event published, once its kernel
+    /// has run this many milliseconds; quicker jobs' records go from pending straight
+    /// to done and they store no `started` (a compare-and-set and an event fewer each;
+    /// their next event carries `started_at_ms`). 0 records every start.
     #[arg(long, env = "JETMILL_RUNNING_AFTER_MS", default_value_t = 20)]
     pub running_after_ms: u64,
     /// Jobs past their kernel that may still be writing their result, event and ack;

@@ -77,11 +77,20 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     let mut slot = slot;
     async {
         // The slot is held through the kernel and a large result's upload.
-        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel).await;
+        let (attempt, verdict, unannounced) = run(ctx, &message, &job, delivered, cancel).await;
         // The kernel is over: the slot serves the next job, while the finishing room is
         // held until this one is settled (what `--finishing-limit` and a drain count).
         slot.release();
-        settle(ctx, &message, &job, attempt, delivered, verdict).await;
+        settle(
+            ctx,
+            &message,
+            &job,
+            attempt,
+            delivered,
+            verdict,
+            unannounced,
+        )
+        .await;
         drop(slot);
     }
     .instrument(span)
@@ -145,14 +154,15 @@ impl Plan {
 }
 
 /// Compute this delivery and decide its verdict (nothing is settled here). Returns
-/// the attempt number the verdict is about.
+/// the attempt number the verdict is about, and when the attempt began if it published
+/// no `started` event (it ended within `--running-after-ms`).
 async fn run(
     ctx: &WorkerCtx,
     message: &Message,
     job: &JobMessage,
     delivered: u32,
     cancel: Arc<AtomicBool>,
-) -> (u32, Verdict) {
+) -> (u32, Verdict, Option<i64>) {
     let kind = job.spec.kind().as_str();
     let _in_flight = ctx
         .metrics
@@ -175,46 +185,64 @@ async fn run(
             .await
             .map(|v| v.unwrap_or_else(|| Version::absent(fallback.clone())))
             .map_err(Arc::new)
+    };
+    // What the read means, once: a job that overtook the gateway's writes (no record
+    // yet) gets its `accepted` (same dedup id as the gateway's) before anything else,
+    // so the stream tells the story in order.
+    let plan = async {
+        let plan = Plan::of(read.await, max);
+        if let Plan::Run { version, .. } = &plan {
+            if !version.stored() {
+                emit(ctx, job, EventType::Accepted, 0, None, None, None).await;
+            }
+        }
+        plan
     }
     .boxed()
     .shared();
+    // Whether this attempt's `started` is stored: published once the kernel has run
+    // `running_after`, with the `running` mark. A quicker attempt publishes none (nobody
+    // could watch it run, and an event per job costs the broker a store); its first
+    // event carries `started_at_ms` instead, from which the feeds show the `started`.
+    let announced = AtomicBool::new(false);
     let computing = async {
         let computing = Instant::now();
-        let end = compute(ctx, message, job, cancel.clone())
+        let end = compute(ctx, message, job, cancel.clone(), &announced)
             .instrument(tracing::debug_span!("compute"))
             .await;
         ctx.metrics.jobs.ran(kind, computing.elapsed());
         ctx.kernel_ran(computing.elapsed());
         end
     };
-    // Once the read is in: anything but a job to run stops the kernel; a job to run
-    // gets its `started` published (while the kernel runs), always stored before `done`.
+    // Once the read is in: anything but a job to run stops the kernel.
     let announce = async {
-        let plan = Plan::of(read.clone().await, max);
+        let plan = plan.clone().await;
         match &plan {
-            Plan::Run { version, attempt } => {
+            Plan::Run { attempt, .. } => {
                 tracing::Span::current().record("attempt", attempt);
-                if !version.stored() {
-                    // This delivery overtook the gateway's writes: `accepted` (same dedup
-                    // id as the gateway's) goes first, so the stream tells the story in order.
-                    emit(ctx, job, EventType::Accepted, 0, None, None).await;
-                }
-                emit(ctx, job, EventType::Started, *attempt, None, None).await;
             }
             _ => cancel.store(true, Ordering::Relaxed),
         }
         plan
     };
-    // A job still computing after `running_after` is recorded running while its
-    // kernel goes on; once begun, that write is seen through before `done`.
+    // A job still computing after `running_after` is recorded running and its
+    // `started` published while its kernel goes on; once begun, both are seen through
+    // before `done`.
     let marking = AtomicBool::new(false);
     let mark = async {
         tokio::time::sleep(ctx.running_after).await;
         marking.store(true, Ordering::Relaxed);
-        match Plan::of(read.clone().await, max) {
+        match plan.clone().await {
             Plan::Run { version, attempt } => {
                 let run = attempt_info(ctx, attempt, started_at, trace_id.clone());
-                mark_running(ctx, job, &run, version, &cancel).await
+                let marked = mark_running(ctx, job, &run, version, &cancel).await;
+                // Not for a job found finished meanwhile (its kernel is being stopped).
+                if !cancel.load(Ordering::Relaxed)
+                    && emit(ctx, job, EventType::Started, attempt, None, None, None).await
+                {
+                    announced.store(true, Ordering::Relaxed);
+                }
+                marked
             }
             _ => None,
         }
@@ -236,12 +264,15 @@ async fn run(
     if marked.is_none() && marking.load(Ordering::Relaxed) {
         marked = Some(mark.await);
     }
+    let unannounced = (!announced.load(Ordering::Relaxed))
+        .then(|| (started_at.unix_timestamp_nanos() / 1_000_000) as i64);
     let (version, attempt) = match plan {
         Plan::Run { version, attempt } => (version, attempt),
         Plan::Finished(record) => {
             return (
                 record.attempts,
                 Verdict::Ack(Ack::Duplicate(Box::new(record))),
+                None,
             )
         }
         Plan::GiveUp(record) => {
@@ -253,12 +284,12 @@ async fn run(
             } else {
                 format!("no attempts left ({} of {max} used)", record.attempts)
             };
-            return (record.attempts, Verdict::Abort { reason });
+            return (record.attempts, Verdict::Abort { reason }, None);
         }
         Plan::Unknown(e) => {
             // Nothing was written for this attempt: attempt 0 undoes nothing.
             let why = AttemptError::Infra(e);
-            return (0, why.verdict(ctx.retry_base, 0, delivered));
+            return (0, why.verdict(ctx.retry_base, 0, delivered), None);
         }
     };
     // What the `done` write starts from: the running mark's version, else the read.
@@ -279,7 +310,7 @@ async fn run(
         Err(AttemptError::Stopped) => stopped(ctx, job, delivered).await,
         Err(e) => e.verdict(ctx.retry_base, attempt, delivered),
     };
-    (attempt, verdict)
+    (attempt, verdict, unannounced)
 }
 
 /// What the record shows of this worker's attempt while running and once done.
@@ -389,6 +420,7 @@ async fn compute(
     message: &Message,
     job: &JobMessage,
     cancel: Arc<AtomicBool>,
+    announced: &AtomicBool,
 ) -> Result<Output, AttemptError> {
     let task = to_task(&job.spec);
     let chaos = job.chaos.or(ctx.chaos());
@@ -454,7 +486,10 @@ async fn compute(
                 if let Some(f) = step {
                     reported = f;
                 }
-                if let Some(status) = check_in(ctx, job, step).await {
+                // Progress events follow the attempt's `started` (the record's progress
+                // is written either way).
+                let event = announced.load(Ordering::Relaxed);
+                if let Some(status) = check_in(ctx, job, step, event).await {
                     if status.is_terminal() && !cancel.swap(true, Ordering::Relaxed) {
                         tracing::info!(status = status.as_str(), "job was finished elsewhere (cancelled?); stopping the kernel");
                     }
@@ -511,7 +546,12 @@ fn panic_payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Each tick: write progress if it advanced (and publish it), and return the record's
 /// status so a job cancelled through the API stops even if the broadcast was missed.
-async fn check_in(ctx: &WorkerCtx, job: &JobMessage, progress: Option<f64>) -> Option<JobStatus> {
+async fn check_in(
+    ctx: &WorkerCtx,
+    job: &JobMessage,
+    progress: Option<f64>,
+    event: bool,
+) -> Option<JobStatus> {
     let written = ctx
         .jet
         .records
@@ -521,8 +561,17 @@ async fn check_in(ctx: &WorkerCtx, job: &JobMessage, progress: Option<f64>) -> O
         .await;
     match written {
         Ok(Update::Applied(r)) => {
-            if let Some(f) = progress {
-                emit(ctx, job, EventType::Progress, r.attempts, Some(f), None).await;
+            if let Some(f) = progress.filter(|_| event) {
+                emit(
+                    ctx,
+                    job,
+                    EventType::Progress,
+                    r.attempts,
+                    Some(f),
+                    None,
+                    None,
+                )
+                .await;
             }
             Some(r.status)
         }

@@ -152,6 +152,8 @@ pub fn max_attempts(ctx: &WorkerCtx, job: &JobMessage) -> u32 {
 /// Settle one delivery: the record write the verdict needs, then its event and
 /// metric, then ack/nak/term. A record write that fails hands the job back (nak with
 /// a growing delay): nothing is acked or terminated before its record is stored.
+/// `unannounced`: when the attempt began, if it published no `started` (its event
+/// then carries the time, see `JobEvent::started_at_ms`).
 pub async fn settle(
     ctx: &WorkerCtx,
     message: &Message,
@@ -159,11 +161,13 @@ pub async fn settle(
     attempt: u32,
     delivered: u32,
     verdict: Verdict,
+    unannounced: Option<i64>,
 ) {
     let kind = job.spec.kind().as_str();
     match verdict {
         Verdict::Ack(Ack::Done(done)) => {
-            if let Err(e) = finish(ctx, message, job, attempt, delivered, *done).await {
+            if let Err(e) = finish(ctx, message, job, attempt, delivered, *done, unannounced).await
+            {
                 let after = hand_back_delay(delivered);
                 hand_back(ctx, message, job, attempt, after, e.into()).await;
             }
@@ -201,7 +205,8 @@ pub async fn settle(
             counts: true,
             ..
         } if attempt >= max_attempts(ctx, job) => {
-            fail(ctx, message, job, attempt, delivered, error.to_string()).await
+            let error = error.to_string();
+            fail(ctx, message, job, attempt, delivered, error, unannounced).await
         }
         Verdict::Retry {
             after,
@@ -231,10 +236,22 @@ pub async fn settle(
             }
             tracing::warn!(%error, retry_in_ms = after.as_millis() as u64, counts, "attempt failed; will retry");
             ctx.metrics.jobs.retried(kind);
-            emit(ctx, job, EventType::Retried, attempt, None, Some(error)).await;
+            let started = unannounced;
+            emit(
+                ctx,
+                job,
+                EventType::Retried,
+                attempt,
+                None,
+                Some(error),
+                started,
+            )
+            .await;
             ack(message, AckKind::Nak(Some(after))).await;
         }
-        Verdict::Abort { reason } => fail(ctx, message, job, attempt, delivered, reason).await,
+        Verdict::Abort { reason } => {
+            fail(ctx, message, job, attempt, delivered, reason, unannounced).await
+        }
         Verdict::HandBack { after, why } => hand_back(ctx, message, job, attempt, after, why).await,
     }
 }
@@ -251,6 +268,7 @@ async fn finish(
     attempt: u32,
     delivered: u32,
     done: Done,
+    unannounced: Option<i64>,
 ) -> Result<(), NatsxError> {
     let Done {
         run,
@@ -281,7 +299,16 @@ async fn finish(
             ctx.metrics
                 .jobs
                 .finished(job.spec.kind().as_str(), Outcome::Done);
-            let stored = emit(ctx, job, EventType::Done, attempt, Some(1.0), None).await;
+            let stored = emit(
+                ctx,
+                job,
+                EventType::Done,
+                attempt,
+                Some(1.0),
+                None,
+                unannounced,
+            )
+            .await;
             tracing::info!(digits = info.digits, inline = inline.is_some(), "job done");
             if stored {
                 ack_done(message).await;
@@ -347,6 +374,7 @@ async fn fail(
     attempt: u32,
     delivered: u32,
     error: String,
+    unannounced: Option<i64>,
 ) {
     ctx.failed.fetch_add(1, Ordering::Relaxed);
     let at = OffsetDateTime::now_utc();
@@ -364,7 +392,18 @@ async fn fail(
             ctx.metrics
                 .jobs
                 .finished(job.spec.kind().as_str(), Outcome::Failed);
-            if emit(ctx, job, EventType::Failed, attempt, None, Some(error)).await {
+            let started = unannounced;
+            if emit(
+                ctx,
+                job,
+                EventType::Failed,
+                attempt,
+                None,
+                Some(error),
+                started,
+            )
+            .await
+            {
                 ack(message, AckKind::Term).await;
             } else {
                 event_not_stored(message, JobStatus::Failed, delivered).await;
@@ -434,6 +473,9 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
                 record.attempts,
                 progress,
                 record.error.clone(),
+                // The attempt's `started`, if it had none, is not repeated here: a
+                // lost terminal event is rare, and its start is in the record.
+                None,
             )
             .await
         }
@@ -453,6 +495,7 @@ pub(crate) async fn emit(
     attempt: u32,
     progress: Option<f64>,
     error: Option<String>,
+    started_at_ms: Option<i64>,
 ) -> bool {
     let ev = JobEvent {
         job_id: job.id,
@@ -463,6 +506,7 @@ pub(crate) async fn emit(
         worker: Some(ctx.worker_id.clone()),
         progress,
         error,
+        started_at_ms,
     };
     let span = tracing::debug_span!(
         "event",

@@ -271,7 +271,9 @@ impl TestApp {
         }
     }
 
-    /// Lifecycle events of one job, in order, as JSON.
+    /// Lifecycle events of one job, in order, as JSON, as the feeds show them: an
+    /// event standing for its attempt's `started` (`JobEvent::implied_start`) is
+    /// preceded by that `started`.
     pub async fn events_of(&self, id: &str) -> Vec<Value> {
         use async_nats::jetstream::consumer::{pull, DeliverPolicy};
         use futures::{StreamExt, TryStreamExt};
@@ -299,12 +301,17 @@ impl TestApp {
             .expect("ordered consumer");
         let mut messages = consumer.messages().await.expect("messages");
         let mut out = Vec::new();
-        while out.len() < total {
+        for _ in 0..total {
             let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
                 .await
                 .expect("event within 10 s")
                 .expect("stream open")
                 .expect("event");
+            let event: jetmill_proto::JobEvent =
+                serde_json::from_slice(&m.payload).expect("event json");
+            if let Some(started) = event.implied_start() {
+                out.push(serde_json::to_value(started).expect("event json"));
+            }
             out.push(serde_json::from_slice(&m.payload).expect("event json"));
         }
         out

@@ -11,7 +11,10 @@ use std::time::Duration;
 /// One parsed SSE event.
 #[derive(Debug, Clone, PartialEq)]
 struct Sse {
-    id: u64,
+    /// Its `id` (the EVENTS sequence); `None` for a `started` the feed derives from the
+    /// event after it (`JobEvent::implied_start`), which a client resumes from the id
+    /// before it, as an EventSource does.
+    id: Option<u64>,
     event: String,
     data: Value,
 }
@@ -93,7 +96,7 @@ impl SseReader {
                     }
                 }
                 // Keep-alive comments carry no event.
-                if let (Some(id), Some(event)) = (id, event) {
+                if let Some(event) = event {
                     let data = serde_json::from_str(&data).expect("event data is JSON");
                     return Some(Sse { id, event, data });
                 }
@@ -133,7 +136,7 @@ async fn sse_of_a_running_factorial_shows_progress_then_done_and_resumes_without
         seen.push(first.next().await.expect("stream ended early"));
     }
     drop(first);
-    let last = seen.last().map(|e| e.id);
+    let last = last_id(&seen);
     seen.extend(SseReader::open(&app, &id, last).await.rest().await);
 
     // The resumed view is exactly the whole story, as a fresh reader sees it afterwards.
@@ -144,7 +147,7 @@ async fn sse_of_a_running_factorial_shows_progress_then_done_and_resumes_without
     assert_eq!(kinds.first(), Some(&"accepted"), "{kinds:?}");
     assert!(kinds.contains(&"started"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
-    assert!(full.windows(2).all(|w| w[0].id < w[1].id), "{full:?}");
+    assert_ids_increase(&full);
     let progress: Vec<f64> = full
         .iter()
         .filter(|e| e.event == "progress")
@@ -168,8 +171,101 @@ async fn sse_of_a_running_factorial_shows_progress_then_done_and_resumes_without
     assert!(after_end.is_empty(), "{after_end:?}");
 }
 
+/// The id a client resumes from after `events`: the last one sent.
 fn last_id(events: &[Sse]) -> Option<u64> {
-    events.last().map(|e| e.id)
+    events.iter().rev().find_map(|e| e.id)
+}
+
+/// Ids strictly increase, and only an implied `started` comes without one.
+fn assert_ids_increase(events: &[Sse]) {
+    let ids: Vec<u64> = events.iter().filter_map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.id.is_some() || e.event == "started"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_quick_job_stores_no_started_yet_its_feed_shows_one_and_a_slow_job_stores_its_own() {
+    let app = TestApp::spawn().await;
+    let stored_types = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+
+    // Quick (well under --running-after-ms): EVENTS holds accepted and done only; the
+    // done carries the attempt's start, and the feed shows the started it stands for.
+    let quick = app
+        .submit_ok(json!({"kind": "factorial", "input": 20}))
+        .await;
+    app.wait_finished(&quick, Duration::from_secs(30)).await;
+    let feed = SseReader::open(&app, &quick, None).await.rest().await;
+    let kinds: Vec<&str> = feed.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["accepted", "started", "done"], "{feed:?}");
+    let (accepted, started, done) = (&feed[0], &feed[1], &feed[2]);
+    assert_eq!(started.id, None, "an implied started has no id of its own");
+    assert!(accepted.id.is_some() && done.id.is_some(), "{feed:?}");
+    assert_eq!(started.data["status"], "running");
+    assert_eq!(started.data["attempt"], 1);
+    assert_eq!(started.data["worker"], done.data["worker"]);
+    let begun = done.data["started_at_ms"]
+        .as_i64()
+        .expect("done carries started_at_ms");
+    assert_eq!(started.data["at_ms"].as_i64(), Some(begun));
+    assert!(
+        begun <= done.data["at_ms"].as_i64().expect("at_ms"),
+        "{feed:?}"
+    );
+    let record = app.get_job(&quick).await;
+    assert_eq!(record["attempts"], 1, "{record}");
+    // What the stream itself holds: no started message.
+    let js = app.js().await;
+    let stream = js
+        .get_stream(jetmill_proto::names::EVENTS_STREAM)
+        .await
+        .expect("EVENTS");
+    let started_subject = format!("jobs.events.{quick}.started");
+    assert!(
+        stream
+            .get_last_raw_message_by_subject(&started_subject)
+            .await
+            .is_err(),
+        "a quick attempt stores no started"
+    );
+    // Resuming after `accepted` (the last id before the implied started) misses nothing.
+    let resumed = SseReader::open(&app, &quick, accepted.id)
+        .await
+        .rest()
+        .await;
+    assert_eq!(resumed, feed[1..].to_vec());
+
+    // Slow (its kernel outlives --running-after-ms): a started of its own, with an id,
+    // and a done without started_at_ms, so the feed shows one started, not two.
+    let slow = app
+        .submit_ok(json!({"kind": "factorial", "input": 20, "chaos": {"delay_ms": 300}}))
+        .await;
+    app.wait_finished(&slow, Duration::from_secs(30)).await;
+    let feed = SseReader::open(&app, &slow, None).await.rest().await;
+    let kinds: Vec<&str> = feed.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["accepted", "started", "done"], "{feed:?}");
+    assert!(feed.iter().all(|e| e.id.is_some()), "{feed:?}");
+    assert!(feed[2].data.get("started_at_ms").is_none(), "{feed:?}");
+    assert!(
+        stream
+            .get_last_raw_message_by_subject(&format!("jobs.events.{slow}.started"))
+            .await
+            .is_ok(),
+        "a slow attempt stores its started"
+    );
+    assert_eq!(
+        stored_types(app.events_of(&slow).await),
+        ["accepted", "started", "done"]
+    );
 }
 
 #[tokio::test]
@@ -360,7 +456,7 @@ async fn fifteen_hundred_watchers_of_one_job_all_see_it_to_done_on_one_consumer(
     assert_eq!(kinds.first(), Some(&"accepted"), "{kinds:?}");
     assert!(kinds.contains(&"started"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
-    assert!(story.windows(2).all(|w| w[0].id < w[1].id), "{story:?}");
+    assert_ids_increase(story);
     assert_eq!(story.last().expect("events").data["status"], "done");
     for (i, other) in stories.iter().enumerate() {
         assert_eq!(other, story, "watcher {i} saw another story");
@@ -448,7 +544,7 @@ async fn feeds_show_only_the_callers_jobs_and_the_all_jobs_feed_resumes() {
 
     // A reconnect after acme's first event gets the rest of acme's events only.
     drop(acme_feed);
-    let mut resumed = SseReader::try_open(&app.http, all, Some(ACME), Some(acme_first.id))
+    let mut resumed = SseReader::try_open(&app.http, all, Some(ACME), acme_first.id)
         .await
         .expect("acme's resumed feed");
     assert_eq!(resumed.next().await, Some(acme_second));
@@ -542,7 +638,7 @@ async fn the_all_jobs_feed_resumes_from_further_back_than_the_gateway_keeps() {
         &app.http,
         app.url("/v1/events"),
         None,
-        Some(accepted.id - 1),
+        Some(accepted.id.expect("accepted has an id") - 1),
     )
     .await
     .expect("resumed feed");
@@ -566,7 +662,8 @@ async fn the_all_jobs_feed_resumes_from_further_back_than_the_gateway_keeps() {
     assert_eq!(seen[0], accepted);
     assert_eq!(seen.last(), rest.last());
     assert!(
-        seen.windows(2).all(|w| w[0].id + 1 == w[1].id),
+        seen.windows(2)
+            .all(|w| w[0].id.zip(w[1].id).is_some_and(|(a, b)| a + 1 == b)),
         "a gap or a repeat"
     );
     assert!(seen[1..=OTHERS].iter().all(|e| e.data["job_id"] == other));

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Count events per (job id, type) in the EVENTS stream.
+/// Count events per (job id, type) in the EVENTS stream, an attempt's implied
+/// `started` (`JobEvent::started_at_ms`, see `JobEvent::implied_start`) included, as
+/// the feeds show it.
 pub async fn event_counts(app: &TestApp) -> HashMap<(String, String), usize> {
     let js = app.js().await;
     let stream = js
@@ -35,6 +37,14 @@ pub async fn event_counts(app: &TestApp) -> HashMap<(String, String), usize> {
         *counts
             .entry((parts[2].to_string(), parts[3].to_string()))
             .or_insert(0) += 1;
+        let implied = serde_json::from_slice::<jetmill_proto::JobEvent>(&m.payload)
+            .ok()
+            .and_then(|e| e.implied_start());
+        if implied.is_some() {
+            *counts
+                .entry((parts[2].to_string(), "started".to_string()))
+                .or_insert(0) += 1;
+        }
     }
     counts
 }

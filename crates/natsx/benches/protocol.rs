@@ -202,6 +202,7 @@ fn event(id: JobId, event: EventType) -> (String, bytes::Bytes) {
         worker: Some("bench".into()),
         progress: None,
         error: None,
+        started_at_ms: None,
     };
     let body = serde_json::to_vec(&e).unwrap_or_default();
     (names::event_subject(&id, event), body.into())

@@ -60,9 +60,32 @@ pub struct JobEvent {
     pub progress: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set on the first event of an attempt that published no `started` of its own
+    /// (a worker publishes `started` only once an attempt has run `--running-after-ms`,
+    /// 20 ms: nobody can watch a quicker one run, and the event costs a store): Unix
+    /// milliseconds when the attempt began. Readers show the `started` it stands for
+    /// ([`JobEvent::implied_start`]); the SSE feeds do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
 }
 
 impl JobEvent {
+    /// The `started` event this one stands for, when it carries `started_at_ms`.
+    pub fn implied_start(&self) -> Option<JobEvent> {
+        let at_ms = self.started_at_ms?;
+        Some(JobEvent {
+            job_id: self.job_id,
+            tenant: self.tenant.clone(),
+            event: EventType::Started,
+            at_ms,
+            attempt: self.attempt,
+            worker: self.worker.clone(),
+            progress: None,
+            error: None,
+            started_at_ms: None,
+        })
+    }
+
     /// Dedup id for publishing, so a retried publish of the same event is stored once.
     /// Progress events add the per-mille so distinct progress steps are all kept.
     pub fn msg_id(&self) -> String {

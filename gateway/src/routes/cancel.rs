@@ -79,6 +79,7 @@ pub(crate) async fn cancel_job(
         worker: None,
         progress: None,
         error: None,
+        started_at_ms: None,
     };
     if let Err(e) = events::publish(&jet.js, &event).await {
         tracing::warn!(job_id = %id, error = %e, "could not publish cancelled event");

@@ -269,6 +269,7 @@ pub(crate) async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, ev
         worker: None,
         progress: (event == EventType::Done).then_some(1.0),
         error: None,
+        started_at_ms: None,
     };
     if let Err(err) = events::publish(&jet.js, &e).await {
         tracing::warn!(job_id = %msg.id, error = %err, event = event.as_str(), "could not publish event");
