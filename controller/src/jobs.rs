@@ -326,14 +326,15 @@ fn parse_input(s: &str) -> Value {
     }
 }
 
-struct Api {
-    http: reqwest::Client,
+/// An HTTP client of one gateway (with its token), shared by `jobs` and `dlq`.
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Api {
-    fn new(args: &ApiArgs) -> anyhow::Result<Api> {
+    pub(crate) fn new(args: &ApiArgs) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
@@ -346,12 +347,12 @@ impl Api {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Send, and turn a problem+json answer into an error naming the field.
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -418,6 +419,19 @@ fn print_record(r: &Value) {
         if let Some(v) = field(key) {
             println!("{key:<12}{v}");
         }
+    }
+    if let Some(n) = r["retries"].as_u64() {
+        println!("{:<12}{n}", "retries");
+    }
+    for f in r["failures"].as_array().into_iter().flatten() {
+        println!(
+            "{:<12}attempt {} on {} at {}: {}",
+            "failed",
+            f["attempt"],
+            f["worker"].as_str().unwrap_or("-"),
+            f["at"].as_str().unwrap_or("?"),
+            f["error"].as_str().unwrap_or("")
+        );
     }
     for key in ["submitted_at", "started_at", "finished_at"] {
         if let Some(v) = field(key) {

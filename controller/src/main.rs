@@ -17,6 +17,7 @@ mod bench;
 mod cli;
 mod control;
 mod dev;
+mod dlq;
 mod inspect;
 mod jobs;
 mod probe;
@@ -117,6 +118,12 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         cmd: jobs::JobsCmd,
+    },
+    /// Dead letters (failed jobs): list them with their error trail, retry, purge.
+    /// Examples: `jetmill dlq list`, `jetmill dlq retry --all`, `jetmill dlq purge ID`
+    Dlq {
+        #[command(subcommand)]
+        cmd: dlq::DlqCmd,
     },
     /// Load-test a running jetmill over HTTP, next to the broker's own rate.
     /// Example: `jetmill bench --mix 10000:factorial:1000 --concurrency 64`
@@ -285,6 +292,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Workers(args) => inspect::workers(&args).await.map(|()| true),
         Command::Stats(args) => inspect::stats(&args).await.map(|()| true),
         Command::Jobs { cmd } => jobs::run(cmd).await,
+        Command::Dlq { cmd } => dlq::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Probe(args) => probe::run(&args).await,
         Command::Completions { shell } => {

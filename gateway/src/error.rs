@@ -183,6 +183,11 @@ impl From<NatsxError> for ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     /// The problem details this error answers with (also the per-item answer of a batch).
     pub fn problem(&self) -> Problem {
         let (status, kind, title, field) = self.parts();

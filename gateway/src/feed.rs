@@ -222,14 +222,17 @@ struct Hub {
 
 struct JobLog {
     log: Log,
-    /// Sequence of the job's final event, once seen.
+    /// Sequence of the job's final event, once seen (and no event after it: a retried
+    /// dead letter goes on after its `failed`).
     terminal: Option<u64>,
 }
 
 impl JobLog {
     fn push(&mut self, item: Arc<Item>) {
-        if item.terminal && self.terminal.is_none() {
+        if item.terminal {
             self.terminal = Some(item.seq);
+        } else if self.terminal.is_some_and(|t| item.seq > t) {
+            self.terminal = None;
         }
         self.log.push(item);
     }
@@ -695,8 +698,21 @@ impl JobFollower {
                 self.done = item.terminal;
                 return Some(item.send(&mut self.queued));
             }
-            if self.done || self.shared.stop.is_cancelled() {
+            if self.shared.stop.is_cancelled() {
                 return None;
+            }
+            if self.done {
+                // The end, unless the job went on after this final event (a retried
+                // dead letter, read from history): then its next chapter follows.
+                let more = {
+                    let log = lock(&self.membership.hub.log);
+                    log.log.after(self.cursor, &mut self.batch).is_ok() && !self.batch.is_empty()
+                };
+                if !more {
+                    return None;
+                }
+                self.done = false;
+                continue;
             }
             if let Some(jump) = self.jump.take() {
                 self.cursor = self.cursor.max(jump);

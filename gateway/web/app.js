@@ -316,6 +316,8 @@ function newRow(id) {
   open.addEventListener('click', () => openJob(id));
   const cancel = el('button', { type: 'button', class: 'danger', 'data-action': 'cancel', 'aria-label': `Cancel job ${id}` }, 'Cancel');
   cancel.addEventListener('click', () => cancelJob(id));
+  const retry = el('button', { type: 'button', 'data-action': 'retry', 'aria-label': `Retry job ${id}`, hidden: '' }, 'Retry');
+  retry.addEventListener('click', () => retryJob(id));
   const progress = el('progress', { max: '1', value: '0', 'aria-label': `Progress of job ${id}` });
   const cells = [
     el('td', { 'data-col': 'id' }), el('td', { 'data-col': 'kind' }), el('td', { 'data-col': 'input' }),
@@ -325,7 +327,7 @@ function newRow(id) {
   cells[0].append(open);
   cells[3].append(el('span', { class: 'status' }));
   cells[4].append(progress, el('span', { class: 'pct' }));
-  cells[8].append(cancel);
+  cells[8].append(cancel, retry);
   tr.append(...cells);
   return tr;
 }
@@ -354,6 +356,30 @@ function updateRow(tr, job) {
   cell('worker').textContent = job.worker || '';
   cell('duration').textContent = duration(job);
   cell('actions').querySelector('[data-action="cancel"]').hidden = TERMINAL.has(job.status);
+  cell('actions').querySelector('[data-action="retry"]').hidden = job.status !== 'failed';
+  // A failed job is a dead letter until it is retried or purged.
+  let dead = cell('status').querySelector('.dead-letter');
+  if (job.status === 'failed' && !dead) {
+    dead = el('span', { class: 'dead-letter', title: 'Failed for good: a dead letter. Retry runs it again with a fresh attempt budget.' }, 'dead letter');
+    cell('status').append(' ', dead);
+  } else if (job.status !== 'failed' && dead) {
+    dead.previousSibling.remove();
+    dead.remove();
+  }
+}
+
+/** Run a failed job again (`POST /v1/jobs/{id}/retry`). */
+async function retryJob(id) {
+  try {
+    await api('POST', `/v1/jobs/${id}/retry`);
+    $('jobs-msg').textContent = `Retrying job ${id}.`;
+  } catch (e) {
+    $('jobs-msg').textContent = `Could not retry ${id}: ${e.message}`;
+  }
+  loadJobs();
+  if (state.openId === id) {
+    try { renderRecord(await api('GET', `/v1/jobs/${id}`)); } catch (_) { /* shown */ }
+  }
 }
 
 function renderJobs(jobs) {
@@ -525,11 +551,17 @@ function renderRecord(rec) {
   add('Attempts', rec.attempts, 'attempts');
   add('Worker', rec.worker, 'worker');
   add('Error', rec.error, 'error');
+  if (rec.retries) add('Retries', rec.retries, 'retries');
+  // The error trail: every failed attempt, with its worker.
+  for (const f of rec.failures || []) {
+    add(`Attempt ${f.attempt} failed`, `${f.at} ${f.worker || '-'}: ${f.error}`, `failure-${f.attempt}`);
+  }
   add('Submitted', rec.submitted_at, 'submitted_at');
   add('Started', rec.started_at, 'started_at');
   add('Finished', rec.finished_at, 'finished_at');
   add('Duration', duration(rec), 'duration');
   $('job-cancel').hidden = TERMINAL.has(rec.status);
+  $('job-retry').hidden = rec.status !== 'failed';
 
   const info = rec.status === 'done' ? rec.result_info : null;
   $('result-box').hidden = !info;
@@ -782,6 +814,7 @@ async function downloadWithToken(ev) {
 function initJobView() {
   $('job-close').addEventListener('click', closeJob);
   $('job-cancel').addEventListener('click', () => state.openId && cancelJob(state.openId));
+  $('job-retry').addEventListener('click', () => state.openId && retryJob(state.openId));
   $('copy-result').addEventListener('click', copyResult);
   $('result-download').addEventListener('click', downloadWithToken);
   const m = /^#job=([0-9a-f-]{36})$/.exec(location.hash);

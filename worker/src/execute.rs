@@ -18,7 +18,7 @@
 
 use crate::chaos::Injected;
 use crate::context::{Slot, WorkerCtx};
-use crate::settle::{self, emit, settle, Ack, AttemptError, Done, Verdict};
+use crate::settle::{self, emit, settle, Ack, Attempt, AttemptError, Done, Verdict};
 use async_nats::jetstream::{AckKind, Message};
 use futures::FutureExt;
 use jetmill_compute::{ComputeError, Control, Task};
@@ -77,20 +77,11 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
     let mut slot = slot;
     async {
         // The slot is held through the kernel and a large result's upload.
-        let (attempt, verdict, unannounced) = run(ctx, &message, &job, delivered, cancel).await;
+        let (attempt, verdict) = run(ctx, &message, &job, delivered, cancel).await;
         // The kernel is over: the slot serves the next job, while the finishing room is
         // held until this one is settled (what `--finishing-limit` and a drain count).
         slot.release();
-        settle(
-            ctx,
-            &message,
-            &job,
-            attempt,
-            delivered,
-            verdict,
-            unannounced,
-        )
-        .await;
+        settle(ctx, &message, &job, attempt, delivered, verdict).await;
         drop(slot);
     }
     .instrument(span)
@@ -128,8 +119,12 @@ async fn poisoned(ctx: &WorkerCtx, message: &Message, reason: String) {
 /// What the record read at the start says this delivery is.
 #[derive(Clone)]
 enum Plan {
-    /// Compute attempt `attempt`, writing from `version`.
-    Run { version: Version, attempt: u32 },
+    /// Compute attempt `attempt` (the budget's `last` one or not), writing from `version`.
+    Run {
+        version: Version,
+        attempt: u32,
+        last: bool,
+    },
     /// The record is terminal: nothing to compute.
     Finished(JobRecord),
     /// No attempts left: the last one's worker stopped responding (or the limit
@@ -144,9 +139,14 @@ impl Plan {
         match read {
             Err(e) => Plan::Unknown(e),
             Ok(v) if v.record.status.is_terminal() => Plan::Finished(v.record),
-            Ok(v) if v.record.next_attempt() > max_attempts => Plan::GiveUp(v.record),
+            Ok(v) if !v.record.may_attempt(v.record.next_attempt(), max_attempts) => {
+                Plan::GiveUp(v.record)
+            }
             Ok(v) => Plan::Run {
                 attempt: v.record.next_attempt(),
+                last: !v
+                    .record
+                    .may_attempt(v.record.next_attempt() + 1, max_attempts),
                 version: v,
             },
         }
@@ -154,15 +154,14 @@ impl Plan {
 }
 
 /// Compute this delivery and decide its verdict (nothing is settled here). Returns
-/// the attempt number the verdict is about, and when the attempt began if it published
-/// no `started` event (it ended within `--running-after-ms`).
+/// the attempt the verdict is about.
 async fn run(
     ctx: &WorkerCtx,
     message: &Message,
     job: &JobMessage,
     delivered: u32,
     cancel: Arc<AtomicBool>,
-) -> (u32, Verdict, Option<i64>) {
+) -> (Attempt, Verdict) {
     let kind = job.spec.kind().as_str();
     let _in_flight = ctx
         .metrics
@@ -177,14 +176,20 @@ async fn run(
     // held for its kernel alone, not for a round trip first. A record found terminal
     // (a duplicate delivery, a job cancelled while queued) stops the kernel at once.
     let fallback = JobRecord::pending(job);
+    let retry = retry_of(message);
     let read = async {
-        ctx.jet
+        let v = ctx
+            .jet
             .records
             .read_version(&job.tenant, &job.id, Some(&fallback))
             .instrument(tracing::debug_span!("fetch"))
             .await
             .map(|v| v.unwrap_or_else(|| Version::absent(fallback.clone())))
-            .map_err(Arc::new)
+            .map_err(Arc::new)?;
+        if v.record.status == JobStatus::Failed && retry > v.record.retries {
+            return reopen(ctx, job, v, retry).await.map_err(Arc::new);
+        }
+        Ok(v)
     };
     // What the read means, once: a job that overtook the gateway's writes (no record
     // yet) gets its `accepted` (same dedup id as the gateway's) before anything else,
@@ -233,7 +238,9 @@ async fn run(
         tokio::time::sleep(ctx.running_after).await;
         marking.store(true, Ordering::Relaxed);
         match plan.clone().await {
-            Plan::Run { version, attempt } => {
+            Plan::Run {
+                version, attempt, ..
+            } => {
                 let run = attempt_info(ctx, attempt, started_at, trace_id.clone());
                 let marked = mark_running(ctx, job, &run, version, &cancel).await;
                 // Not for a job found finished meanwhile (its kernel is being stopped).
@@ -266,13 +273,20 @@ async fn run(
     }
     let unannounced = (!announced.load(Ordering::Relaxed))
         .then(|| (started_at.unix_timestamp_nanos() / 1_000_000) as i64);
-    let (version, attempt) = match plan {
-        Plan::Run { version, attempt } => (version, attempt),
+    let just = |number| Attempt {
+        number,
+        ..Attempt::default()
+    };
+    let (version, attempt, last) = match plan {
+        Plan::Run {
+            version,
+            attempt,
+            last,
+        } => (version, attempt, last),
         Plan::Finished(record) => {
             return (
-                record.attempts,
+                just(record.attempts),
                 Verdict::Ack(Ack::Duplicate(Box::new(record))),
-                None,
             )
         }
         Plan::GiveUp(record) => {
@@ -284,15 +298,17 @@ async fn run(
             } else {
                 format!("no attempts left ({} of {max} used)", record.attempts)
             };
-            return (record.attempts, Verdict::Abort { reason }, None);
+            return (just(record.attempts), Verdict::Abort { reason });
         }
         Plan::Unknown(e) => {
             // Nothing was written for this attempt: attempt 0 undoes nothing.
             let why = AttemptError::Infra(e);
-            return (0, why.verdict(ctx.retry_base, 0, delivered), None);
+            return (just(0), why.verdict(ctx.retry_base, 0, delivered));
         }
     };
     // What the `done` write starts from: the running mark's version, else the read.
+    // Backoff grows with the attempts since the latest retry, not all of them.
+    let nth = attempt.saturating_sub(version.record.attempts_before_retry);
     let known = match marked {
         None => Some(version),
         Some(v) => v,
@@ -305,12 +321,49 @@ async fn run(
                 info,
                 known,
             }))),
-            Err(e) => AttemptError::from(e).verdict(ctx.retry_base, attempt, delivered),
+            Err(e) => AttemptError::from(e).verdict(ctx.retry_base, nth, delivered),
         },
         Err(AttemptError::Stopped) => stopped(ctx, job, delivered).await,
-        Err(e) => e.verdict(ctx.retry_base, attempt, delivered),
+        Err(e) => e.verdict(ctx.retry_base, nth, delivered),
     };
-    (attempt, verdict, unannounced)
+    let attempt = Attempt {
+        number: attempt,
+        last,
+        unannounced,
+    };
+    (attempt, verdict)
+}
+
+/// The operator retry this delivery is (its `Jetmill-Retry` header), 0 for none.
+fn retry_of(message: &Message) -> u32 {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(names::HDR_RETRY))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
+}
+
+/// This delivery is an operator's retry of a dead letter that is still `failed`: its
+/// gateway published it and then stopped (or has not written yet). Reopen the record
+/// as the gateway does, `accepted` first (the same event id as the gateway's).
+async fn reopen(
+    ctx: &WorkerCtx,
+    job: &JobMessage,
+    read: Version,
+    retry: u32,
+) -> Result<Version, NatsxError> {
+    let attempts = read.record.attempts;
+    emit(ctx, job, EventType::Accepted, attempts, None, None, None).await;
+    let (_, version) = ctx
+        .jet
+        .records
+        .update_from(&job.tenant, &job.id, Some(read), None, |r| {
+            r.reopen(retry).is_ok()
+        })
+        .await?;
+    // Purged meanwhile: run it as the job it is, recreating its record.
+    Ok(version.unwrap_or_else(|| Version::absent(JobRecord::pending(job))))
 }
 
 /// What the record shows of this worker's attempt while running and once done.

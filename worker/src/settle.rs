@@ -149,20 +149,35 @@ pub fn max_attempts(ctx: &WorkerCtx, job: &JobMessage) -> u32 {
         .clamp(1, ctx.max_attempts)
 }
 
+/// Which attempt a verdict is about.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempt {
+    /// Its number: 1 for the first, and on across an operator's retries (hand-backs
+    /// do not count).
+    pub number: u32,
+    /// The job's attempt budget ends with it: a failure fails the job for good.
+    pub last: bool,
+    /// When it began, if it published no `started` (its event then carries the time,
+    /// see `JobEvent::started_at_ms`).
+    pub unannounced: Option<i64>,
+}
+
 /// Settle one delivery: the record write the verdict needs, then its event and
 /// metric, then ack/nak/term. A record write that fails hands the job back (nak with
 /// a growing delay): nothing is acked or terminated before its record is stored.
-/// `unannounced`: when the attempt began, if it published no `started` (its event
-/// then carries the time, see `JobEvent::started_at_ms`).
 pub async fn settle(
     ctx: &WorkerCtx,
     message: &Message,
     job: &JobMessage,
-    attempt: u32,
+    attempt: Attempt,
     delivered: u32,
     verdict: Verdict,
-    unannounced: Option<i64>,
 ) {
+    let Attempt {
+        number: attempt,
+        last,
+        unannounced,
+    } = attempt;
     let kind = job.spec.kind().as_str();
     match verdict {
         Verdict::Ack(Ack::Done(done)) => {
@@ -204,7 +219,7 @@ pub async fn settle(
             error,
             counts: true,
             ..
-        } if attempt >= max_attempts(ctx, job) => {
+        } if last => {
             let error = error.to_string();
             fail(ctx, message, job, attempt, delivered, error, unannounced).await
         }
@@ -226,7 +241,8 @@ pub async fn settle(
                 .jet
                 .records
                 .update(&job.tenant, &job.id, Some(&JobRecord::pending(job)), |r| {
-                    let ok = r.mark_failed_attempt(counted, error.clone(), false, at);
+                    let worker = Some(ctx.worker_id.as_str());
+                    let ok = r.mark_failed_attempt(counted, worker, error.clone(), false, at);
                     r.attempts = r.attempts.min(counted);
                     ok.is_ok()
                 })
@@ -382,8 +398,13 @@ async fn fail(
         .jet
         .records
         .update(&job.tenant, &job.id, Some(&JobRecord::pending(job)), |r| {
-            r.mark_failed_attempt(attempt, error.clone(), true, at)
-                .is_ok()
+            let worker = Some(ctx.worker_id.as_str());
+            let failed = r.mark_failed_attempt(attempt, worker, error.clone(), true, at);
+            // What a retry of this dead letter publishes again.
+            if failed.is_ok() {
+                r.message = job.encode().ok().map(hex::encode);
+            }
+            failed.is_ok()
         })
         .await;
     match written {

@@ -10,6 +10,7 @@ mod cluster;
 mod control;
 mod dev;
 mod disabled_kinds;
+mod dlq;
 mod gateway_kill;
 mod helpers;
 mod idempotency;

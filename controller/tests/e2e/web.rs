@@ -871,3 +871,89 @@ async fn page_charts_a_backlog_arriving_and_a_worker_draining_it() {
         .await;
     browser.screenshot(&out.join("02-drained.png")).await;
 }
+
+#[tokio::test]
+async fn a_failed_job_shows_as_a_dead_letter_with_its_trail_and_the_page_retries_it() {
+    let mut app = TestApp::gateway_only().await;
+    app.start_worker_process("flaky", &["--chaos-fail-probability", "1"]);
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 30, "max_attempts": 2}))
+        .await;
+    assert_eq!(
+        app.wait_finished(&id, Duration::from_secs(60)).await["status"],
+        "failed"
+    );
+    app.workers[0].signal("KILL");
+    app.workers[0].wait_exit(Duration::from_secs(10)).await;
+    app.start_worker_process("healthy", &[]);
+
+    let dir = output_dir("dead-letter");
+    let browser = open_page(&app, &dir).await;
+    let row = browser
+        .wait_js(
+            "the failed row marked as a dead letter, with a Retry button",
+            WAIT,
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             if (!r || r.dataset.status !== 'failed') return '';
+             const b = r.querySelector('[data-action=\"retry\"]');
+             return r.querySelector('.dead-letter') && b && !b.hidden ? 'ok' : '';",
+            json!([id]),
+        )
+        .await;
+    assert_eq!(row, json!("ok"));
+    // The job view shows each failed attempt with its worker.
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"open\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    let trail = browser
+        .wait_js(
+            "the error trail in the job view",
+            WAIT,
+            "const t = [1, 2].map((n) => {
+               const d = document.querySelector(`#job-record [data-field=\"failure-${n}\"]`);
+               return d ? d.textContent : null;
+             });
+             return t.every((x) => x) ? t : '';",
+            json!([]),
+        )
+        .await;
+    for line in trail.as_array().expect("two lines") {
+        let line = line.as_str().unwrap_or_default();
+        assert!(line.contains("flaky") && line.contains("chaos"), "{line}");
+    }
+    browser.screenshot(&dir.join("dead-letter.png")).await;
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!("tr[data-id=\"{id}\"] [data-action=\"retry\"]"),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    let done = browser
+        .wait_js(
+            "the retried job done, no longer a dead letter",
+            Duration::from_secs(60),
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             return r && r.dataset.status === 'done' && !r.querySelector('.dead-letter')
+               && r.querySelector('[data-action=\"retry\"]').hidden ? 'ok' : '';",
+            json!([id]),
+        )
+        .await;
+    assert_eq!(done, json!("ok"));
+    let record = app.get_job(&id).await;
+    assert_eq!(
+        (&record["status"], &record["retries"]),
+        (&json!("done"), &json!(1))
+    );
+    browser.screenshot(&dir.join("retried.png")).await;
+}

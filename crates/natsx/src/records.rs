@@ -74,6 +74,33 @@ impl Records {
             .and_then(|v| Some((v.record, v.revision?))))
     }
 
+    /// Delete `tenant`'s record `id` if `keep_going` says so of its current content, by
+    /// its revision (a write in between refuses the delete). `false` when it was not
+    /// deleted: missing, refused by `keep_going`, or changed meanwhile.
+    pub async fn delete_if(
+        &self,
+        tenant: &str,
+        id: &JobId,
+        keep_going: impl Fn(&JobRecord) -> bool,
+    ) -> Result<bool, NatsxError> {
+        let Some((record, revision)) = self.get(tenant, id).await? else {
+            return Ok(false);
+        };
+        if !keep_going(&record) {
+            return Ok(false);
+        }
+        let key = names::record_key(tenant, id);
+        match self.kv.delete_expect_revision(&key, Some(revision)).await {
+            Ok(()) => Ok(true),
+            Err(e) => match self.get(tenant, id).await? {
+                // Refused because it was written (or deleted) meanwhile.
+                Some((_, now)) if now != revision => Ok(false),
+                None => Ok(false),
+                Some(_) => Err(NatsxError::js("delete job record")(e)),
+            },
+        }
+    }
+
     /// Store a new record; returns `false` (and writes nothing) if one already exists.
     pub async fn create(&self, record: &JobRecord) -> Result<bool, NatsxError> {
         // A compare-and-set from "absent": a record found there is left alone.

@@ -31,7 +31,9 @@ pub use duration::{parse_duration, DurationError};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
 pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_VERSION};
-pub use record::{AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition};
+pub use record::{
+    AttemptFailure, AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition,
+};
 pub use request::{JobRequest, Limits, ValidationError};
 pub use usage::Usage;
 

@@ -58,6 +58,10 @@ pub const HDR_TENANT: &str = "Jetmill-Tenant";
 pub const HDR_BATCH_ID: &str = "Jetmill-Batch-Id";
 /// Header: the schema version of the payload.
 pub const HDR_SCHEMA: &str = "Jetmill-Schema";
+/// Header of a job message republished by an operator's retry of a dead letter: the
+/// retry's number (the record's `retries` once applied), so a worker can tell it from
+/// a stale delivery and reopen the `failed` record if the gateway could not.
+pub const HDR_RETRY: &str = "Jetmill-Retry";
 /// Header: the payload's content type.
 pub const HDR_CONTENT_TYPE: &str = "Content-Type";
 /// Content type of postcard payloads.

@@ -1,10 +1,12 @@
 //! The job record: JSON in the `jobs` KV bucket, readable with `nats kv get`.
 //!
 //! Status only moves forward (see [`JobStatus::can_become`]); writers use the
-//! KV revision (compare-and-set) so a late `running` never overwrites `done`.
+//! KV revision (compare-and-set) so a late `running` never overwrites `done`. The one
+//! way back is an operator's retry of a dead letter (a `failed` job), which opens a
+//! new generation of attempts ([`JobRecord::reopen`]).
 //! Every status change a writer makes is a method on [`JobRecord`]
-//! (`mark_running`, `mark_done`, `mark_failed_attempt`, `hand_back`, `cancel`),
-//! so the state machine lives here and nowhere else.
+//! (`mark_running`, `mark_done`, `mark_failed_attempt`, `hand_back`, `cancel`,
+//! `reopen`), so the state machine lives here and nowhere else.
 
 use crate::{JobId, JobKind, JobMessage};
 use serde::{Deserialize, Serialize};
@@ -76,6 +78,24 @@ impl Transition {
             Err(Transition { from, to })
         }
     }
+}
+
+/// How many failed attempts a record keeps in `failures` (the oldest go first).
+pub const FAILURES_KEPT: usize = 32;
+
+/// One failed attempt, as a record's error trail keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptFailure {
+    /// The attempt's number.
+    pub attempt: u32,
+    /// The worker that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// What went wrong.
+    pub error: String,
+    /// When it failed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// Who runs an attempt, as the record shows it while running and once done.
@@ -186,6 +206,25 @@ pub struct JobRecord {
     /// The batch (`POST /v1/jobs/batch`) the job was submitted in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobId>,
+    /// Every failed attempt, oldest first (at most [`FAILURES_KEPT`]): the error trail
+    /// of a dead letter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<AttemptFailure>,
+    /// Times an operator retried the job after it failed (`POST /v1/jobs/{id}/retry`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Attempts made before the latest retry: the attempt limit counts the ones after.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_before_retry: u32,
+    /// On a `failed` record: the job message (hex of its wire form) that a retry
+    /// publishes again, so the retried job runs exactly as submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub message: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Unix milliseconds to a timestamp (clamped to the epoch on nonsense).
@@ -216,7 +255,38 @@ impl JobRecord {
             cached: false,
             trace_id: None,
             batch: msg.batch,
+            failures: Vec::new(),
+            retries: 0,
+            attempts_before_retry: 0,
+            message: None,
         }
+    }
+
+    /// Whether attempt `attempt` is within `max_attempts`, counting only the attempts
+    /// since the latest retry.
+    pub fn may_attempt(&self, attempt: u32, max_attempts: u32) -> bool {
+        attempt.saturating_sub(self.attempts_before_retry) <= max_attempts
+    }
+
+    /// An operator retries this dead letter as retry number `retry`: `failed` ->
+    /// `pending`, with a fresh attempt budget; the attempts so far, the error trail
+    /// and the attempt numbering are kept (the next attempt is `attempts + 1`, so
+    /// event ids never repeat). `Err` unless the record is `failed` and has not seen
+    /// this retry yet (so a gateway and a worker may both apply it, once).
+    pub fn reopen(&mut self, retry: u32) -> Result<(), Transition> {
+        if self.status != JobStatus::Failed || self.retries >= retry {
+            return Err(Transition {
+                from: self.status,
+                to: JobStatus::Pending,
+            });
+        }
+        self.status = JobStatus::Pending;
+        self.progress = 0.0;
+        self.retries = retry;
+        self.attempts_before_retry = self.attempts;
+        self.finished_at = None;
+        self.message = None;
+        Ok(())
     }
 
     /// The attempt a new delivery of this job would be: one more than the attempts
@@ -270,6 +340,7 @@ impl JobRecord {
     pub fn mark_failed_attempt(
         &mut self,
         attempt: u32,
+        worker: Option<&str>,
         error: String,
         last: bool,
         at: OffsetDateTime,
@@ -289,7 +360,19 @@ impl JobRecord {
         }
         self.status = next;
         self.progress = 0.0;
+        self.failures.push(AttemptFailure {
+            attempt,
+            worker: worker.map(str::to_string),
+            error: error.clone(),
+            at,
+        });
+        if self.failures.len() > FAILURES_KEPT {
+            self.failures.remove(0);
+        }
         self.error = Some(error);
+        if let Some(w) = worker {
+            self.worker = Some(w.to_string());
+        }
         self.attempts = self.attempts.max(attempt);
         if last {
             self.finished_at = Some(at);
@@ -460,11 +543,11 @@ mod tests {
                     refused(JobStatus::Done)
                 );
                 assert_eq!(
-                    r.mark_failed_attempt(1, "x".into(), true, AT),
+                    r.mark_failed_attempt(1, Some("w1"), "x".into(), true, AT),
                     refused(JobStatus::Failed)
                 );
                 assert_eq!(
-                    r.mark_failed_attempt(1, "x".into(), false, AT),
+                    r.mark_failed_attempt(1, Some("w1"), "x".into(), false, AT),
                     refused(JobStatus::Pending)
                 );
                 assert_eq!(r.hand_back(1), refused(JobStatus::Pending));
@@ -478,19 +561,85 @@ mod tests {
         fn a_failed_attempt_waits_for_its_retry_and_the_last_one_fails_for_good() {
             let mut r = record();
             r.mark_running(&run(1)).expect("running");
-            r.mark_failed_attempt(1, "boom".into(), false, AT)
+            r.mark_failed_attempt(1, Some("w1"), "boom".into(), false, AT)
                 .expect("running -> pending");
             assert_eq!((r.status, r.attempts), (JobStatus::Pending, 1));
             assert_eq!(r.error.as_deref(), Some("boom"));
             assert_eq!(r.finished_at, None);
             // The second attempt fails before it was recorded running.
-            r.mark_failed_attempt(2, "boom again".into(), false, AT)
+            r.mark_failed_attempt(2, Some("w1"), "boom again".into(), false, AT)
                 .expect("pending -> pending with the error");
             assert_eq!(r.attempts, 2);
-            r.mark_failed_attempt(3, "last".into(), true, AT)
+            r.mark_failed_attempt(3, Some("w1"), "last".into(), true, AT)
                 .expect("pending -> failed");
             assert_eq!((r.status, r.attempts), (JobStatus::Failed, 3));
             assert_eq!(r.finished_at, Some(AT));
+        }
+
+        #[test]
+        fn a_dead_letter_keeps_its_error_trail_and_a_retry_reopens_it_once_with_a_fresh_budget() {
+            let mut r = record();
+            for (n, last) in [(1, false), (2, false), (3, true)] {
+                r.mark_failed_attempt(n, Some(&format!("w{n}")), format!("boom {n}"), last, AT)
+                    .expect("failed attempt");
+            }
+            assert_eq!(r.status, JobStatus::Failed);
+            let trail: Vec<(u32, Option<&str>, &str)> = r
+                .failures
+                .iter()
+                .map(|f| (f.attempt, f.worker.as_deref(), f.error.as_str()))
+                .collect();
+            assert_eq!(
+                trail,
+                [
+                    (1, Some("w1"), "boom 1"),
+                    (2, Some("w2"), "boom 2"),
+                    (3, Some("w3"), "boom 3")
+                ]
+            );
+            assert!(
+                !r.may_attempt(r.next_attempt(), 3),
+                "the budget of 3 is spent"
+            );
+            r.message = Some("00".into());
+            r.reopen(1).expect("failed -> pending");
+            assert_eq!(
+                (r.status, r.retries, r.attempts),
+                (JobStatus::Pending, 1, 3)
+            );
+            assert_eq!((r.finished_at, r.message.as_deref()), (None, None));
+            assert_eq!(
+                r.next_attempt(),
+                4,
+                "attempt numbers go on (event ids never repeat)"
+            );
+            assert!(r.may_attempt(4, 3) && r.may_attempt(6, 3) && !r.may_attempt(7, 3));
+            assert_eq!(r.failures.len(), 3, "the trail is kept");
+            let stale = Err(Transition {
+                from: JobStatus::Pending,
+                to: JobStatus::Pending,
+            });
+            assert_eq!(r.reopen(1), stale, "a retry applies once");
+            r.mark_failed_attempt(6, Some("w1"), "again".into(), true, AT)
+                .expect("failed again");
+            assert!(r.reopen(1).is_err(), "an old retry is stale");
+            r.reopen(2).expect("a second retry");
+            // The trail is bounded, oldest first out.
+            for n in 7..7 + FAILURES_KEPT as u32 {
+                r.mark_failed_attempt(n, None, format!("e{n}"), false, AT)
+                    .expect("failed attempt");
+            }
+            assert_eq!(r.failures.len(), FAILURES_KEPT);
+            assert_eq!(r.failures[0].attempt, 7, "the four older ones went first");
+            let done = record();
+            for status in [JobStatus::Pending, JobStatus::Done, JobStatus::Cancelled] {
+                let mut r = done.clone();
+                r.status = status;
+                assert!(
+                    r.reopen(1).is_err(),
+                    "only a failed job is retried, not {status:?}"
+                );
+            }
         }
 
         #[test]
@@ -509,7 +658,7 @@ mod tests {
                 "nothing to undo: a pending, uncounted record needs no write"
             );
             // An attempt that was never recorded leaves earlier attempts counted.
-            r.mark_failed_attempt(1, "boom".into(), false, AT)
+            r.mark_failed_attempt(1, Some("w1"), "boom".into(), false, AT)
                 .expect("failed");
             assert!(r.hand_back(2).is_err());
             assert_eq!(r.attempts, 1);

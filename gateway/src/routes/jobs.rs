@@ -313,6 +313,16 @@ pub(crate) async fn send_job(
     js: &async_nats::jetstream::Context,
     msg: &JobMessage,
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, jetmill_natsx::NatsxError> {
+    send_message(js, msg, None).await
+}
+
+/// [`send_job`], or with `retry` the operator's retry number `retry` of a dead letter:
+/// its own dedup id (`<id>.retry.<n>`) and the `Jetmill-Retry` header.
+pub(crate) async fn send_message(
+    js: &async_nats::jetstream::Context,
+    msg: &JobMessage,
+    retry: Option<u32>,
+) -> Result<async_nats::jetstream::context::PublishAckFuture, jetmill_natsx::NatsxError> {
     let payload = msg
         .encode()
         .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
@@ -321,7 +331,13 @@ pub(crate) async fn send_job(
         })?;
     let mut headers = async_nats::HeaderMap::new();
     let id = msg.id.to_string();
-    headers.insert("Nats-Msg-Id", id.as_str());
+    match retry {
+        Some(n) => {
+            headers.insert("Nats-Msg-Id", format!("{id}.retry.{n}").as_str());
+            headers.insert(names::HDR_RETRY, n.to_string().as_str());
+        }
+        None => headers.insert("Nats-Msg-Id", id.as_str()),
+    }
     headers.insert(names::HDR_JOB_ID, id.as_str());
     headers.insert(names::HDR_KIND, msg.spec.kind().as_str());
     headers.insert(names::HDR_TENANT, msg.tenant.as_str());

@@ -7,6 +7,7 @@ mod jobs;
 mod list;
 mod live;
 pub mod openapi;
+mod retry;
 mod usage;
 mod web;
 mod workers;
@@ -35,6 +36,9 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs", get(list::list).post(jobs::submit))
         .route("/v1/jobs/batch", post(batch::submit))
         .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/jobs/{id}/retry", post(retry::retry_one))
+        .route("/v1/dead-letters/retry", post(retry::retry_many))
+        .route("/v1/dead-letters/purge", post(retry::purge_many))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
         .route("/v1/activity", get(workers::activity))
