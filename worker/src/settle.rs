@@ -480,7 +480,26 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
         .get_last_raw_message_by_subject(&subject)
         .await
     {
-        Ok(_) => true,
+        // The stream's last event of this type must be this record's: a dead letter
+        // that was retried and failed again has the first run's `failed` there too.
+        Ok(m) if stored_for(&m.payload, record) => true,
+        Ok(_) => {
+            tracing::warn!(
+                event = event.as_str(),
+                "terminal event of this run was missing; publishing it"
+            );
+            let progress = (event == EventType::Done).then_some(1.0);
+            emit(
+                ctx,
+                job,
+                event,
+                record.attempts,
+                progress,
+                record.error.clone(),
+                None,
+            )
+            .await
+        }
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
             tracing::warn!(
                 event = event.as_str(),
@@ -505,6 +524,12 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
             false
         }
     }
+}
+
+/// Whether the stored event `payload` reports `record`'s current terminal state: its
+/// attempt is the record's latest (an unreadable payload counts as stored, as before).
+fn stored_for(payload: &[u8], record: &JobRecord) -> bool {
+    serde_json::from_slice::<JobEvent>(payload).map_or(true, |e| e.attempt >= record.attempts)
 }
 
 /// Publish a lifecycle event of `job`; `true` once the stream stored it. A failure is
@@ -573,6 +598,40 @@ mod tests {
     use std::time::Duration;
 
     const BASE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_terminal_event_of_an_earlier_run_does_not_stand_for_the_latest_one() {
+        use jetmill_proto::{EventType, JobEvent, JobRecord, JobStatus};
+        let record = |attempts| {
+            let mut r: JobRecord = serde_json::from_value(serde_json::json!({
+                "id": "01a207e4-e83b-72f9-ab26-1de816ec8030", "tenant": "public",
+                "kind": "factorial", "input": 5, "status": "failed", "progress": 0.0,
+                "attempts": attempts, "submitted_at": "2026-12-01T00:00:00Z"}))
+            .expect("record");
+            r.status = JobStatus::Failed;
+            r
+        };
+        let event = |attempt| {
+            serde_json::to_vec(&JobEvent {
+                job_id: record(1).id,
+                tenant: "public".into(),
+                event: EventType::Failed,
+                at_ms: 1,
+                attempt,
+                worker: None,
+                progress: None,
+                error: Some("boom".into()),
+                started_at_ms: None,
+            })
+            .expect("json")
+        };
+        assert!(super::stored_for(&event(3), &record(3)));
+        assert!(
+            !super::stored_for(&event(3), &record(6)),
+            "the first run's failed is not the retried run's"
+        );
+        assert!(super::stored_for(b"not json", &record(6)));
+    }
 
     #[test]
     fn each_error_has_its_verdict() {
