@@ -34,8 +34,9 @@ impl WorkerProcess {
         {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "worker did not start; log: {}",
-                self.log.display()
+                "worker did not start within 30 s; its log ({}):\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
