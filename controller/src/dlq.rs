@@ -26,27 +26,22 @@ pub enum DlqCmd {
     /// Run failed jobs again with a fresh attempt budget. Examples:
     ///   jetmill dlq retry 01a2...
     ///   jetmill dlq retry --all
-    Retry {
-        /// Job ids.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<String>,
-        /// Every failed job this token can see.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Retry(Which),
     /// Delete failed jobs' records for good (only failed ones).
-    Purge {
-        /// Job ids.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<String>,
-        /// Every failed job this token can see.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Purge(Which),
+}
+
+/// The dead letters a `retry` or `purge` is about.
+#[derive(Debug, clap::Args)]
+pub struct Which {
+    /// Job ids.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<String>,
+    /// Every failed job this token can see.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// Run a `dlq` subcommand; `Ok(false)` when some job could not be retried or purged.
@@ -62,8 +57,8 @@ pub async fn run(cmd: DlqCmd) -> anyhow::Result<bool> {
             print_list(&page);
             Ok(true)
         }
-        DlqCmd::Retry { ids, all, api } => bulk(&api, ids, all, "retry").await,
-        DlqCmd::Purge { ids, all, api } => bulk(&api, ids, all, "purge").await,
+        DlqCmd::Retry(which) => bulk(which, "retry").await,
+        DlqCmd::Purge(which) => bulk(which, "purge").await,
     }
 }
 
@@ -126,7 +121,9 @@ fn print_list(page: &Value) {
 }
 
 /// Retry or purge `ids` (or, with `all`, every failed job, page by page).
-async fn bulk(api: &ApiArgs, ids: Vec<String>, all: bool, action: &str) -> anyhow::Result<bool> {
+async fn bulk(which: Which, action: &str) -> anyhow::Result<bool> {
+    let Which { ids, all, api } = which;
+    let api = &api;
     let client = Api::new(api)?;
     let ids = if all {
         every_failed(&client).await?

@@ -474,7 +474,7 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
         JobStatus::Pending | JobStatus::Running => return true,
     };
     let subject = names::event_subject(&job.id, event);
-    match ctx
+    let stored = match ctx
         .jet
         .events
         .get_last_raw_message_by_subject(&subject)
@@ -482,48 +482,33 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
     {
         // The stream's last event of this type must be this record's: a dead letter
         // that was retried and failed again has the first run's `failed` there too.
-        Ok(m) if stored_for(&m.payload, record) => true,
-        Ok(_) => {
-            tracing::warn!(
-                event = event.as_str(),
-                "terminal event of this run was missing; publishing it"
-            );
-            let progress = (event == EventType::Done).then_some(1.0);
-            emit(
-                ctx,
-                job,
-                event,
-                record.attempts,
-                progress,
-                record.error.clone(),
-                None,
-            )
-            .await
-        }
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
-            tracing::warn!(
-                event = event.as_str(),
-                "terminal event was missing; publishing it"
-            );
-            let progress = (event == EventType::Done).then_some(1.0);
-            emit(
-                ctx,
-                job,
-                event,
-                record.attempts,
-                progress,
-                record.error.clone(),
-                // The attempt's `started`, if it had none, is not repeated here: a
-                // lost terminal event is rare, and its start is in the record.
-                None,
-            )
-            .await
-        }
+        Ok(m) => stored_for(&m.payload, record),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => false,
         Err(e) => {
             tracing::warn!(error = %e, "could not check for the terminal event");
-            false
+            return false;
         }
+    };
+    if stored {
+        return true;
     }
+    tracing::warn!(
+        event = event.as_str(),
+        "terminal event was missing; publishing it"
+    );
+    let progress = (event == EventType::Done).then_some(1.0);
+    emit(
+        ctx,
+        job,
+        event,
+        record.attempts,
+        progress,
+        record.error.clone(),
+        // The attempt's `started`, if it had none, is not repeated here: a lost
+        // terminal event is rare, and its start is in the record.
+        None,
+    )
+    .await
 }
 
 /// Whether the stored event `payload` reports `record`'s current terminal state: its

@@ -182,7 +182,7 @@ pub(crate) async fn answer_from_cache(
     let record = cache::hit_record(msg, &source);
     jet.records.create(&record).await?;
     for event in [EventType::Accepted, EventType::Done] {
-        publish_event(jet, msg, event).await;
+        publish_event(jet, msg, event, 0).await;
     }
     tracing::info!(job_id = %msg.id, kind = %msg.spec.kind(), source = %source.id, "job answered from the result cache");
     Ok(true)
@@ -199,7 +199,7 @@ pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: boo
     // rebuild from the message, so their failure must not fail the request. The event
     // goes first: a worker that finds the record knows `accepted` is stored before its
     // `started` (one that finds none publishes `accepted` itself, deduplicated).
-    publish_event(jet, msg, EventType::Accepted).await;
+    publish_event(jet, msg, EventType::Accepted, 0).await;
     let mut record = JobRecord::pending(msg);
     record.trace_id = jetmill_natsx::trace::trace_id(&tracing::Span::current());
     if let Err(e) = jet.records.create(&record).await {
@@ -258,14 +258,20 @@ pub(crate) fn no_cache(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Publish a gateway-side lifecycle event; best effort (logged on failure).
-pub(crate) async fn publish_event(jet: &jetmill_natsx::Jet, msg: &JobMessage, event: EventType) {
+/// Publish a gateway-side lifecycle event of `attempt` (0 for a submission; a retry's
+/// `accepted` is the attempts so far); best effort (logged on failure).
+pub(crate) async fn publish_event(
+    jet: &jetmill_natsx::Jet,
+    msg: &JobMessage,
+    event: EventType,
+    attempt: u32,
+) {
     let e = JobEvent {
         job_id: msg.id,
         tenant: msg.tenant.clone(),
         event,
         at_ms: now_ms(),
-        attempt: 0,
+        attempt,
         worker: None,
         progress: (event == EventType::Done).then_some(1.0),
         error: None,

@@ -12,14 +12,14 @@
 //! takes the message sees the header and reopens the record itself, `accepted` first,
 //! so no retry a client was told about is lost.
 
-use super::jobs::{load, queue_full, send_message};
+use super::jobs::{load, publish_event, queue_full, send_message};
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::extract::{rejection::JsonRejection, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use jetmill_natsx::{events, Update};
-use jetmill_proto::{now_ms, EventType, JobEvent, JobMessage, JobRecord, JobStatus};
+use jetmill_natsx::Update;
+use jetmill_proto::{EventType, JobMessage, JobRecord, JobStatus};
 use serde::{Deserialize, Serialize};
 
 /// The most ids one bulk request takes.
@@ -226,20 +226,7 @@ pub(crate) async fn retry(state: &AppState, record: JobRecord) -> Result<JobReco
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
     // Committed. The event before the record, as for a submit: a worker that finds the
     // record reopened knows `accepted` is stored.
-    let event = JobEvent {
-        job_id: id,
-        tenant: record.tenant.clone(),
-        event: EventType::Accepted,
-        at_ms: now_ms(),
-        attempt: record.attempts,
-        worker: None,
-        progress: None,
-        error: None,
-        started_at_ms: None,
-    };
-    if let Err(e) = events::publish(&jet.js, &event).await {
-        tracing::warn!(job_id = %id, error = %e, "could not publish the retry's accepted event");
-    }
+    publish_event(jet, &msg, EventType::Accepted, record.attempts).await;
     let reopened = jet
         .records
         .update(&record.tenant, &id, None, |r| r.reopen(n).is_ok())
