@@ -122,6 +122,11 @@ impl Activity {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Stamp the sample and read the finished count at the tick, before the
+            // broker round trips: samples stay an interval apart and the rate divides
+            // a count by the time it was counted over.
+            let at_ms = jetmill_proto::now_ms();
+            let t = state.index().totals_now();
             let jet = state.jet();
             let depth = match jet.jobs.get_info().await {
                 Ok(info) => info.state.messages,
@@ -137,9 +142,8 @@ impl Activity {
                     continue;
                 }
             };
-            let t = state.index().totals_now();
             self.push(
-                jetmill_proto::now_ms(),
+                at_ms,
                 depth,
                 t.done + t.failed + t.cancelled,
                 &reports,

@@ -460,16 +460,25 @@ async fn each_role_is_refused_what_it_must_not_do() {
         .await
         .expect("the inspector watches live events");
     inspector.flush().await.expect("flush");
-    admin
-        .publish("jobs.events.j0.started", "{}".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("event stored");
-    let seen = tokio::time::timeout(Duration::from_secs(5), live.next())
-        .await
-        .expect("a live event within 5 s")
-        .expect("subscription open");
+    // Publish until the subscription sees one (10 s at most). On a loaded CI box the
+    // first event after the flushed SUB was once not delivered; the cause is not known
+    // (a reconnect would drop it), and what the role must show is that it can watch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        admin
+            .publish("jobs.events.j0.started", "{}".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("event stored");
+        match tokio::time::timeout(Duration::from_millis(500), live.next()).await {
+            Ok(seen) => break seen.expect("subscription open"),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the inspector saw no live event within 10 s"
+            ),
+        }
+    };
     assert_eq!(seen.subject.as_str(), "jobs.events.j0.started");
     let jobs = ijs.get_stream("JOBS").await.expect("inspector reads JOBS");
     let info = jobs
