@@ -142,12 +142,7 @@ impl Activity {
                     continue;
                 }
             };
-            self.push(
-                at_ms,
-                depth,
-                t.done + t.failed + t.cancelled,
-                &reports,
-            );
+            self.push(at_ms, depth, t.done + t.failed + t.cancelled, &reports);
         }
     }
 }
