@@ -587,6 +587,7 @@ fn message_size(mix: &[MixEntry]) -> usize {
         timeout_ms: None,
         chaos: None,
         batch: None,
+        run_at_ms: None,
     };
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }

@@ -62,6 +62,15 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<()> {
             created,
         });
     }
+    let (_, created) = jet
+        .ensure_due_consumer()
+        .await
+        .context("provisioning the due delayed jobs consumer")?;
+    report.push(Provisioned {
+        kind: "consumer",
+        name: format!("{}/{}", names::SCHEDULES_STREAM, names::DUE_CONSUMER),
+        created,
+    });
     // Gateways used to delete this themselves; under least privilege the operator does.
     if jet
         .events

@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod due;
 pub mod execute;
 pub mod fetcher;
 pub mod listeners;
@@ -90,6 +91,11 @@ pub async fn run_with(
             => c.context("creating the workers consumers")?,
         () = shutdown.cancelled() => return Ok(()),
     };
+    let (due_consumer, _) = tokio::select! {
+        c = jetmill_natsx::until_provisioned(|| ctx.jet.ensure_due_consumer())
+            => c.context("creating the due delayed jobs consumer")?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     if let Some(listener) = metrics_listener {
         observe::spawn_metrics(listener, ctx.metrics.clone(), shutdown.clone());
     }
@@ -99,6 +105,7 @@ pub async fn run_with(
     let watcher = tokio::spawn(control::watch(ctx.clone(), changes, listening.clone()));
     let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
+    let moving_due = tokio::spawn(due::run(ctx.clone(), due_consumer, stop_fetching.clone()));
     let fetching = tokio::spawn(fetcher::run(ctx.clone(), consumers, stop_fetching.clone()));
     tracing::info!(worker = %ctx.worker_id, concurrency = ctx.concurrency(), frozen = *ctx.frozen.borrow(), "worker started");
 
@@ -125,7 +132,7 @@ pub async fn run_with(
     }
     listening.cancel();
     let last_writes = async {
-        let _ = tokio::join!(cancels, watcher, heartbeat, fetching);
+        let _ = tokio::join!(cancels, watcher, heartbeat, moving_due, fetching);
         ctx.jet.client.flush().await.ok();
     };
     if tokio::time::timeout_at(deadline, last_writes)

@@ -471,7 +471,7 @@ async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRe
         JobStatus::Done => EventType::Done,
         JobStatus::Failed => EventType::Failed,
         JobStatus::Cancelled => EventType::Cancelled,
-        JobStatus::Pending | JobStatus::Running => return true,
+        JobStatus::Pending | JobStatus::Scheduled | JobStatus::Running => return true,
     };
     let subject = names::event_subject(&job.id, event);
     let stored = match ctx

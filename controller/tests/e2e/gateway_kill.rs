@@ -2,97 +2,17 @@
 //! every id a client was ever given still ends `done`, because a later request with the
 //! same key heals the claim (publishes the stored job under the same id).
 
-use crate::helpers::TestApp;
+use crate::helpers::{free_port, wait_serving, GatewayProcess, TestApp};
 use futures::future::join_all;
 use jetmill_gateway::idempotency;
 use jetmill_proto::{names, now_ms, JobId, JobMessage, JobRequest, Limits};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// A `jetmill gateway` child process on a fixed port, killed on drop.
-struct GatewayProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl GatewayProcess {
-    fn start(nats_url: &str, port: u16, generation: usize) -> GatewayProcess {
-        let log = std::env::temp_dir().join(format!(
-            "jetmill-test-{}-gateway-{port}-{generation}.log",
-            std::process::id()
-        ));
-        let file = std::fs::File::create(&log).expect("gateway log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_jetmill"))
-            .args(["gateway", "--server", nats_url])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            // Distinct inputs anyway; the cache must not answer for the workers.
-            .args(["--result-cache", "false"])
-            .env_remove("JETMILL_NATS_URL")
-            .env_remove("JETMILL_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log handle"))
-            .stderr(file)
-            .spawn()
-            .expect("start jetmill gateway");
-        GatewayProcess { child, log }
-    }
-
-    fn kill9(&mut self) {
-        let ok = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -KILL gateway failed");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- last lines of {} ---", self.log.display());
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// A free loopback port (bound and released; the gateway binds it with SO_REUSEADDR).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// Wait until `base` answers `/healthz`.
-async fn wait_serving(http: &reqwest::Client, base: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway at {base} not serving after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Submit with `key` until the gateway answers with an id, retrying every error
 /// (connection refused or reset, 5xx, 408, 409, 429) as a client would.
@@ -318,6 +238,7 @@ fn message_for(body: &Value) -> JobMessage {
         timeout_ms: req.timeout_ms,
         chaos: req.chaos,
         batch: None,
+        run_at_ms: None,
     }
 }
 

@@ -342,3 +342,82 @@ impl TestApp {
         s.info().await.expect("stream info").state.messages
     }
 }
+
+/// A `jetmill gateway` child process on a fixed port, killed on drop.
+pub struct GatewayProcess {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl GatewayProcess {
+    pub fn start(nats_url: &str, port: u16, generation: usize) -> GatewayProcess {
+        let log = std::env::temp_dir().join(format!(
+            "jetmill-test-{}-gateway-{port}-{generation}.log",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&log).expect("gateway log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_jetmill"))
+            .args(["gateway", "--server", nats_url])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Distinct inputs anyway; the cache must not answer for the workers.
+            .args(["--result-cache", "false"])
+            .env_remove("JETMILL_NATS_URL")
+            .env_remove("JETMILL_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start jetmill gateway");
+        GatewayProcess { child, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let ok = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -KILL gateway failed");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- last lines of {} ---", self.log.display());
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A free loopback port (bound and released; the gateway binds it with SO_REUSEADDR).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Wait until `base` answers `/healthz`.
+pub async fn wait_serving(http: &reqwest::Client, base: &str, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateway at {base} not serving after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -258,6 +258,7 @@ async fn a_gateway_started_after_a_thousand_records_lists_each_once_newest_first
                     timeout_ms: None,
                     chaos: None,
                     batch: None,
+                    run_at_ms: None,
                 };
                 let record = jetmill_proto::JobRecord::pending(&msg);
                 kv.create(format!("public.{}", msg.id), record.to_json().into())

@@ -8,6 +8,7 @@ mod backpressure;
 mod batch;
 mod cluster;
 mod control;
+mod delayed;
 mod dev;
 mod disabled_kinds;
 mod dlq;

@@ -210,6 +210,8 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         "JOBS/workers-high",
         "JOBS/workers-normal",
         "JOBS/workers-low",
+        "SCHEDULES",
+        "SCHEDULES/due",
     ] {
         assert!(
             report.iter().any(|p| p["name"] == json!(want)),
@@ -314,6 +316,17 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
     assert_eq!(status, 200, "{body}");
     let job = app.wait_finished(&long, Duration::from_secs(10)).await;
     assert_eq!(job["status"], "cancelled", "{job}");
+    // Delayed jobs: the gateway schedules and unschedules, the worker moves the due one.
+    let soon = app
+        .submit_ok(json!({"kind": "factorial", "input": 12, "delay": "1s"}))
+        .await;
+    let later = app
+        .submit_ok(json!({"kind": "factorial", "input": 13, "delay": "1h"}))
+        .await;
+    let (status, body) = app.cancel(&later).await;
+    assert_eq!(status, 200, "the gateway purges a schedule: {body}");
+    let job = app.wait_finished(&soon, Duration::from_secs(30)).await;
+    assert_eq!(job["result"], "479001600", "{job}");
     for path in ["/v1/usage", "/v1/workers", "/readyz"] {
         let resp = app.http.get(app.url(path)).send().await.expect("GET");
         assert_eq!(resp.status().as_u16(), 200, "{path}");
@@ -356,8 +369,9 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
     let job = app.wait_finished(&parked, Duration::from_secs(30)).await;
     assert_eq!(job["status"], "done", "{job}");
     let stats = wait_stats(&secured, "the jobs finished", |s| {
-        // 20000!, the keyed job, the batch's two and the unparked one (not the cancelled).
-        s["finished_last_minute"] == json!(5)
+        // 20000!, the keyed job, the batch's two, the delayed one and the unparked one
+        // (not the cancelled ones).
+        s["finished_last_minute"] == json!(6)
     })
     .await;
     assert_eq!(stats["live_workers"], json!(1), "{stats}");

@@ -58,6 +58,26 @@ async fn bad_input_is_rejected_naming_the_field_and_nothing_is_published() {
             "colour",
         ),
         (json!([1, 2, 3]), 422, "body"),
+        (
+            json!({"kind": "factorial", "input": 3, "delay": "soon"}),
+            422,
+            "delay",
+        ),
+        (
+            json!({"kind": "factorial", "input": 3, "run_at": "next tuesday"}),
+            422,
+            "run_at",
+        ),
+        (
+            json!({"kind": "factorial", "input": 3, "run_at": "2026-12-24T18:00:00Z", "delay": "1m"}),
+            422,
+            "delay",
+        ),
+        (
+            json!({"kind": "factorial", "input": 3, "delay": "900d"}),
+            422,
+            "delay",
+        ),
     ];
     for (body, status, field) in cases {
         let (got, err) = post_raw(&app, serde_json::to_vec(&body).expect("json")).await;

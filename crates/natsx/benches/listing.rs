@@ -92,6 +92,7 @@ fn record(tenant: &str, i: usize, status: JobStatus) -> JobRecord {
         timeout_ms: None,
         chaos: None,
         batch: None,
+        run_at_ms: None,
     });
     r.status = status;
     r.attempts = 1;

@@ -189,6 +189,7 @@ fn message(id: JobId) -> JobMessage {
         timeout_ms: None,
         chaos: None,
         batch: None,
+        run_at_ms: None,
     }
 }
 

@@ -217,13 +217,73 @@ pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
     }
 }
 
+/// Move delayed jobs that are due (`SCHEDULES`, `jobs.due.>`) into `JOBS`: up to
+/// `max`, waiting up to `wait` for the first. Each is republished on its `jobs.run.`
+/// subject (deduplicated as `<id>.due`, so a move retried after a lost ack stores one
+/// copy), then acked; one `JOBS` refuses (full) is given back for a later try.
+/// Returns how many moved.
+pub async fn move_due(
+    jet: &Jet,
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    max: usize,
+    wait: std::time::Duration,
+) -> Result<usize, NatsxError> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(max)
+        .expires(wait)
+        .messages()
+        .await
+        .map_err(NatsxError::js("fetch due jobs"))?;
+    let mut moved = 0;
+    while let Some(m) = batch.next().await {
+        let m = m.map_err(|source| NatsxError::JetStream {
+            op: "fetch due jobs",
+            source,
+        })?;
+        let Some(subject) = jetmill_proto::names::undue_subject(m.subject.as_str()) else {
+            // Nothing but jobs.due.<priority>.<kind> is published there; drop strays.
+            tracing::warn!(subject = %m.subject, "not a due job; dropped");
+            let _ = m.ack().await;
+            continue;
+        };
+        if let Err(e) = republish(jet, &m, subject, "due".into()).await {
+            let _ = m
+                .ack_with(async_nats::jetstream::AckKind::Nak(Some(
+                    std::time::Duration::from_secs(2),
+                )))
+                .await;
+            return Err(e);
+        }
+        m.ack().await.map_err(|source| NatsxError::JetStream {
+            op: "ack a due job",
+            source,
+        })?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
 async fn republish(
     jet: &Jet,
     message: &async_nats::jetstream::Message,
     subject: String,
     suffix: String,
 ) -> Result<(), NatsxError> {
-    let mut headers = message.headers.clone().unwrap_or_default();
+    // Every header but the broker's schedule bookkeeping (`Nats-Schedule*` and
+    // `Nats-Scheduler` on a delayed job it fired): the copy is an ordinary job.
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        if AsRef::<str>::as_ref(name)
+            .to_ascii_lowercase()
+            .starts_with("nats-schedule")
+        {
+            continue;
+        }
+        for value in values {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     let base = headers
         .get(jetmill_proto::names::HDR_JOB_ID)
         .map(|v| v.as_str().to_string())

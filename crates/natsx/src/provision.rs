@@ -46,6 +46,8 @@ pub struct Jet {
     pub js: Context,
     /// The `JOBS` work-queue stream.
     pub jobs: stream::Stream,
+    /// The `SCHEDULES` work-queue stream of delayed jobs.
+    pub schedules: stream::Stream,
     /// The `EVENTS` stream.
     pub events: stream::Stream,
     /// Job records.
@@ -104,7 +106,7 @@ pub async fn provision_report(
         stream::Config {
             name: names::JOBS_STREAM.into(),
             description: Some("jetmill jobs waiting for a worker (work queue)".into()),
-            subjects: vec![names::JOBS_SUBJECTS.into(), names::PARKED_SUBJECTS.into()],
+            subjects: jobs_subjects(),
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             max_messages: settings.max_queued,
@@ -115,7 +117,26 @@ pub async fn provision_report(
         },
     )
     .await?;
-    let jobs = add_parked_subjects(&js, jobs).await?;
+    let jobs = upgrade_jobs_stream(&js, jobs).await?;
+    let schedules = stream_get_or_create(
+        &js,
+        &mut report,
+        stream::Config {
+            name: names::SCHEDULES_STREAM.into(),
+            description: Some(
+                "jetmill delayed jobs: one schedule each until due, then due jobs until workers move them to JOBS"
+                    .into(),
+            ),
+            subjects: vec![names::SCHEDULED_SUBJECTS.into(), names::DUE_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            allow_message_schedules: true,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let events = stream_get_or_create(
         &js,
         &mut report,
@@ -255,6 +276,7 @@ pub async fn provision_report(
         client,
         js,
         jobs,
+        schedules,
         events,
         records,
         results,
@@ -388,20 +410,6 @@ impl Jet {
         kind: jetmill_proto::JobKind,
     ) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
         let name = names::parked_consumer(kind);
-        let what = format!("consumer {name} on stream JOBS");
-        match self.jobs.consumer_info(&name).await {
-            Ok(_) => {
-                let c = self.jobs.get_consumer(&name).await.map_err(|source| {
-                    NatsxError::Provision {
-                        what: what.clone(),
-                        source,
-                    }
-                })?;
-                return Ok((c, false));
-            }
-            Err(e) if consumer_not_found(&e) => {}
-            Err(e) => return Err(provision_err(what)(e)),
-        }
         let cfg = pull::Config {
             durable_name: Some(name.clone()),
             description: Some(format!(
@@ -413,14 +421,25 @@ impl Jet {
             max_deliver: -1,
             ..Default::default()
         };
-        match self.jobs.create_consumer(cfg).await {
-            Ok(c) => Ok((c, true)),
-            Err(e) if answered(&e) => Err(provision_err(what)(e)),
-            Err(e) => Err(NatsxError::Missing {
-                what,
-                source: Box::new(e),
-            }),
-        }
+        ensure_pull_consumer(&self.jobs, names::JOBS_STREAM, cfg).await
+    }
+
+    /// The durable consumer workers move due delayed jobs to `JOBS` through, created
+    /// if missing (`jetmill provision`, and workers of an open NATS); with whether it
+    /// was created.
+    pub async fn ensure_due_consumer(
+        &self,
+    ) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
+        let cfg = pull::Config {
+            durable_name: Some(names::DUE_CONSUMER.into()),
+            description: Some("jetmill workers move delayed jobs that are due into JOBS".into()),
+            filter_subject: names::DUE_SUBJECTS.into(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            ..Default::default()
+        };
+        ensure_pull_consumer(&self.schedules, names::SCHEDULES_STREAM, cfg).await
     }
 
     fn workers_consumer_config(&self, priority: Priority) -> pull::Config {
@@ -437,6 +456,39 @@ impl Jet {
             max_ack_pending: self.settings.max_ack_pending,
             ..Default::default()
         }
+    }
+}
+
+/// The durable pull consumer `cfg` names on `stream`, created if missing (an existing
+/// one is used as it is); with whether it was created.
+async fn ensure_pull_consumer(
+    stream: &stream::Stream,
+    stream_name: &str,
+    cfg: pull::Config,
+) -> Result<(jetstream::consumer::PullConsumer, bool), NatsxError> {
+    let name = cfg.durable_name.clone().unwrap_or_default();
+    let what = format!("consumer {name} on stream {stream_name}");
+    match stream.consumer_info(&name).await {
+        Ok(_) => {
+            let c = stream
+                .get_consumer(&name)
+                .await
+                .map_err(|source| NatsxError::Provision {
+                    what: what.clone(),
+                    source,
+                })?;
+            return Ok((c, false));
+        }
+        Err(e) if consumer_not_found(&e) => {}
+        Err(e) => return Err(provision_err(what)(e)),
+    }
+    match stream.create_consumer(cfg).await {
+        Ok(c) => Ok((c, true)),
+        Err(e) if answered(&e) => Err(provision_err(what)(e)),
+        Err(e) => Err(NatsxError::Missing {
+            what,
+            source: Box::new(e),
+        }),
     }
 }
 
@@ -576,18 +628,29 @@ async fn stream_get_or_create(
     js.get_stream(&name).await.map_err(provision_err(what))
 }
 
-/// A JOBS stream made before kinds could be parked lacks `jobs.parked.>`: add it
+/// Every subject `JOBS` holds: jobs to run and parked jobs.
+fn jobs_subjects() -> Vec<String> {
+    [names::JOBS_SUBJECTS, names::PARKED_SUBJECTS]
+        .map(String::from)
+        .to_vec()
+}
+
+/// A `JOBS` stream made before kinds could be parked lacks `jobs.parked.>`: add it
 /// (the only change made to an existing stream; nothing else is touched).
-async fn add_parked_subjects(
+async fn upgrade_jobs_stream(
     js: &Context,
     mut jobs: stream::Stream,
 ) -> Result<stream::Stream, NatsxError> {
     let mut cfg = jobs.cached_info().config.clone();
-    if cfg.subjects.iter().any(|s| s == names::PARKED_SUBJECTS) {
+    let missing: Vec<String> = jobs_subjects()
+        .into_iter()
+        .filter(|s| !cfg.subjects.contains(s))
+        .collect();
+    if missing.is_empty() {
         return Ok(jobs);
     }
-    cfg.subjects.push(names::PARKED_SUBJECTS.into());
-    let what = "jobs.parked.> on stream JOBS".to_string();
+    let what = format!("{} on stream JOBS", missing.join(", "));
+    cfg.subjects.extend(missing);
     match js.update_stream(cfg).await {
         Ok(_) => {}
         Err(e) if answered(&e) => return Err(provision_err(what)(e)),

@@ -48,6 +48,7 @@ fn record(tenant: &str, i: usize) -> JobRecord {
         timeout_ms: None,
         chaos: None,
         batch: None,
+        run_at_ms: None,
     });
     r.status = match i % 7 {
         0 => JobStatus::Running,

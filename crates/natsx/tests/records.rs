@@ -15,6 +15,7 @@ fn message() -> JobMessage {
         timeout_ms: None,
         chaos: None,
         batch: None,
+        run_at_ms: None,
     }
 }
 

@@ -129,6 +129,9 @@ impl BatchRecord {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchCounts {
     pub pending: usize,
+    /// Delayed jobs not due yet.
+    #[serde(default)]
+    pub scheduled: usize,
     pub running: usize,
     pub done: usize,
     pub failed: usize,
@@ -140,6 +143,7 @@ impl BatchCounts {
     pub fn add(&mut self, status: JobStatus) {
         match status {
             JobStatus::Pending => self.pending += 1,
+            JobStatus::Scheduled => self.scheduled += 1,
             JobStatus::Running => self.running += 1,
             JobStatus::Done => self.done += 1,
             JobStatus::Failed => self.failed += 1,
@@ -149,12 +153,12 @@ impl BatchCounts {
 
     /// Jobs counted.
     pub fn total(&self) -> usize {
-        self.pending + self.running + self.done + self.failed + self.cancelled
+        self.pending + self.scheduled + self.running + self.done + self.failed + self.cancelled
     }
 
     /// Whether every job counted is done, failed or cancelled.
     pub fn all_terminal(&self) -> bool {
-        self.pending + self.running == 0
+        self.pending + self.scheduled + self.running == 0
     }
 }
 

@@ -30,7 +30,7 @@ pub use config::{RuntimeConfig, WorkerReport};
 pub use duration::{parse_duration, DurationError};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
-pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_VERSION};
+pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION};
 pub use record::{
     AttemptFailure, AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition,
 };

@@ -4,17 +4,21 @@
 //! with a schema byte; a worker rejects (and terminates) what it cannot read
 //! instead of misreading it.
 //!
-//! Schema 2 appended the batch id. A message outside a batch is still written as
-//! schema 1, byte for byte as before, so workers of an older build keep reading
-//! every single submit during a rolling upgrade, and messages queued by an older
-//! gateway decode as "no batch". Only batch jobs need workers that read schema 2.
+//! Each schema appended one optional field: 2 the batch id, 3 the start time of a
+//! delayed job. A message is written with the lowest schema that holds its fields
+//! (a plain submit is schema 1, byte for byte as before), so workers of an older
+//! build keep reading every plain submit during a rolling upgrade, and messages
+//! queued by an older gateway decode with the newer fields `None`. Only batch jobs
+//! need workers that read schema 2, and only delayed jobs workers that read 3.
 
 use crate::{Chaos, JobId, JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 
 /// Newest version of the [`JobMessage`] layout; bump on any incompatible change.
-pub const SCHEMA_VERSION: u8 = 2;
-/// The layout before `batch` existed (written for every job outside a batch).
+pub const SCHEMA_VERSION: u8 = 3;
+/// The layout before `run_at_ms` existed (batch jobs that are not delayed).
+pub const SCHEMA_V2: u8 = 2;
+/// The layout before `batch` existed (written for every plain submit).
 pub const SCHEMA_V1: u8 = 1;
 
 /// Everything a worker needs to run a job and to (re)create its record.
@@ -36,9 +40,12 @@ pub struct JobMessage {
     pub timeout_ms: Option<u64>,
     /// Failure injection for this job; `None` uses the worker's default (normally off).
     pub chaos: Option<Chaos>,
-    /// The batch (`POST /v1/jobs/batch`) this job was submitted in. Must stay the last
-    /// field: schema 1 is this layout without it (see [`JobMessage::encode`]).
+    /// The batch (`POST /v1/jobs/batch`) this job was submitted in. Schema 1 is the
+    /// layout up to here (see [`JobMessage::encode`]).
     pub batch: Option<JobId>,
+    /// A delayed job's start time, Unix milliseconds (`run_at`/`delay` on submit).
+    /// Must stay the last field: schema 2 is this layout without it.
+    pub run_at_ms: Option<i64>,
 }
 
 /// Why a payload could not be decoded.
@@ -48,7 +55,7 @@ pub enum CodecError {
     #[error("empty payload")]
     Empty,
     /// The payload was written by a schema this build does not know.
-    #[error("unsupported schema version {0} (this build reads {SCHEMA_V1} and {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {0} (this build reads {SCHEMA_V1} to {SCHEMA_VERSION})")]
     UnsupportedVersion(u8),
     /// The bytes are not a valid message of this schema.
     #[error("malformed payload: {0}")]
@@ -56,49 +63,48 @@ pub enum CodecError {
 }
 
 impl JobMessage {
-    /// Serialize as `[2] ++ postcard(self)` for a batch job, else as `[1] ++` the same
-    /// postcard without the trailing `batch` (postcard writes fields in order and `None`
-    /// as one `0` byte, so that is exactly the schema 1 layout).
+    /// Serialize as `[schema] ++ postcard(self)` without the trailing `None` fields
+    /// the schema lacks (postcard writes fields in order and `None` as one `0` byte, so
+    /// schema 1 and 2 are exactly the full layout cut one or two bytes short).
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         let body = postcard::to_allocvec(self)?;
+        let schema = self.schema();
+        let cut = usize::from(SCHEMA_VERSION - schema);
         let mut out = Vec::with_capacity(body.len() + 1);
-        match self.batch {
-            Some(_) => {
-                out.push(SCHEMA_VERSION);
-                out.extend_from_slice(&body);
-            }
-            None => {
-                out.push(SCHEMA_V1);
-                // The last byte is `batch`'s `None` tag.
-                out.extend_from_slice(body.split_last().map_or(&[][..], |(_, rest)| rest));
-            }
-        }
+        out.push(schema);
+        out.extend_from_slice(&body[..body.len().saturating_sub(cut)]);
         Ok(out)
     }
 
     /// The schema byte [`JobMessage::encode`] writes for this message.
     pub fn schema(&self) -> u8 {
-        if self.batch.is_some() {
-            SCHEMA_VERSION
-        } else {
-            SCHEMA_V1
+        match (self.batch, self.run_at_ms) {
+            (_, Some(_)) => SCHEMA_VERSION,
+            (Some(_), None) => SCHEMA_V2,
+            (None, None) => SCHEMA_V1,
         }
     }
 
-    /// Parse a payload written by [`JobMessage::encode`] (either schema).
+    /// Whether the job is due later than `now_ms` (a `run_at` in the past runs at once).
+    pub fn scheduled_after(&self, now_ms: i64) -> bool {
+        self.run_at_ms.is_some_and(|at| at > now_ms)
+    }
+
+    /// Parse a payload written by [`JobMessage::encode`] (any schema).
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        match bytes.split_first() {
-            None => Err(CodecError::Empty),
-            Some((&SCHEMA_VERSION, body)) => Ok(postcard::from_bytes(body)?),
-            Some((&SCHEMA_V1, body)) => {
-                // Schema 1 is schema 2 without the trailing `batch`: read it as `None`.
-                let mut full = Vec::with_capacity(body.len() + 1);
-                full.extend_from_slice(body);
-                full.push(0);
-                Ok(postcard::from_bytes(&full)?)
-            }
-            Some((&v, _)) => Err(CodecError::UnsupportedVersion(v)),
+        let (&schema, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+        if !(SCHEMA_V1..=SCHEMA_VERSION).contains(&schema) {
+            return Err(CodecError::UnsupportedVersion(schema));
         }
+        if schema == SCHEMA_VERSION {
+            return Ok(postcard::from_bytes(body)?);
+        }
+        // An older schema is the newest without its trailing fields: read them as `None`.
+        let missing = usize::from(SCHEMA_VERSION - schema);
+        let mut full = Vec::with_capacity(body.len() + missing);
+        full.extend_from_slice(body);
+        full.resize(body.len() + missing, 0);
+        Ok(postcard::from_bytes(&full)?)
     }
 }
 
@@ -124,6 +130,7 @@ mod tests {
                 panic: false,
             }),
             batch: None,
+            run_at_ms: None,
         }
     }
 
@@ -164,9 +171,44 @@ mod tests {
             ..sample()
         };
         let bytes = batched.encode().expect("encode");
-        assert_eq!(bytes[0], SCHEMA_VERSION);
-        assert_eq!(batched.schema(), SCHEMA_VERSION);
+        assert_eq!(bytes[0], SCHEMA_V2);
+        assert_eq!(batched.schema(), SCHEMA_V2);
         assert_eq!(JobMessage::decode(&bytes).expect("decode"), batched);
+        for batch in [None, Some(JobId::new())] {
+            let delayed = JobMessage {
+                batch,
+                run_at_ms: Some(1_700_000_090_000),
+                ..sample()
+            };
+            let bytes = delayed.encode().expect("encode");
+            assert_eq!(bytes[0], SCHEMA_VERSION);
+            assert_eq!(JobMessage::decode(&bytes).expect("decode"), delayed);
+        }
+    }
+
+    #[test]
+    fn batch_jobs_keep_the_schema_2_layout() {
+        // Schema 2 as the build before delayed jobs wrote it: everything up to `batch`.
+        let m = JobMessage {
+            batch: Some(JobId::new()),
+            ..sample()
+        };
+        let mut v2 = vec![SCHEMA_V2];
+        v2.extend(postcard::to_allocvec(&old(&m)).expect("old encode"));
+        v2.extend(postcard::to_allocvec(&m.batch).expect("batch"));
+        assert_eq!(m.encode().expect("encode"), v2);
+        assert_eq!(JobMessage::decode(&v2).expect("decode v2"), m);
+    }
+
+    #[test]
+    fn only_a_future_start_is_scheduled() {
+        let at = |run_at_ms| JobMessage {
+            run_at_ms,
+            ..sample()
+        };
+        assert!(at(Some(2_000)).scheduled_after(1_999));
+        assert!(!at(Some(2_000)).scheduled_after(2_000));
+        assert!(!at(None).scheduled_after(0));
     }
 
     #[test]
@@ -201,6 +243,10 @@ mod tests {
         assert!(matches!(
             JobMessage::decode(b"\x02hello"),
             Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            JobMessage::decode(&[0, 1]),
+            Err(CodecError::UnsupportedVersion(0))
         ));
         assert!(matches!(
             JobMessage::decode(b"\x01hello"),

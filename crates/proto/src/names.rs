@@ -11,6 +11,42 @@ pub const JOBS_SUBJECTS: &str = "jobs.run.>";
 /// Subjects of jobs of a disabled kind, set aside until it is enabled again:
 /// `jobs.parked.<priority>.<kind>` (same stream, not seen by the workers' consumer).
 pub const PARKED_SUBJECTS: &str = "jobs.parked.>";
+/// Work-queue stream of delayed jobs (nats-server 2.12+ message schedules). A stream of
+/// its own: schedules cannot live in `JOBS`, whose `discard: new` limit is the queue's
+/// backpressure and which the server refuses to combine with schedules.
+pub const SCHEDULES_STREAM: &str = "SCHEDULES";
+/// A delayed job's schedule: `jobs.sched.<job_id>`, one message, outside every
+/// consumer's filter so no ack deletes it. At its time the broker publishes the job to
+/// its `jobs.due.` subject in the same stream and removes the schedule.
+pub const SCHEDULED_SUBJECTS: &str = "jobs.sched.>";
+/// Delayed jobs whose time came: `jobs.due.<priority>.<kind>`, moved to `JOBS` by the
+/// workers through the [`DUE_CONSUMER`].
+pub const DUE_SUBJECTS: &str = "jobs.due.>";
+/// The durable consumer on [`SCHEDULES_STREAM`] that every worker pulls due jobs from
+/// to move them into `JOBS` (acked once their copy is stored there).
+pub const DUE_CONSUMER: &str = "due";
+/// Header of a schedule message: `@at <RFC 3339 time>`.
+pub const HDR_SCHEDULE: &str = "Nats-Schedule";
+/// Header of a schedule message: the subject the broker publishes the job on.
+pub const HDR_SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
+
+/// The subject of one delayed job's schedule.
+pub fn schedule_subject(id: &JobId) -> String {
+    format!("jobs.sched.{id}")
+}
+
+/// Where a delayed job lands when due: `jobs.due.<priority>.<kind>`.
+pub fn due_subject(priority: Priority, kind: JobKind) -> String {
+    format!("jobs.due.{}.{}", priority.as_str(), kind.as_str())
+}
+
+/// The job subject a due job moves to (`jobs.due.` -> `jobs.run.`).
+pub fn undue_subject(due_subject: &str) -> Option<String> {
+    due_subject
+        .strip_prefix("jobs.due.")
+        .map(|rest| format!("jobs.run.{rest}"))
+}
+
 /// The one durable consumer every worker pulled from before priorities (filter
 /// `jobs.run.>`); provisioning deletes it, since it overlaps the per-priority ones.
 pub const LEGACY_WORKERS_CONSUMER: &str = "workers";

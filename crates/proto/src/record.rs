@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 pub enum JobStatus {
     /// Accepted and queued.
     Pending,
+    /// Accepted to run later (`run_at`/`delay`): the broker queues it at `run_at`.
+    Scheduled,
     /// A worker is computing it (possibly a retry).
     Running,
     /// Finished with a result.
@@ -33,6 +35,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "pending",
+            JobStatus::Scheduled => "scheduled",
             JobStatus::Running => "running",
             JobStatus::Done => "done",
             JobStatus::Failed => "failed",
@@ -49,13 +52,16 @@ impl JobStatus {
     }
 
     /// Whether a record in `self` may be moved to `next`: never out of a terminal
-    /// state. `running -> pending` is a job waiting for its retry (or handed back
-    /// by a draining worker); `running -> running` is a redelivery.
+    /// state, and never back to `scheduled`. `running -> pending` is a job waiting for
+    /// its retry (or handed back by a draining worker); `running -> running` is a
+    /// redelivery.
     pub fn can_become(self, next: JobStatus) -> bool {
         match self {
             JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled => false,
-            JobStatus::Pending => next != JobStatus::Pending,
-            JobStatus::Running => true,
+            JobStatus::Pending | JobStatus::Scheduled => {
+                !matches!(next, JobStatus::Pending | JobStatus::Scheduled)
+            }
+            JobStatus::Running => next != JobStatus::Scheduled,
         }
     }
 }
@@ -116,6 +122,7 @@ impl std::str::FromStr for JobStatus {
     fn from_str(s: &str) -> Result<Self, ()> {
         [
             JobStatus::Pending,
+            JobStatus::Scheduled,
             JobStatus::Running,
             JobStatus::Done,
             JobStatus::Failed,
@@ -178,6 +185,13 @@ pub struct JobRecord {
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub submitted_at: OffsetDateTime,
+    /// When a delayed job (`run_at`/`delay` on submit) is due to start.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub run_at: Option<OffsetDateTime>,
     #[serde(
         default,
         with = "time::serde::rfc3339::option",
@@ -234,7 +248,17 @@ pub fn ms_to_time(ms: i64) -> OffsetDateTime {
 }
 
 impl JobRecord {
-    /// The `pending` record of a freshly published job.
+    /// The record of a freshly published job: `scheduled` when it is due later than
+    /// `now_ms`, else `pending`.
+    pub fn accepted(msg: &JobMessage, now_ms: i64) -> Self {
+        let mut record = JobRecord::pending(msg);
+        if msg.scheduled_after(now_ms) {
+            record.status = JobStatus::Scheduled;
+        }
+        record
+    }
+
+    /// The `pending` record of a freshly published job (`run_at` kept if it has one).
     pub fn pending(msg: &JobMessage) -> Self {
         JobRecord {
             id: msg.id,
@@ -248,6 +272,7 @@ impl JobRecord {
             worker: None,
             error: None,
             submitted_at: ms_to_time(msg.submitted_at_ms),
+            run_at: msg.run_at_ms.map(ms_to_time),
             started_at: None,
             finished_at: None,
             result: None,
@@ -479,7 +504,51 @@ mod tests {
                 timeout_ms: None,
                 chaos: None,
                 batch: None,
+                run_at_ms: None,
             })
+        }
+
+        #[test]
+        fn a_delayed_job_is_scheduled_until_a_worker_runs_it() {
+            let msg = |run_at_ms| JobMessage {
+                run_at_ms: Some(run_at_ms),
+                ..sample_message()
+            };
+            let now = 1_700_000_000_000;
+            let due_later = JobRecord::accepted(&msg(now + 5_000), now);
+            assert_eq!(due_later.status, JobStatus::Scheduled);
+            assert_eq!(due_later.run_at, Some(ms_to_time(now + 5_000)));
+            // Due already: an ordinary pending job that remembers when it was asked for.
+            let overdue = JobRecord::accepted(&msg(now - 5_000), now);
+            assert_eq!(overdue.status, JobStatus::Pending);
+            assert!(overdue.run_at.is_some());
+
+            let mut r = due_later.clone();
+            r.mark_running(&run(1)).expect("a fired job runs");
+            assert_eq!(r.status, JobStatus::Running);
+            let mut r = due_later.clone();
+            r.cancel(OffsetDateTime::UNIX_EPOCH)
+                .expect("a scheduled job can be cancelled");
+            // Nothing goes back to scheduled.
+            for from in [JobStatus::Pending, JobStatus::Running, JobStatus::Scheduled] {
+                assert!(!from.can_become(JobStatus::Scheduled), "{from:?}");
+            }
+            assert_eq!("scheduled".parse(), Ok(JobStatus::Scheduled));
+        }
+
+        fn sample_message() -> JobMessage {
+            JobMessage {
+                id: JobId::new(),
+                tenant: "t".into(),
+                spec: JobSpec::Factorial { n: 10 },
+                priority: Default::default(),
+                submitted_at_ms: 1_700_000_000_000,
+                max_attempts: None,
+                timeout_ms: None,
+                chaos: None,
+                batch: None,
+                run_at_ms: None,
+            }
         }
 
         fn run(attempt: u32) -> AttemptInfo {

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_attempts: u32,
     /// Longest per-attempt timeout a job may ask for, in seconds.
     pub max_timeout_secs: u64,
+    /// Furthest ahead a delayed job (`run_at`/`delay`) may start, in seconds.
+    pub max_delay_secs: u64,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             max_term_digits: 100_000,
             max_attempts: 20,
             max_timeout_secs: 24 * 3600,
+            max_delay_secs: 366 * 86_400,
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct JobRequest {
     pub max_attempts: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub chaos: Option<Chaos>,
+    /// When a delayed job starts (Unix ms), from `run_at` or `delay`; `None` runs now.
+    pub run_at_ms: Option<i64>,
 }
 
 const FIELDS: &[&str] = &[
@@ -72,11 +77,22 @@ const FIELDS: &[&str] = &[
     "chaos",
     "max_attempts",
     "timeout_secs",
+    "run_at",
+    "delay",
 ];
 
 impl JobRequest {
-    /// Validate a parsed JSON body against `limits`.
+    /// Validate a parsed JSON body against `limits` (a `delay` counts from now).
     pub fn from_json(body: &Value, limits: &Limits) -> Result<JobRequest, ValidationError> {
+        JobRequest::from_json_at(body, limits, crate::now_ms())
+    }
+
+    /// [`JobRequest::from_json`] at the time `now_ms`.
+    pub fn from_json_at(
+        body: &Value,
+        limits: &Limits,
+        now_ms: i64,
+    ) -> Result<JobRequest, ValidationError> {
         let obj = body
             .as_object()
             .ok_or_else(|| invalid("body", "must be a JSON object"))?;
@@ -160,13 +176,74 @@ impl JobRequest {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_chaos(v)?),
         };
+        let run_at_ms = parse_start(obj, limits, now_ms)?;
         Ok(JobRequest {
             spec,
             priority,
             max_attempts,
             timeout_ms,
             chaos,
+            run_at_ms,
         })
+    }
+}
+
+/// `run_at` (RFC 3339; a time in the past runs at once) or `delay` (a duration such as
+/// `90s`), at most `limits.max_delay_secs` ahead: the start time in Unix ms.
+fn parse_start(
+    obj: &Map<String, Value>,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Option<i64>, ValidationError> {
+    let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let max_ms = i64::try_from(limits.max_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let too_far = |field: &str| {
+        invalid(
+            field,
+            format!(
+                "is more than {} days ahead; the most is the gateway's max delay",
+                limits.max_delay_secs / 86_400
+            ),
+        )
+    };
+    match (present("run_at"), present("delay")) {
+        (Some(_), Some(_)) => Err(invalid("delay", "give either run_at or delay, not both")),
+        (Some(v), None) => {
+            let text = v.as_str().ok_or_else(|| {
+                invalid(
+                    "run_at",
+                    "must be an RFC 3339 time such as 2026-12-24T18:00:00Z",
+                )
+            })?;
+            let at =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                    invalid(
+                        "run_at",
+                        format!(
+                            "{text:?} is not an RFC 3339 time such as 2026-12-24T18:00:00Z ({e})"
+                        ),
+                    )
+                })?;
+            let at_ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+                .map_err(|_| too_far("run_at"))?;
+            if at_ms.saturating_sub(now_ms) > max_ms {
+                return Err(too_far("run_at"));
+            }
+            Ok(Some(at_ms))
+        }
+        (None, Some(v)) => {
+            let text = v.as_str().ok_or_else(|| {
+                invalid("delay", "must be a duration such as \"90s\" or \"1h30m\"")
+            })?;
+            let delay = crate::parse_duration(text).map_err(|e| invalid("delay", e.to_string()))?;
+            let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            if ms > max_ms {
+                return Err(too_far("delay"));
+            }
+            Ok(Some(now_ms.saturating_add(ms)))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -388,6 +465,70 @@ mod tests {
 
     fn field_of(v: Value) -> String {
         check(v).expect_err("must be rejected").field
+    }
+
+    #[test]
+    fn a_start_comes_from_run_at_or_delay() {
+        let now = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+        let at = |v: Value| JobRequest::from_json_at(&v, &Limits::default(), now);
+        let start = |v: Value| at(v).map(|r| r.run_at_ms);
+        assert_eq!(start(json!({"kind": "sum", "input": [1]})), Ok(None));
+        assert_eq!(
+            start(json!({"kind": "sum", "input": [1], "delay": "1m30s"})),
+            Ok(Some(now + 90_000))
+        );
+        assert_eq!(
+            start(json!({"kind": "sum", "input": [1], "run_at": "2027-01-15T09:00:00.5+01:00"})),
+            Ok(Some(now + 500)),
+            "offsets and fractions count"
+        );
+        // A time in the past is accepted: the job runs at once.
+        assert_eq!(
+            start(json!({"kind": "sum", "input": [1], "run_at": "2000-01-01T00:00:00Z"})),
+            Ok(Some(946_684_800_000))
+        );
+        let problem = |v: Value| at(v).expect_err("must be rejected");
+        for (body, field, says) in [
+            (
+                json!({"kind": "sum", "input": [1], "delay": "soon"}),
+                "delay",
+                "invalid duration",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "delay": 90}),
+                "delay",
+                "a duration",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "delay": "400d"}),
+                "delay",
+                "366 days",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "run_at": "tomorrow"}),
+                "run_at",
+                "RFC 3339",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "run_at": "2027-01-15 09:00"}),
+                "run_at",
+                "RFC 3339",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "run_at": "2099-01-01T00:00:00Z"}),
+                "run_at",
+                "366 days",
+            ),
+            (
+                json!({"kind": "sum", "input": [1], "run_at": "2027-01-15T09:00:00Z", "delay": "1s"}),
+                "delay",
+                "not both",
+            ),
+        ] {
+            let e = problem(body.clone());
+            assert_eq!(e.field, field, "{body}");
+            assert!(e.message.contains(says), "{body}: {}", e.message);
+        }
     }
 
     #[test]

@@ -251,6 +251,7 @@ pub async fn submit(
                     timeout_ms: req.timeout_ms,
                     chaos: req.chaos,
                     batch: Some(batch_id),
+                    run_at_ms: req.run_at_ms,
                 }),
                 Err(invalid) => Slot::Answered(refused(index, &ApiError::Invalid(invalid))),
             }
@@ -390,7 +391,10 @@ async fn admit(state: &AppState, headers: &HeaderMap, slots: Vec<Slot>) -> Vec<B
     let looked: Vec<(usize, JobMessage, bool, Result<bool, ApiError>)> =
         futures::stream::iter(todo)
             .map(|(index, msg)| async move {
-                let cacheable = use_cache && cache::cacheable(&msg);
+                // A delayed job runs at its time, never from the cache.
+                let cacheable = use_cache
+                    && cache::cacheable(&msg)
+                    && !msg.scheduled_after(jetmill_proto::now_ms());
                 let hit = if cacheable {
                     jobs::answer_from_cache(state, &msg).await
                 } else {
@@ -467,18 +471,17 @@ async fn admit(state: &AppState, headers: &HeaderMap, slots: Vec<Slot>) -> Vec<B
     }
 
     // Committed: events, records and cache entries, concurrently and best effort.
-    futures::stream::iter(&committed)
-        .for_each_concurrent(WRITE_CONCURRENCY, |(_, msg, cacheable)| {
+    let committed_ref = &committed;
+    let statuses: Vec<JobStatus> = futures::stream::iter(0..committed.len())
+        .map(|i| {
+            let (_, msg, cacheable) = &committed_ref[i];
             jobs::committed(state, msg, *cacheable)
         })
+        .buffered(WRITE_CONCURRENCY)
+        .collect()
         .await;
-    for (index, msg, _) in committed {
-        answers[index] = Some(BatchItem::accepted(
-            index,
-            msg.id,
-            JobStatus::Pending,
-            false,
-        ));
+    for ((index, msg, _), status) in committed.into_iter().zip(statuses) {
+        answers[index] = Some(BatchItem::accepted(index, msg.id, status, false));
     }
     answers
         .into_iter()

@@ -4,7 +4,8 @@
 //! worker's `done`), then a core NATS broadcast tells the worker running it to
 //! raise the kernel's cancel flag at once; workers also notice the record on
 //! their next progress check-in, so a missed broadcast costs at most a second.
-//! A queued job is dropped when a worker fetches it and finds it cancelled.
+//! A queued job is dropped when a worker fetches it and finds it cancelled. A
+//! scheduled (delayed) job's schedule is purged from `SCHEDULES` first, so it never fires.
 
 use super::jobs::load;
 use crate::auth::Principal;
@@ -12,7 +13,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
 use jetmill_natsx::{events, Update};
-use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
 use time::OffsetDateTime;
 
 #[utoipa::path(
@@ -43,7 +44,7 @@ pub async fn cancel(
         Update::Missing => return Err(ApiError::NotFound(format!("no job {id}"))),
         Update::Unchanged(r) => {
             return Err(ApiError::Conflict(format!(
-                "job {id} is already {}; only pending or running jobs can be cancelled",
+                "job {id} is already {}; only pending, scheduled or running jobs can be cancelled",
                 r.status.as_str()
             )))
         }
@@ -62,6 +63,11 @@ pub(crate) async fn cancel_job(
 ) -> Result<Update, ApiError> {
     let id = *id;
     let jet = state.jet();
+    if let Some((record, _)) = jet.records.get(tenant, &id).await? {
+        if record.status == JobStatus::Scheduled {
+            unschedule(jet, &id).await?;
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let updated = jet
         .records
@@ -94,4 +100,15 @@ pub(crate) async fn cancel_job(
     }
     tracing::info!(job_id = %id, "job cancelled");
     Ok(updated)
+}
+
+/// Remove a delayed job's schedule from `SCHEDULES` (nothing to remove once it fired:
+/// the worker then drops the job for its cancelled record).
+async fn unschedule(jet: &jetmill_natsx::Jet, id: &JobId) -> Result<(), ApiError> {
+    jet.schedules
+        .purge()
+        .filter(names::schedule_subject(id))
+        .await
+        .map_err(jetmill_natsx::NatsxError::js("purge the job's schedule"))?;
+    Ok(())
 }

@@ -75,6 +75,7 @@ pub async fn submit(
         timeout_ms: req.timeout_ms,
         chaos: req.chaos,
         batch: None,
+        run_at_ms: req.run_at_ms,
     };
     let jet = state.jet();
     let (mut claimed, mut healing) = (None, false);
@@ -146,7 +147,10 @@ async fn accept(
         });
     }
     let jet = state.jet();
-    let use_cache = state.options().result_cache && cache::cacheable(msg) && !no_cache(headers);
+    // A delayed job runs at its time: the cache answers only jobs that run now.
+    let delayed = msg.scheduled_after(now_ms());
+    let use_cache =
+        state.options().result_cache && !delayed && cache::cacheable(msg) && !no_cache(headers);
     if use_cache && answer_from_cache(state, msg).await? {
         return Ok((JobStatus::Done, true));
     }
@@ -165,8 +169,8 @@ async fn accept(
     publish_job(&jet.js, msg)
         .await
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
-    committed(state, msg, use_cache).await;
-    Ok((JobStatus::Pending, false))
+    let status = committed(state, msg, use_cache).await;
+    Ok((status, false))
 }
 
 /// Answer `msg` from the result cache if an identical job is done: its own `done` record
@@ -188,9 +192,10 @@ pub(crate) async fn answer_from_cache(
     Ok(true)
 }
 
-/// What follows a job's PubAck: metrics, the `accepted` event, the `pending` record and
-/// the result cache entry (`use_cache`). Best effort, never fails the request.
-pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: bool) {
+/// What follows a job's PubAck: metrics, the `accepted` event, the `pending` (or
+/// `scheduled`) record and the result cache entry (`use_cache`). Best effort, never
+/// fails the request. Returns the status the job was accepted in.
+pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: bool) -> JobStatus {
     let jet = state.jet();
     let kind = msg.spec.kind();
     state.metrics().jobs.submitted(kind.as_str());
@@ -200,7 +205,7 @@ pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: boo
     // goes first: a worker that finds the record knows `accepted` is stored before its
     // `started` (one that finds none publishes `accepted` itself, deduplicated).
     publish_event(jet, msg, EventType::Accepted, 0).await;
-    let mut record = JobRecord::pending(msg);
+    let mut record = JobRecord::accepted(msg, now_ms());
     record.trace_id = jetmill_natsx::trace::trace_id(&tracing::Span::current());
     if let Err(e) = jet.records.create(&record).await {
         tracing::warn!(job_id = %msg.id, error = %e, "could not create pending record; the worker will");
@@ -210,6 +215,7 @@ pub(crate) async fn committed(state: &AppState, msg: &JobMessage, use_cache: boo
         cache::remember(&jet.result_cache, &jet.records, msg).await;
     }
     tracing::debug!(job_id = %msg.id, kind = %kind, "job accepted");
+    record.status
 }
 
 /// The answer to a repeated `Idempotency-Key`: 200 with the job the first request made.
@@ -353,7 +359,24 @@ pub(crate) async fn send_message(
     }
     headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_POSTCARD);
     jetmill_natsx::trace::inject_current(&mut headers);
-    let subject = names::job_subject(msg.priority, msg.spec.kind());
+    let mut subject = names::job_subject(msg.priority, msg.spec.kind());
+    if let Some(at) = msg.run_at_ms.filter(|_| msg.scheduled_after(now_ms())) {
+        // A delayed job: its schedule on SCHEDULES, which the broker turns into the job
+        // message on `jobs.due.` at `at` (keeping these headers but Nats-Msg-Id); a
+        // worker then moves it to `subject` on JOBS.
+        let at = jetmill_proto::record::ms_to_time(at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
+                what: "job start time".into(),
+                detail: e.to_string(),
+            })?;
+        headers.insert(names::HDR_SCHEDULE, format!("@at {at}").as_str());
+        headers.insert(
+            names::HDR_SCHEDULE_TARGET,
+            names::due_subject(msg.priority, msg.spec.kind()).as_str(),
+        );
+        subject = names::schedule_subject(&msg.id);
+    }
     js.publish_with_headers(subject, headers, payload.into())
         .await
         .map_err(jetmill_natsx::NatsxError::js("publish job"))

@@ -67,6 +67,8 @@ pub struct Table {
 pub struct StatusCounts {
     /// Queued, or between attempts.
     pub pending: u64,
+    /// Delayed, not due yet.
+    pub scheduled: u64,
     /// Being computed.
     pub running: u64,
     /// Finished with a result.
@@ -82,18 +84,25 @@ pub struct StatusCounts {
 impl StatusCounts {
     /// Every record counted.
     pub fn total(&self) -> u64 {
-        self.pending + self.running + self.done + self.failed + self.cancelled + self.unreadable
+        self.pending
+            + self.scheduled
+            + self.running
+            + self.done
+            + self.failed
+            + self.cancelled
+            + self.unreadable
     }
 
-    /// Queued or running: not finished yet.
+    /// Queued, scheduled or running: not finished yet.
     pub fn in_flight(&self) -> u64 {
-        self.pending + self.running
+        self.pending + self.scheduled + self.running
     }
 
     fn slot(&mut self, meta: Meta) -> &mut u64 {
         match meta.0 {
             None => &mut self.unreadable,
             Some((JobStatus::Pending, _)) => &mut self.pending,
+            Some((JobStatus::Scheduled, _)) => &mut self.scheduled,
             Some((JobStatus::Running, _)) => &mut self.running,
             Some((JobStatus::Done, _)) => &mut self.done,
             Some((JobStatus::Failed, _)) => &mut self.failed,
@@ -181,6 +190,7 @@ impl Table {
             .iter()
             .fold(StatusCounts::default(), |a, c| StatusCounts {
                 pending: a.pending + c.pending,
+                scheduled: a.scheduled + c.scheduled,
                 running: a.running + c.running,
                 done: a.done + c.done,
                 failed: a.failed + c.failed,
