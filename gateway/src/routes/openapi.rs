@@ -34,6 +34,10 @@ pub struct SubmitBody {
     pub max_attempts: Option<u32>,
     /// Wall-clock limit per attempt, seconds.
     pub timeout_secs: Option<f64>,
+    /// Start no earlier than this RFC 3339 time (`scheduled` until then).
+    pub run_at: Option<String>,
+    /// Start after this long, e.g. `90s` (`scheduled` until then).
+    pub delay: Option<String>,
     /// Failure injection: `{"fail_probability": 0.2, "delay_ms": [100, 500], "panic": false}`.
     #[schema(value_type = Option<Object>)]
     pub chaos: Option<serde_json::Value>,
@@ -167,11 +171,22 @@ fn exact(doc: &mut Value, limits: &Limits) {
     }
 }
 
+/// An RFC 3339 time as `run_at` takes it (the `date-time` format, with at most nine
+/// fraction digits).
+const RFC3339_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
 /// The largest integer every JSON parser holds exactly (2^53 - 1).
 const MAX_EXACT_JSON: u64 = (1 << 53) - 1;
 
 /// Every job status, as the API spells them (checked against `JobStatus` by a test).
-const STATUSES: [&str; 5] = ["pending", "running", "done", "failed", "cancelled"];
+const STATUSES: [&str; 6] = [
+    "pending",
+    "scheduled",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+];
 /// Every priority, as the API spells them (checked against `Priority` by a test).
 const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 
@@ -268,6 +283,15 @@ fn submit_body(limits: &Limits) -> Value {
                 "type": "number", "exclusiveMinimum": 0, "maximum": limits.max_timeout_secs,
                 "description": "Wall-clock limit per attempt, seconds."
             },
+            "run_at": {
+                "type": "string", "format": "date-time",
+                "pattern": RFC3339_PATTERN,
+                "description": "Start no earlier than this time (RFC 3339): the job is `scheduled` until then. A time in the past starts at once. Not with `delay`."
+            },
+            "delay": {
+                "type": "string", "pattern": jetmill_proto::duration::PATTERN,
+                "description": "Start after this long (`90s`, `15m`, `1h30m`, or seconds): the job is `scheduled` until then. Not with `run_at`."
+            },
             "chaos": {
                 "type": "object",
                 "additionalProperties": false,
@@ -293,6 +317,7 @@ fn submit_body(limits: &Limits) -> Value {
             "additionalProperties": false,
             "required": required,
             "properties": properties,
+            "not": {"required": ["run_at", "delay"]},
         })
     };
     let term = json!({"oneOf": [
