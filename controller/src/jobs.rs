@@ -39,6 +39,8 @@ pub enum JobsCmd {
     ///   jetmill jobs submit factorial 100000 --watch
     ///   jetmill jobs submit fibonacci 1000000000000000000 --modulus 1000000007
     ///   jetmill jobs submit sum '[1, 2, "123456789012345678901234567890"]'
+    ///   jetmill jobs submit factorial 5000 --delay 90s
+    ///   jetmill jobs submit factorial 5000 --run-at 2026-12-24T18:00:00Z
     ///   jetmill jobs submit --from jobs.ndjson
     Submit {
         /// factorial, fibonacci or sum.
@@ -51,7 +53,7 @@ pub enum JobsCmd {
         /// `-` for standard input) through the batch API, up to 1,000 per request;
         /// prints one id per accepted line, and `line N: ...` on stderr for each refused
         /// one (exit status 1 if any was refused).
-        #[arg(long, conflicts_with_all = ["kind", "input", "modulus", "priority", "max_attempts", "timeout", "watch"])]
+        #[arg(long, conflicts_with_all = ["kind", "input", "modulus", "priority", "max_attempts", "timeout", "delay", "run_at", "watch"])]
         from: Option<std::path::PathBuf>,
         /// Fibonacci modulus (1 <= m < 2^64).
         #[arg(long)]
@@ -65,6 +67,12 @@ pub enum JobsCmd {
         /// Wall-clock limit per attempt (e.g. 30s, 5m).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
+        /// Start after this long (e.g. 90s, 1h30m): the job is `scheduled` until then.
+        #[arg(long, value_parser = parse_duration, conflicts_with = "run_at")]
+        delay: Option<Duration>,
+        /// Start at this RFC 3339 time (e.g. 2026-12-24T18:00:00Z).
+        #[arg(long)]
+        run_at: Option<String>,
         /// Follow the job until it ends (progress bar).
         #[arg(long)]
         watch: bool,
@@ -79,7 +87,7 @@ pub enum JobsCmd {
     },
     /// List recent jobs, newest first.
     List {
-        /// Only jobs with this status (pending, running, done, failed, cancelled).
+        /// Only jobs with this status (pending, scheduled, running, done, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only jobs of this kind.
@@ -94,7 +102,7 @@ pub enum JobsCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Cancel a queued or running job.
+    /// Cancel a queued, scheduled or running job.
     Cancel {
         id: String,
         #[command(flatten)]
@@ -124,6 +132,8 @@ pub async fn run(cmd: JobsCmd) -> anyhow::Result<bool> {
             priority,
             max_attempts,
             timeout,
+            delay,
+            run_at,
             watch,
             api,
         } => {
@@ -142,6 +152,12 @@ pub async fn run(cmd: JobsCmd) -> anyhow::Result<bool> {
             }
             if let Some(t) = timeout {
                 body["timeout_secs"] = json!(t.as_secs_f64());
+            }
+            if let Some(d) = delay {
+                body["delay"] = json!(format!("{}ms", d.as_millis()));
+            }
+            if let Some(at) = run_at {
+                body["run_at"] = json!(at);
             }
             let client = Api::new(&api)?;
             let (_, resp) = client
@@ -433,9 +449,14 @@ fn print_record(r: &Value) {
             f["error"].as_str().unwrap_or("")
         );
     }
-    for key in ["submitted_at", "started_at", "finished_at"] {
+    for (key, label) in [
+        ("submitted_at", "submitted"),
+        ("run_at", "due"),
+        ("started_at", "started"),
+        ("finished_at", "finished"),
+    ] {
         if let Some(v) = field(key) {
-            println!("{:<12}{v}", key.trim_end_matches("_at"));
+            println!("{label:<12}{v}");
         }
     }
     let info = &r["result_info"];

@@ -226,3 +226,67 @@ async fn a_batch_honours_each_items_delay_and_counts_scheduled_jobs() {
     assert_eq!(done["counts"]["done"], 2, "{done}");
     assert_eq!(done["counts"]["scheduled"], 0, "{done}");
 }
+
+/// Run `jetmill <args>` (the real binary) against the test's gateway.
+async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
+        .args(args)
+        .env("JETMILL_GATEWAY_URL", &app.base)
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run jetmill")
+}
+
+#[tokio::test]
+async fn the_cli_submits_delayed_jobs_shows_their_time_and_names_a_bad_delay() {
+    let app = TestApp::spawn().await;
+    let out = jetmill(
+        &app,
+        &[
+            "jobs",
+            "submit",
+            "factorial",
+            "20",
+            "--delay",
+            "1s",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let submitted: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(submitted["status"], "scheduled", "{submitted}");
+    let id = submitted["id"].as_str().expect("id");
+    let out = jetmill(&app, &["jobs", "get", id]).await;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("scheduled") && shown.contains("due "),
+        "{shown}"
+    );
+    let rec = app.wait_finished(id, WAIT).await;
+    assert_eq!(rec["result"], "2432902008176640000", "{rec}");
+
+    let at = rfc3339(now_ms() + 3_600_000);
+    let out = jetmill(
+        &app,
+        &["jobs", "submit", "sum", "[1]", "--run-at", &at, "--json"],
+    )
+    .await;
+    let submitted: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(submitted["status"], "scheduled", "{submitted}");
+
+    for bad in [
+        &["jobs", "submit", "sum", "[1]", "--delay", "soon"][..],
+        &["jobs", "submit", "sum", "[1]", "--run-at", "soon"][..],
+    ] {
+        let out = jetmill(&app, bad).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?}: {out:?}");
+        assert!(
+            err.contains("delay") || err.contains("run_at"),
+            "{bad:?} names the option: {err}"
+        );
+    }
+}
