@@ -163,10 +163,12 @@ const FIELD_ERRORS = {
   timeout_secs: 'timeout',
   max_attempts: 'max-attempts',
   priority: 'priority',
+  delay: 'delay',
+  run_at: 'delay',
 };
 const CONTROLS = {
   kind: 'f-kind', input: 'f-input', modulus: 'f-modulus', timeout: 'f-timeout',
-  'max-attempts': 'f-max-attempts', priority: 'f-priority',
+  'max-attempts': 'f-max-attempts', priority: 'f-priority', delay: 'f-delay',
 };
 
 function clearFieldErrors() {
@@ -220,6 +222,8 @@ function buildRequest() {
   if (attempts !== '') body.max_attempts = numberOrText(attempts);
   const priority = $('f-priority').value;
   if (priority !== 'normal') body.priority = priority;
+  const delay = $('f-delay').value.trim();
+  if (delay !== '') body.delay = delay;
   return body;
 }
 
@@ -280,7 +284,9 @@ function initSubmit() {
         return;
       }
       const res = await api('POST', '/v1/jobs', body);
-      msg.textContent = `Submitted job ${res.id}.`;
+      msg.textContent = res.status === 'scheduled'
+        ? `Submitted job ${res.id}: scheduled.`
+        : `Submitted job ${res.id}.`;
       msg.dataset.jobId = res.id;
       await loadJobs();
     } catch (e) {
@@ -341,6 +347,18 @@ function updateRow(tr, job) {
   status.textContent = job.status;
   status.className = `status status-${job.status}`;
   if (job.error) status.title = job.error;
+  // A delayed job says when it is due while it waits.
+  let due = cell('status').querySelector('.due');
+  if (job.status === 'scheduled' && job.run_at) {
+    if (!due) {
+      due = el('span', { class: 'due' });
+      cell('status').append(' ', due);
+    }
+    due.textContent = `due ${new Date(job.run_at).toLocaleTimeString()}`;
+    due.title = `Starts at ${job.run_at}`;
+  } else if (due) {
+    due.remove();
+  }
   // A result reused from an identical earlier job: nothing was computed for this one.
   let badge = cell('status').querySelector('.cached');
   if (job.cached && !badge) {
@@ -557,6 +575,7 @@ function renderRecord(rec) {
     add(`Attempt ${f.attempt} failed`, `${f.at} ${f.worker || '-'}: ${f.error}`, `failure-${f.attempt}`);
   }
   add('Submitted', rec.submitted_at, 'submitted_at');
+  add('Due', rec.run_at, 'run_at');
   add('Started', rec.started_at, 'started_at');
   add('Finished', rec.finished_at, 'finished_at');
   add('Duration', duration(rec), 'duration');
@@ -598,6 +617,7 @@ function timelineEntry(key, atMs, eventName, text) {
 function seedTimeline(rec) {
   const at = (s) => (s ? Date.parse(s) : null);
   if (rec.submitted_at) timelineEntry('accepted', at(rec.submitted_at), 'accepted', 'accepted');
+  if (rec.run_at) timelineEntry('scheduled', at(rec.run_at), 'scheduled', `scheduled for ${rec.run_at}`);
   if (rec.started_at) {
     timelineEntry(`started-${rec.attempts}`, at(rec.started_at), 'started',
       `started attempt ${rec.attempts}${rec.worker ? ` on ${rec.worker}` : ''}`);

@@ -957,3 +957,68 @@ async fn a_failed_job_shows_as_a_dead_letter_with_its_trail_and_the_page_retries
     );
     browser.screenshot(&dir.join("retried.png")).await;
 }
+
+#[tokio::test]
+async fn the_page_submits_a_delayed_job_shows_it_scheduled_and_due_then_done() {
+    let app = TestApp::spawn().await;
+    let dir = output_dir("delayed");
+    let browser = open_page(&app, &dir).await;
+    browser
+        .type_into(&browser.find("#f-input", WAIT).await, "25")
+        .await;
+    let delay = browser.find("#f-delay", WAIT).await;
+    // A bad delay is named next to its own field.
+    browser.type_into(&delay, "later").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let err = browser
+        .wait_js(
+            "the error next to the delay",
+            WAIT,
+            "return document.getElementById('err-delay').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        err.as_str().unwrap_or_default().contains("duration"),
+        "{err}"
+    );
+    browser.type_into(&delay, "3s").await;
+    browser
+        .click(&browser.find("#submit-btn", WAIT).await)
+        .await;
+    let id = browser
+        .wait_js(
+            "the submitted job's id",
+            WAIT,
+            "return document.getElementById('submit-msg').dataset.jobId || ''",
+            json!([]),
+        )
+        .await;
+    let id = id.as_str().expect("id").to_string();
+    let row = browser
+        .wait_js(
+            "the row scheduled, with when it is due",
+            WAIT,
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             const due = r && r.querySelector('.due');
+             return r && r.dataset.status === 'scheduled' && due ? due.textContent : '';",
+            json!([id]),
+        )
+        .await;
+    assert!(row.as_str().unwrap_or_default().starts_with("due "), "{row}");
+    browser.screenshot(&dir.join("scheduled.png")).await;
+    let done = browser
+        .wait_js(
+            "the row done once due, without the due mark",
+            Duration::from_secs(30),
+            "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`);
+             return r && r.dataset.status === 'done' && !r.querySelector('.due') ? 'ok' : '';",
+            json!([id]),
+        )
+        .await;
+    assert_eq!(done, json!("ok"));
+    let rec = app.get_job(&id).await;
+    assert_eq!(rec["result"], "15511210043330985984000000", "{rec}");
+}
