@@ -104,6 +104,10 @@ pub struct Stats {
     pub queued: BTreeMap<String, u64>,
     /// Jobs of disabled kinds set aside until enabled, per `priority.kind`.
     pub parked: BTreeMap<String, u64>,
+    /// Delayed jobs whose time has not come (their schedules on `SCHEDULES`).
+    pub scheduled: u64,
+    /// Delayed jobs that are due and not yet moved into `JOBS` (no worker running?).
+    pub due: u64,
     /// Jobs not yet delivered to any worker (every priority; `queued` has them by level).
     pub undelivered: u64,
     /// Jobs delivered and not yet acknowledged (running, or waiting for redelivery).
@@ -155,6 +159,13 @@ pub async fn stats(args: &ReadArgs) -> anyhow::Result<()> {
     }
     println!("{}", table(&["PRIORITY", "KIND", "JOBS", "STATE"], &rows));
     println!();
+    println!("scheduled (delayed) {}", stats.scheduled);
+    if stats.due > 0 {
+        println!(
+            "due, not yet queued {} (moved by running workers)",
+            stats.due
+        );
+    }
     println!("not yet delivered   {}", stats.undelivered);
     println!("pending acks        {}", stats.pending_acks);
     println!("redelivered         {}", stats.redeliveries);
@@ -241,6 +252,19 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
         redeliveries += c.num_redelivered;
         waiting_pulls += c.num_waiting;
     }
+    let mut schedules = jet.schedules.clone();
+    let held = schedules
+        .info()
+        .await
+        .context("reading the SCHEDULES stream")?
+        .state
+        .messages;
+    let due = jet
+        .schedules
+        .consumer_info(names::DUE_CONSUMER)
+        .await
+        .context("reading the consumer due on SCHEDULES (run jetmill provision)")?
+        .num_pending;
     let finished = finished_since(jet, Duration::from_secs(60)).await?;
     let live_workers = control::workers(jet)
         .await
@@ -252,6 +276,8 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
     Ok(Stats {
         queued,
         parked,
+        scheduled: held.saturating_sub(due),
+        due,
         undelivered,
         pending_acks,
         redeliveries,

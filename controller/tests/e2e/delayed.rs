@@ -233,6 +233,7 @@ async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
         .args(args)
         .env("JETMILL_GATEWAY_URL", &app.base)
+        .env("JETMILL_NATS_URL", app.nats.url())
         .env("NO_COLOR", "1")
         .kill_on_drop(true)
         .output()
@@ -277,6 +278,17 @@ async fn the_cli_submits_delayed_jobs_shows_their_time_and_names_a_bad_delay() {
     .await;
     let submitted: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(submitted["status"], "scheduled", "{submitted}");
+    // The operator sees it waiting (the 1 s one has run).
+    let out = jetmill(&app, &["stats", "--json"]).await;
+    let stats: Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    assert_eq!(
+        (&stats["scheduled"], &stats["due"]),
+        (&json!(1), &json!(0)),
+        "{stats}"
+    );
+    let out = jetmill(&app, &["stats"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("scheduled (delayed) 1"), "{text}");
 
     for bad in [
         &["jobs", "submit", "sum", "[1]", "--delay", "soon"][..],

@@ -1007,7 +1007,10 @@ async fn the_page_submits_a_delayed_job_shows_it_scheduled_and_due_then_done() {
             json!([id]),
         )
         .await;
-    assert!(row.as_str().unwrap_or_default().starts_with("due "), "{row}");
+    assert!(
+        row.as_str().unwrap_or_default().starts_with("due "),
+        "{row}"
+    );
     browser.screenshot(&dir.join("scheduled.png")).await;
     let done = browser
         .wait_js(
