@@ -588,6 +588,7 @@ fn message_size(mix: &[MixEntry]) -> usize {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     };
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }

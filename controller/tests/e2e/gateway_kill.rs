@@ -239,6 +239,7 @@ fn message_for(body: &Value) -> JobMessage {
         chaos: req.chaos,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     }
 }
 

@@ -259,6 +259,7 @@ async fn a_gateway_started_after_a_thousand_records_lists_each_once_newest_first
                     chaos: None,
                     batch: None,
                     run_at_ms: None,
+                    schedule: None,
                 };
                 let record = jetmill_proto::JobRecord::pending(&msg);
                 kv.create(format!("public.{}", msg.id), record.to_json().into())

@@ -467,6 +467,7 @@ async fn an_input_the_kernel_refuses_fails_at_once_and_is_never_retried() {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", id.to_string().as_str());

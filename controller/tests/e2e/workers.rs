@@ -146,6 +146,7 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     };
     let js = app.js().await;
     let mut headers = async_nats::HeaderMap::new();

@@ -93,6 +93,7 @@ fn record(tenant: &str, i: usize, status: JobStatus) -> JobRecord {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     });
     r.status = status;
     r.attempts = 1;

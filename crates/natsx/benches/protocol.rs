@@ -190,6 +190,7 @@ fn message(id: JobId) -> JobMessage {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     }
 }
 

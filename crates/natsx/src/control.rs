@@ -247,7 +247,17 @@ pub async fn move_due(
             let _ = m.ack().await;
             continue;
         };
-        if let Err(e) = republish(jet, &m, subject, "due".into()).await {
+        let schedule = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(jetmill_proto::names::HDR_SCHEDULE_ID))
+            .map(|v| v.as_str().to_string());
+        let moved_one = match schedule {
+            // A recurring schedule fired: a new job each time.
+            Some(sid) => fire(jet, &m, &sid, subject).await,
+            None => republish(jet, &m, subject, "due".into()).await,
+        };
+        if let Err(e) = moved_one {
             let _ = m
                 .ack_with(async_nats::jetstream::AckKind::Nak(Some(
                     std::time::Duration::from_secs(2),
@@ -262,6 +272,88 @@ pub async fn move_due(
         moved += 1;
     }
     Ok(moved)
+}
+
+/// A firing of recurring schedule `sid`: unless the schedule is gone or paused (the
+/// firing is then dropped), submit its job as a new one named by
+/// [`jetmill_proto::schedule::firing_job_id`] (the same for a retried move, so the
+/// `Nats-Msg-Id` dedup and the record create keep it one job), with its `accepted`
+/// event and `pending` record, as a gateway's submit does.
+async fn fire(
+    jet: &Jet,
+    m: &async_nats::jetstream::Message,
+    sid: &str,
+    subject: String,
+) -> Result<(), NatsxError> {
+    use jetmill_proto::{names, EventType, JobEvent, JobId, JobMessage, JobRecord};
+    let (Ok(sid), Ok(template)) = (sid.parse::<JobId>(), JobMessage::decode(&m.payload)) else {
+        tracing::warn!(subject = %m.subject, schedule = sid, "a schedule firing that does not decode; dropped");
+        return Ok(());
+    };
+    let key = names::schedule_key(&template.tenant, &sid);
+    let active = match jet
+        .schedule_records
+        .get(&key)
+        .await
+        .map_err(NatsxError::js("read a schedule"))?
+    {
+        Some(bytes) => jetmill_proto::ScheduleRecord::from_json(&bytes).is_ok_and(|r| !r.paused),
+        None => false,
+    };
+    if !active {
+        tracing::info!(schedule = %sid, "a firing of a deleted or paused schedule; dropped");
+        return Ok(());
+    }
+    let info = m.info().map_err(|e| NatsxError::Corrupt {
+        what: "due job metadata".into(),
+        detail: e.to_string(),
+    })?;
+    let fired_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let msg = JobMessage {
+        id: jetmill_proto::schedule::firing_job_id(&sid, fired_ms, info.stream_sequence),
+        submitted_at_ms: fired_ms,
+        batch: None,
+        run_at_ms: None,
+        schedule: Some(sid),
+        ..template
+    };
+    let payload = msg.encode().map_err(|e| NatsxError::Corrupt {
+        what: "job message".into(),
+        detail: e.to_string(),
+    })?;
+    let mut headers = crate::jobs::headers(&msg);
+    // The trace of the schedule's creation, if it had one, goes on.
+    for name in ["traceparent", "tracestate"] {
+        if let Some(v) = m.headers.as_ref().and_then(|h| h.get(name)) {
+            headers.insert(name, v.as_str());
+        }
+    }
+    jet.js
+        .publish_with_headers(subject, headers, payload.into())
+        .await
+        .map_err(NatsxError::js("publish a scheduled job"))?
+        .await
+        .map_err(NatsxError::js("publish a scheduled job"))?;
+    let accepted = JobEvent {
+        job_id: msg.id,
+        tenant: msg.tenant.clone(),
+        event: EventType::Accepted,
+        at_ms: fired_ms,
+        attempt: 0,
+        worker: None,
+        progress: None,
+        error: None,
+        started_at_ms: None,
+    };
+    // As after a gateway's PubAck: conveniences the worker rebuilds if they fail.
+    if let Err(e) = crate::events::publish(&jet.js, &accepted).await {
+        tracing::warn!(job_id = %msg.id, error = %e, "could not publish the accepted event of a scheduled job");
+    }
+    if let Err(e) = jet.records.create(&JobRecord::pending(&msg)).await {
+        tracing::warn!(job_id = %msg.id, error = %e, "could not create the record of a scheduled job; the worker will");
+    }
+    tracing::debug!(job_id = %msg.id, schedule = %sid, "schedule fired");
+    Ok(())
 }
 
 async fn republish(

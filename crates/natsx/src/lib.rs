@@ -18,6 +18,7 @@ pub mod control;
 pub mod error;
 pub mod events;
 pub mod index;
+pub mod jobs;
 pub mod listing;
 pub mod provision;
 pub mod records;

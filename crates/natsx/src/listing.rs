@@ -19,6 +19,8 @@ pub struct ListQuery {
     pub status: Option<JobStatus>,
     /// Only jobs of this kind.
     pub kind: Option<JobKind>,
+    /// Only jobs made by this recurring schedule's firings.
+    pub schedule: Option<JobId>,
     /// Only jobs older than this one (the previous page's cursor).
     pub before: Option<JobId>,
     /// Most jobs in the page.
@@ -29,7 +31,9 @@ impl ListQuery {
     /// Whether `r` passes this query's status and kind filters (tenant and cursor are
     /// positions, checked by whoever walks the ids).
     pub fn admits(&self, r: &JobRecord) -> bool {
-        self.status.is_none_or(|s| s == r.status) && self.kind.is_none_or(|k| k == r.kind)
+        self.status.is_none_or(|s| s == r.status)
+            && self.kind.is_none_or(|k| k == r.kind)
+            && self.schedule.is_none_or(|s| r.schedule == Some(s))
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Jet {
     pub result_cache: kv::Store,
     /// Job batches (`POST /v1/jobs/batch`): their item ids, key `<tenant>.<batch_id>`.
     pub batches: kv::Store,
+    /// Recurring schedules (`POST /v1/schedules`), key `<tenant>.<schedule_id>`.
+    pub schedule_records: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
@@ -239,6 +241,20 @@ pub async fn provision_report(
         },
     )
     .await?;
+    let schedule_records = kv_get_or_create(
+        &js,
+        &mut report,
+        kv::Config {
+            bucket: names::SCHEDULES_BUCKET.into(),
+            description: "jetmill recurring schedules, key <tenant>.<schedule_id>".into(),
+            history: 1,
+            max_value_size: 1024 * 1024,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let what = format!("object store {}", names::RESULTS_BUCKET);
     let mut created = false;
     if !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await? {
@@ -285,6 +301,7 @@ pub async fn provision_report(
         idempotency,
         result_cache,
         batches,
+        schedule_records,
         settings,
     };
     Ok((jet, report))

@@ -49,6 +49,7 @@ fn record(tenant: &str, i: usize) -> JobRecord {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     });
     r.status = match i % 7 {
         0 => JobStatus::Running,
@@ -129,6 +130,7 @@ fn queries() -> Vec<ListQuery> {
                         tenant: tenant.map(str::to_string),
                         status,
                         kind,
+                        schedule: None,
                         before: None,
                         limit,
                     });

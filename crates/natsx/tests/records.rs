@@ -16,6 +16,7 @@ fn message() -> JobMessage {
         chaos: None,
         batch: None,
         run_at_ms: None,
+        schedule: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod message;
 pub mod names;
 pub mod record;
 pub mod request;
+pub mod schedule;
 pub mod usage;
 
 pub use batch::{BatchCounts, BatchItem, BatchRecord, MAX_BATCH};
@@ -30,11 +31,12 @@ pub use config::{RuntimeConfig, WorkerReport};
 pub use duration::{parse_duration, DurationError};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
-pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION};
+pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION};
 pub use record::{
     AttemptFailure, AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition,
 };
 pub use request::{JobRequest, Limits, ValidationError};
+pub use schedule::{ScheduleRecord, ScheduleRequest};
 pub use usage::Usage;
 
 /// Milliseconds since the Unix epoch, as stored in messages and records.

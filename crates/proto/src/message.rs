@@ -5,17 +5,20 @@
 //! instead of misreading it.
 //!
 //! Each schema appended one optional field: 2 the batch id, 3 the start time of a
-//! delayed job. A message is written with the lowest schema that holds its fields
+//! delayed job, 4 the recurring schedule that made the job. A message is written with the lowest schema that holds its fields
 //! (a plain submit is schema 1, byte for byte as before), so workers of an older
 //! build keep reading every plain submit during a rolling upgrade, and messages
 //! queued by an older gateway decode with the newer fields `None`. Only batch jobs
-//! need workers that read schema 2, and only delayed jobs workers that read 3.
+//! need workers that read schema 2, only delayed jobs workers that read 3, and only
+//! jobs of a recurring schedule workers that read 4.
 
 use crate::{Chaos, JobId, JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 
 /// Newest version of the [`JobMessage`] layout; bump on any incompatible change.
-pub const SCHEMA_VERSION: u8 = 3;
+pub const SCHEMA_VERSION: u8 = 4;
+/// The layout before `schedule` existed (delayed jobs).
+pub const SCHEMA_V3: u8 = 3;
 /// The layout before `run_at_ms` existed (batch jobs that are not delayed).
 pub const SCHEMA_V2: u8 = 2;
 /// The layout before `batch` existed (written for every plain submit).
@@ -44,8 +47,11 @@ pub struct JobMessage {
     /// layout up to here (see [`JobMessage::encode`]).
     pub batch: Option<JobId>,
     /// A delayed job's start time, Unix milliseconds (`run_at`/`delay` on submit).
-    /// Must stay the last field: schema 2 is this layout without it.
+    /// Schema 2 is the layout up to `batch`.
     pub run_at_ms: Option<i64>,
+    /// The recurring schedule (`POST /v1/schedules`) whose firing made this job. Must
+    /// stay the last field: schema 3 is this layout without it.
+    pub schedule: Option<JobId>,
 }
 
 /// Why a payload could not be decoded.
@@ -78,10 +84,14 @@ impl JobMessage {
 
     /// The schema byte [`JobMessage::encode`] writes for this message.
     pub fn schema(&self) -> u8 {
-        match (self.batch, self.run_at_ms) {
-            (_, Some(_)) => SCHEMA_VERSION,
-            (Some(_), None) => SCHEMA_V2,
-            (None, None) => SCHEMA_V1,
+        if self.schedule.is_some() {
+            SCHEMA_VERSION
+        } else if self.run_at_ms.is_some() {
+            SCHEMA_V3
+        } else if self.batch.is_some() {
+            SCHEMA_V2
+        } else {
+            SCHEMA_V1
         }
     }
 
@@ -131,6 +141,7 @@ mod tests {
             }),
             batch: None,
             run_at_ms: None,
+            schedule: None,
         }
     }
 
@@ -181,9 +192,16 @@ mod tests {
                 ..sample()
             };
             let bytes = delayed.encode().expect("encode");
-            assert_eq!(bytes[0], SCHEMA_VERSION);
+            assert_eq!(bytes[0], SCHEMA_V3);
             assert_eq!(JobMessage::decode(&bytes).expect("decode"), delayed);
         }
+        let fired = JobMessage {
+            schedule: Some(JobId::new()),
+            ..sample()
+        };
+        let bytes = fired.encode().expect("encode");
+        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(JobMessage::decode(&bytes).expect("decode"), fired);
     }
 
     #[test]

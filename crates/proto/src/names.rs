@@ -27,6 +27,18 @@ pub const DUE_SUBJECTS: &str = "jobs.due.>";
 pub const DUE_CONSUMER: &str = "due";
 /// Header of a schedule message: `@at <RFC 3339 time>`.
 pub const HDR_SCHEDULE: &str = "Nats-Schedule";
+/// Header of a recurring schedule's message: the IANA time zone of its cron expression.
+pub const HDR_SCHEDULE_TIME_ZONE: &str = "Nats-Schedule-Time-Zone";
+/// Header of a recurring schedule's message (and so of its firings): the schedule id.
+pub const HDR_SCHEDULE_ID: &str = "Jetmill-Schedule-Id";
+/// KV bucket of recurring schedules, key `<tenant>.<schedule_id>`, JSON values.
+pub const SCHEDULES_BUCKET: &str = "schedules";
+
+/// KV key of a recurring schedule.
+pub fn schedule_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}")
+}
+
 /// Header of a schedule message: the subject the broker publishes the job on.
 pub const HDR_SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
 

@@ -220,6 +220,9 @@ pub struct JobRecord {
     /// The batch (`POST /v1/jobs/batch`) the job was submitted in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<JobId>,
+    /// The recurring schedule (`POST /v1/schedules`) whose firing made this job, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<JobId>,
     /// Every failed attempt, oldest first (at most [`FAILURES_KEPT`]): the error trail
     /// of a dead letter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -280,6 +283,7 @@ impl JobRecord {
             cached: false,
             trace_id: None,
             batch: msg.batch,
+            schedule: msg.schedule,
             failures: Vec::new(),
             retries: 0,
             attempts_before_retry: 0,
@@ -505,6 +509,7 @@ mod tests {
                 chaos: None,
                 batch: None,
                 run_at_ms: None,
+                schedule: None,
             })
         }
 
@@ -548,6 +553,7 @@ mod tests {
                 chaos: None,
                 batch: None,
                 run_at_ms: None,
+                schedule: None,
             }
         }
 

@@ -252,6 +252,7 @@ pub async fn submit(
                     chaos: req.chaos,
                     batch: Some(batch_id),
                     run_at_ms: req.run_at_ms,
+                    schedule: None,
                 }),
                 Err(invalid) => Slot::Answered(refused(index, &ApiError::Invalid(invalid))),
             }

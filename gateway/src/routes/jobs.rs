@@ -76,6 +76,7 @@ pub async fn submit(
         chaos: req.chaos,
         batch: None,
         run_at_ms: req.run_at_ms,
+        schedule: None,
     };
     let jet = state.jet();
     let (mut claimed, mut healing) = (None, false);
@@ -341,23 +342,11 @@ pub(crate) async fn send_message(
             what: "job message".into(),
             detail: e.to_string(),
         })?;
-    let mut headers = async_nats::HeaderMap::new();
-    let id = msg.id.to_string();
-    match retry {
-        Some(n) => {
-            headers.insert("Nats-Msg-Id", format!("{id}.retry.{n}").as_str());
-            headers.insert(names::HDR_RETRY, n.to_string().as_str());
-        }
-        None => headers.insert("Nats-Msg-Id", id.as_str()),
+    let mut headers = jetmill_natsx::jobs::headers(msg);
+    if let Some(n) = retry {
+        headers.insert("Nats-Msg-Id", format!("{}.retry.{n}", msg.id).as_str());
+        headers.insert(names::HDR_RETRY, n.to_string().as_str());
     }
-    headers.insert(names::HDR_JOB_ID, id.as_str());
-    headers.insert(names::HDR_KIND, msg.spec.kind().as_str());
-    headers.insert(names::HDR_TENANT, msg.tenant.as_str());
-    headers.insert(names::HDR_SCHEMA, msg.schema().to_string().as_str());
-    if let Some(batch) = &msg.batch {
-        headers.insert(names::HDR_BATCH_ID, batch.to_string().as_str());
-    }
-    headers.insert(names::HDR_CONTENT_TYPE, names::CONTENT_TYPE_POSTCARD);
     jetmill_natsx::trace::inject_current(&mut headers);
     let mut subject = names::job_subject(msg.priority, msg.spec.kind());
     if let Some(at) = msg.run_at_ms.filter(|_| msg.scheduled_after(now_ms())) {

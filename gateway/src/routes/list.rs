@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 /// errors name the field.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
-    /// `pending`, `running`, `done`, `failed` or `cancelled`.
+    /// `pending`, `scheduled`, `running`, `done`, `failed` or `cancelled`.
     pub status: Option<String>,
     /// `factorial`, `fibonacci` or `sum`.
     pub kind: Option<String>,
@@ -35,6 +35,8 @@ pub struct ListParams {
     pub tenant: Option<String>,
     /// Only the jobs of this batch (`POST /v1/jobs/batch`).
     pub batch: Option<String>,
+    /// Only the jobs this recurring schedule made (`POST /v1/schedules`).
+    pub schedule: Option<String>,
 }
 
 /// A page of `GET /v1/jobs`.
@@ -68,7 +70,7 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
                 bad(
                     "status",
                     format!(
-                        "unknown status {s:?}; use pending, running, done, failed or cancelled"
+                        "unknown status {s:?}; use pending, scheduled, running, done, failed or cancelled"
                     ),
                 )
             })
@@ -109,6 +111,17 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
             })
         })
         .transpose()?;
+    let schedule = p
+        .schedule
+        .map(|c| {
+            c.parse().map_err(|_| {
+                bad(
+                    "schedule",
+                    "not a schedule id: pass the id POST /v1/schedules returned".into(),
+                )
+            })
+        })
+        .transpose()?;
     let tenant = match (p.tenant, caller.admin) {
         (None, true) => None,
         (None, false) => Some(caller.tenant.clone()),
@@ -126,6 +139,7 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
         tenant,
         status,
         kind,
+        schedule,
         before,
         limit,
     })
@@ -136,7 +150,8 @@ fn query(caller: &Principal, p: ListParams) -> Result<ListQuery, ApiError> {
     path = "/v1/jobs",
     tag = "jobs",
     params(
-        ("status" = Option<String>, Query, description = "pending, running, done, failed or cancelled"),
+        ("status" = Option<String>, Query, description = "pending, scheduled, running, done, failed or cancelled"),
+        ("schedule" = Option<String>, Query, description = "Only the jobs this recurring schedule's firings made (its id from POST /v1/schedules)"),
         ("kind" = Option<String>, Query, description = "factorial, fibonacci or sum"),
         ("limit" = Option<u32>, Query, description = "Page size 1..1000 (default 50)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),

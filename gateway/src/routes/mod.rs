@@ -8,6 +8,7 @@ mod list;
 mod live;
 pub mod openapi;
 mod retry;
+mod schedules;
 mod usage;
 mod web;
 mod workers;
@@ -39,6 +40,16 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/jobs/{id}/retry", post(retry::retry_one))
         .route("/v1/dead-letters/retry", post(retry::retry_many))
         .route("/v1/dead-letters/purge", post(retry::purge_many))
+        .route(
+            "/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::get_one).delete(schedules::delete),
+        )
+        .route("/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
         .route("/v1/activity", get(workers::activity))

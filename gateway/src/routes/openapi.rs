@@ -43,6 +43,22 @@ pub struct SubmitBody {
     pub chaos: Option<serde_json::Value>,
 }
 
+/// The body of `POST /v1/schedules`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ScheduleBody {
+    /// Six-field cron with seconds (`0 */5 * * * *`), `@hourly`/`@daily`/..., or
+    /// `@every 5m` (at least 1 s).
+    pub cron: String,
+    /// IANA time zone of a cron expression (default UTC; not with `@every`).
+    pub time_zone: Option<String>,
+    /// The job each firing submits: a `POST /v1/jobs` body without `run_at`/`delay`.
+    #[schema(value_type = Object)]
+    pub job: serde_json::Value,
+    /// Store it without firing (default false).
+    pub paused: Option<bool>,
+}
+
 /// The document's root: every route and the types they use.
 #[derive(OpenApi)]
 #[openapi(
@@ -62,6 +78,12 @@ pub struct SubmitBody {
         super::retry::retry_one,
         super::retry::retry_many,
         super::retry::purge_many,
+        super::schedules::create,
+        super::schedules::list,
+        super::schedules::get_one,
+        super::schedules::pause,
+        super::schedules::resume,
+        super::schedules::delete,
         super::live::events,
         super::live::feed,
         super::usage::usage,
@@ -72,6 +94,9 @@ pub struct SubmitBody {
     ),
     components(schemas(
         SubmitBody,
+        ScheduleBody,
+        super::schedules::ScheduleList,
+        jetmill_proto::ScheduleRecord,
         crate::error::Problem,
         super::jobs::Submitted,
         super::list::JobList,
@@ -128,6 +153,9 @@ pub fn document(limits: &Limits) -> Value {
 fn exact(doc: &mut Value, limits: &Limits) {
     if let Some(schema) = doc.pointer_mut("/components/schemas/SubmitBody") {
         *schema = submit_body(limits);
+    }
+    if let Some(schema) = doc.pointer_mut("/components/schemas/ScheduleBody") {
+        *schema = schedule_body(limits);
     }
     // A batch is 1 to MAX_ITEMS job specs (an empty or oversized batch is a 422).
     if let Some(body) = doc.pointer_mut("/paths/~1v1~1jobs~1batch/post/requestBody/content") {
@@ -199,6 +227,7 @@ fn parameter_schema(place: &str, name: &str) -> Option<Value> {
         ("path", "id") => uuid(),
         ("query", "cursor") => uuid(),
         ("query", "batch") => uuid(),
+        ("query", "schedule") => uuid(),
         ("query", "status") => one_of(STATUSES.to_vec()),
         ("query", "kind") => one_of(JobKind::ALL.iter().map(|k| k.as_str()).collect()),
         ("query", "limit") => {
@@ -262,6 +291,51 @@ fn whole(min: u64, max: u64) -> Value {
         {"type": "integer", "minimum": min, "maximum": max_number},
         {"type": "string", "pattern": pattern},
     ]})
+}
+
+/// The `POST /v1/schedules` body. The server takes any six-field cron expression and
+/// IANA zone nats-server knows; the document promises a part always accepted: named
+/// intervals, `@every` in s/m/h, simple numeric cron fields, and a few zones.
+fn schedule_body(limits: &Limits) -> Value {
+    let mut job = submit_body(limits);
+    for variant in job["oneOf"].as_array_mut().into_iter().flatten() {
+        if let Some(props) = variant["properties"].as_object_mut() {
+            props.remove("run_at");
+            props.remove("delay");
+        }
+        if let Some(v) = variant.as_object_mut() {
+            v.remove("not");
+        }
+    }
+    job["description"] =
+        json!("The job each firing submits: a POST /v1/jobs body without run_at or delay.");
+    let named = r"^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$";
+    let cron = r"^(\*|[1-5]?[0-9]) (\*|[1-5]?[0-9]) (\*|1?[0-9]|2[0-3]) \* \* \*$";
+    let every = r"^@every [1-9][0-9]{0,3}(s|m|h)$";
+    let paused =
+        json!({"type": "boolean", "description": "Store it without firing (default false)."});
+    let zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"];
+    let variant = |cron: Value, time_zone: Value| {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["cron", "job"],
+            "properties": {"cron": cron, "time_zone": time_zone, "job": job.clone(), "paused": paused.clone()}
+        })
+    };
+    json!({
+        "description": "A recurring schedule. `cron`: six fields with seconds (`second minute hour day-of-month month day-of-week`, with `*`, `?`, ranges, steps, lists, JAN-DEC and SUN-SAT), a named interval (`@hourly`...), or `@every <duration>` of at least 1 s. `time_zone`: any IANA name (default UTC; not with `@every`).",
+        "oneOf": [
+            variant(
+                json!({"type": "string", "oneOf": [{"pattern": named}, {"pattern": cron}]}),
+                json!({"type": "string", "enum": zones}),
+            ),
+            variant(
+                json!({"type": "string", "pattern": every}),
+                json!({"type": "string", "const": "UTC"}),
+            ),
+        ]
+    })
 }
 
 /// The submit body, one variant per kind (and Fibonacci with and without a modulus).

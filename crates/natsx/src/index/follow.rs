@@ -26,6 +26,8 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 struct Indexed {
     status: JobStatus,
     kind: JobKind,
+    #[serde(default)]
+    schedule: Option<JobId>,
 }
 
 /// Turn one stream message into a change (no locks held: values may be large).
@@ -50,14 +52,19 @@ fn change_of(prefix: &str, msg: &async_nats::Message) -> Change {
     if removed {
         return Change::Remove { tenant, id };
     }
-    let meta = match serde_json::from_slice::<Indexed>(&msg.payload) {
-        Ok(v) => Meta(Some((v.status, v.kind))),
+    let (meta, schedule) = match serde_json::from_slice::<Indexed>(&msg.payload) {
+        Ok(v) => (Meta(Some((v.status, v.kind))), v.schedule),
         Err(e) => {
             tracing::warn!(subject = %msg.subject, error = %e, "job index: record does not parse; listed unfiltered");
-            Meta(None)
+            (Meta(None), None)
         }
     };
-    Change::Put { tenant, id, meta }
+    Change::Put {
+        tenant,
+        id,
+        meta,
+        schedule,
+    }
 }
 
 /// Follow the bucket forever: build, serve, and rebuild after a failure.
@@ -225,7 +232,9 @@ mod tests {
             length: 0,
         };
         match change_of(prefix, &put) {
-            Change::Put { tenant, id, meta } => {
+            Change::Put {
+                tenant, id, meta, ..
+            } => {
                 assert_eq!((tenant.as_str(), id), ("acme", x));
                 assert_eq!(meta, Meta(Some((JobStatus::Running, JobKind::Sum))));
             }

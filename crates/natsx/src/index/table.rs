@@ -3,7 +3,7 @@
 
 use crate::listing::ListQuery;
 use jetmill_proto::{JobId, JobKind, JobStatus};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -57,6 +57,11 @@ pub struct Table {
     /// Every tenant's jobs, by id then tenant number (the same id under two tenants is
     /// two jobs, as it is in the bucket).
     all: BTreeMap<(JobId, u32), Meta>,
+    /// The jobs of each recurring schedule, as `(id, tenant number)` (only records that
+    /// name a schedule take room here).
+    by_schedule: HashMap<JobId, BTreeSet<(JobId, u32)>>,
+    /// The schedule of each job in `by_schedule`, to unlink it when it goes.
+    schedule_of: HashMap<(JobId, u32), JobId>,
     /// Per tenant number: how many of its records are in each status (usage and
     /// quotas read these instead of counting events).
     counts: Vec<StatusCounts>,
@@ -115,7 +120,7 @@ impl Table {
     /// Index a record (the benchmark's entry point; the task uses [`Table::apply`]).
     #[doc(hidden)]
     pub fn insert(&mut self, tenant: &str, id: JobId, status: JobStatus, kind: JobKind) {
-        self.put(tenant, id, Meta(Some((status, kind))));
+        self.put(tenant, id, Meta(Some((status, kind))), None);
     }
 
     /// Live records indexed.
@@ -135,7 +140,7 @@ impl Table {
         self.all.is_empty()
     }
 
-    fn put(&mut self, tenant: &str, id: JobId, meta: Meta) {
+    fn put(&mut self, tenant: &str, id: JobId, meta: Meta, schedule: Option<JobId>) {
         let n = match self.numbers.get(tenant) {
             Some(n) => *n,
             None => {
@@ -148,6 +153,7 @@ impl Table {
                 n
             }
         };
+        self.link(id, n, schedule);
         if let Some(jobs) = self.tenants.get_mut(n as usize) {
             let old = jobs.insert(id, meta);
             self.all.insert((id, n), meta);
@@ -161,8 +167,31 @@ impl Table {
         }
     }
 
+    /// Record that job `(id, n)` belongs to `schedule` (or to none).
+    fn link(&mut self, id: JobId, n: u32, schedule: Option<JobId>) {
+        let old = match schedule {
+            Some(s) => self.schedule_of.insert((id, n), s),
+            None => self.schedule_of.remove(&(id, n)),
+        };
+        if old == schedule {
+            return;
+        }
+        if let Some(old) = old {
+            if let Some(set) = self.by_schedule.get_mut(&old) {
+                set.remove(&(id, n));
+                if set.is_empty() {
+                    self.by_schedule.remove(&old);
+                }
+            }
+        }
+        if let Some(s) = schedule {
+            self.by_schedule.entry(s).or_default().insert((id, n));
+        }
+    }
+
     fn remove(&mut self, tenant: &str, id: JobId) {
         if let Some(&n) = self.numbers.get(tenant) {
+            self.link(id, n, None);
             let old = self
                 .tenants
                 .get_mut(n as usize)
@@ -201,7 +230,12 @@ impl Table {
 
     pub(super) fn apply(&mut self, change: Change) {
         match change {
-            Change::Put { tenant, id, meta } => self.put(&tenant, id, meta),
+            Change::Put {
+                tenant,
+                id,
+                meta,
+                schedule,
+            } => self.put(&tenant, id, meta, schedule),
             Change::Remove { tenant, id } => self.remove(&tenant, id),
             Change::Skip => {}
         }
@@ -234,6 +268,33 @@ impl Table {
             }
             true
         };
+        if let Some(schedule) = q.schedule {
+            let tenant = match &q.tenant {
+                Some(name) => match self.numbers.get(name.as_str()) {
+                    Some(&t) => Some(t),
+                    None => return (out, false),
+                },
+                None => None,
+            };
+            let Some(jobs) = self.by_schedule.get(&schedule) else {
+                return (out, false);
+            };
+            let upper = match from {
+                Start::Top => Bound::Unbounded,
+                Start::Below(id) => Bound::Excluded((id, 0)),
+                Start::After(id, t) => Bound::Excluded((id, t)),
+            };
+            for &(id, t) in jobs.range((Bound::Unbounded, upper)).rev() {
+                if tenant.is_some_and(|want| want != t) {
+                    continue;
+                }
+                let meta = self.all.get(&(id, t)).copied().unwrap_or(Meta(None));
+                if !take(id, t, meta) {
+                    break;
+                }
+            }
+            return (out, more);
+        }
         match &q.tenant {
             Some(tenant) => {
                 let Some(&t) = self.numbers.get(tenant.as_str()) else {
@@ -277,6 +338,8 @@ pub(super) enum Change {
         tenant: String,
         id: JobId,
         meta: Meta,
+        /// The recurring schedule the record names, if any.
+        schedule: Option<JobId>,
     },
     Remove {
         tenant: String,
@@ -304,6 +367,7 @@ mod tests {
             tenant: tenant.map(str::to_string),
             status,
             kind: None,
+            schedule: None,
             before,
             limit,
         }
@@ -410,7 +474,7 @@ mod tests {
         assert_eq!((a.pending, a.done, a.total()), (1, 0, 1));
         assert_eq!(t.counts("b").running, 1);
         assert_eq!(t.counts("nobody"), StatusCounts::default());
-        t.put("b", id(), Meta(None));
+        t.put("b", id(), Meta(None), None);
         assert_eq!((t.counts("b").unreadable, t.counts("b").total()), (1, 2));
         let all = t.totals();
         assert_eq!(all.total(), t.counts("a").total() + t.counts("b").total());
@@ -421,7 +485,7 @@ mod tests {
     fn an_unparsable_value_stays_a_candidate_for_every_filter() {
         let mut t = Table::default();
         let x = id();
-        t.put("a", x, Meta(None));
+        t.put("a", x, Meta(None), None);
         let c = t.candidates(
             &q(Some("a"), Some(JobStatus::Running), None, 10),
             Start::Top,
