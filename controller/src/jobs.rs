@@ -334,7 +334,7 @@ async fn submit_file(path: &std::path::Path, api: &ApiArgs) -> anyhow::Result<bo
 }
 
 /// Numbers and JSON arrays as JSON; anything else as a string (the API explains what it wants).
-fn parse_input(s: &str) -> Value {
+pub(crate) fn parse_input(s: &str) -> Value {
     match serde_json::from_str::<Value>(s) {
         Ok(v @ (Value::Array(_) | Value::String(_))) => v,
         Ok(Value::Number(n)) if n.is_u64() || n.is_i64() => Value::Number(n),
@@ -400,7 +400,7 @@ impl Api {
     }
 }
 
-fn list_row(j: &Value) -> Vec<String> {
+pub(crate) fn list_row(j: &Value) -> Vec<String> {
     let input = match &j["input"] {
         Value::Array(a) => format!("[{} terms]", a.len()),
         v => {

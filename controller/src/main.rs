@@ -22,6 +22,7 @@ mod inspect;
 mod jobs;
 mod probe;
 mod provision;
+mod schedules;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -124,6 +125,12 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         cmd: dlq::DlqCmd,
+    },
+    /// Recurring schedules: each firing submits a job. Examples:
+    /// `jetmill schedules create '@every 5m' factorial 10000`, `jetmill schedules list`
+    Schedules {
+        #[command(subcommand)]
+        cmd: schedules::SchedulesCmd,
     },
     /// Load-test a running jetmill over HTTP, next to the broker's own rate.
     /// Example: `jetmill bench --mix 10000:factorial:1000 --concurrency 64`
@@ -293,6 +300,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Stats(args) => inspect::stats(&args).await.map(|()| true),
         Command::Jobs { cmd } => jobs::run(cmd).await,
         Command::Dlq { cmd } => dlq::run(cmd).await,
+        Command::Schedules { cmd } => schedules::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Probe(args) => probe::run(&args).await,
         Command::Completions { shell } => {

@@ -330,3 +330,74 @@ async fn a_cron_schedule_in_a_time_zone_fires_on_its_seconds_and_bad_ones_name_t
     .await;
     assert_eq!(status, 404);
 }
+
+/// Run `jetmill <args>` (the real binary) against the test's gateway.
+async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
+        .args(args)
+        .env("JETMILL_GATEWAY_URL", &app.base)
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run jetmill")
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn the_cli_creates_lists_pauses_resumes_and_deletes_schedules() {
+    let app = TestApp::spawn().await;
+    let out = jetmill(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "@every 1s",
+            "fibonacci",
+            "90",
+            "--modulus",
+            "1000",
+            "--json",
+        ],
+    )
+    .await;
+    let created: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let sid = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["job"]["params"]["modulus"], 1000, "{created}");
+    let list = stdout(&jetmill(&app, &["schedules", "list"]).await);
+    assert!(
+        list.contains(&sid) && list.contains("@every 1s") && list.contains("running"),
+        "{list}"
+    );
+    let jobs = wait_jobs(&app, &sid, 1).await;
+    let rec = app
+        .wait_finished(jobs[0]["id"].as_str().expect("id"), WAIT)
+        .await;
+    assert_eq!(
+        rec["result"], "120",
+        "F(90) = 2880067194370816120, mod 1000: {rec}"
+    );
+    let table = stdout(&jetmill(&app, &["schedules", "jobs", &sid]).await);
+    assert!(table.contains("fibonacci"), "{table}");
+    let paused = stdout(&jetmill(&app, &["schedules", "pause", &sid]).await);
+    assert!(paused.contains("paused"), "{paused}");
+    let resumed = stdout(&jetmill(&app, &["schedules", "resume", &sid, "--json"]).await);
+    let resumed: Value = serde_json::from_str(&resumed).expect("json");
+    assert_eq!(resumed["paused"], false);
+    stdout(&jetmill(&app, &["schedules", "delete", &sid]).await);
+    let gone = jetmill(&app, &["schedules", "get", &sid]).await;
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("404"),
+        "{gone:?}"
+    );
+
+    let bad = jetmill(&app, &["schedules", "create", "* * * * *", "sum", "[1]"]).await;
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("cron") && err.contains("six"), "{err}");
+}
