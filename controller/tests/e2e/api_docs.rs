@@ -72,6 +72,7 @@ async fn run(example: &Example, base: &str, ids: &Ids, dir: &std::path::Path) ->
         .unwrap_or_default()
         .replace("http://127.0.0.1:8080", base)
         .replace("<batch>", &ids.batch)
+        .replace("<schedule>", &ids.schedule)
         .replace("<id>", id)
         .replace("$id", id)
         .replace("01a207e4-...", &ids.cursor);
@@ -127,6 +128,8 @@ struct Ids {
     cursor: String,
     /// A batch whose jobs all finished.
     batch: String,
+    /// A paused recurring schedule (the examples pause, resume and delete it).
+    schedule: String,
 }
 
 #[tokio::test]
@@ -180,11 +183,23 @@ async fn every_curl_example_in_the_api_docs_answers_as_documented() {
         .await
         .expect("json");
     assert_eq!(waited["done"], true, "{waited}");
+    let schedule: serde_json::Value = app
+        .http
+        .post(app.url("/v1/schedules"))
+        .json(&json!({"cron": "@daily", "paused": true, "job": {"kind": "factorial", "input": 5}}))
+        .send()
+        .await
+        .expect("create a schedule")
+        .json()
+        .await
+        .expect("schedule json");
+    let schedule = schedule["id"].as_str().expect("schedule id").to_string();
     let ids = Ids {
         done: id,
         running,
         cursor,
         batch,
+        schedule,
     };
 
     for example in &all {

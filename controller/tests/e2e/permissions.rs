@@ -379,6 +379,44 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
     let workers: Value = serde_json::from_str(&workers).expect("workers --json");
     assert_eq!(workers[0]["id"], json!("w-roles"), "{workers}");
     assert_eq!(workers[0]["frozen"], json!(false), "{workers}");
+
+    // A recurring schedule: the gateway stores it and sets its clock, the worker turns a
+    // firing into a job (reading the schedule), the gateway lists and deletes it.
+    let created: Value = app
+        .http
+        .post(app.url("/v1/schedules"))
+        .json(&json!({"cron": "@every 1s", "job": {"kind": "factorial", "input": 7}}))
+        .send()
+        .await
+        .expect("POST schedule")
+        .json()
+        .await
+        .expect("json");
+    let sid = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let fired = loop {
+        let page = get_json(&app, &format!("/v1/jobs?schedule={sid}")).await;
+        if let Some(first) = page["jobs"].as_array().and_then(|j| j.last()).cloned() {
+            break first;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no firing: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let job = app
+        .wait_finished(fired["id"].as_str().expect("id"), Duration::from_secs(30))
+        .await;
+    assert_eq!(job["result"], "5040", "{job}");
+    let list = get_json(&app, "/v1/schedules").await;
+    assert_eq!(list["schedules"][0]["id"], json!(sid), "{list}");
+    let resp = app
+        .http
+        .delete(app.url(&format!("/v1/schedules/{sid}")))
+        .send()
+        .await
+        .expect("DELETE schedule");
+    assert_eq!(resp.status().as_u16(), 200);
 }
 
 #[tokio::test]
