@@ -7,6 +7,7 @@ const LIST_EVERY_MS = 1000; // without the live feed
 const LIST_RESYNC_MS = 5000; // with it: a periodic re-read only to resync
 const WORKERS_EVERY_MS = 2000;
 const POLL_JOB_EVERY_MS = 500;
+const SCHEDULES_EVERY_MS = 5000;
 const COPY_LIMIT = 64 * 1024;
 const TERMINAL = new Set(['done', 'failed', 'cancelled']);
 
@@ -14,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   filter: '',
+  schedule: null, // show only the jobs of this schedule (id), or null for all
   limit: 20,
   cursor: null, // cursor of the page shown (null: newest)
   cursorStack: [], // cursors of the newer pages, for "Newer"
@@ -420,6 +422,7 @@ function renderJobs(jobs) {
     }
   }
   $('jobs-empty').hidden = jobs.length > 0;
+  $('jobs-empty').textContent = state.schedule ? 'No jobs of this schedule yet.' : 'No jobs yet.';
 }
 
 function renderPager(count) {
@@ -443,11 +446,13 @@ async function loadJobs() {
   try {
     const q = new URLSearchParams({ limit: String(state.limit) });
     if (state.filter) q.set('status', state.filter);
+    if (state.schedule) q.set('schedule', state.schedule);
     if (state.cursor) q.set('cursor', state.cursor);
     const data = await api('GET', `/v1/jobs?${q}`);
     let jobs = (data && data.jobs) || [];
-    // A gateway that ignores ?status= still gets the filter applied here.
+    // A gateway that ignores ?status= or ?schedule= still gets the filter applied here.
     if (state.filter) jobs = jobs.filter((j) => j.status === state.filter);
+    if (state.schedule) jobs = jobs.filter((j) => j.schedule === state.schedule);
     state.cursorSupported = data != null && Object.prototype.hasOwnProperty.call(data, 'next_cursor');
     state.nextCursor = (data && data.next_cursor) || null;
     renderJobs(jobs);
@@ -528,6 +533,7 @@ function initJobs() {
     loadJobs();
   });
   $('refresh-jobs').addEventListener('click', loadJobs);
+  $('schedule-filter-clear').addEventListener('click', () => filterBySchedule(null));
   $('next-page').addEventListener('click', () => {
     if (state.cursorSupported) {
       if (!state.nextCursor) return;
@@ -568,6 +574,7 @@ function renderRecord(rec) {
   add('Progress', pct(rec.status === 'done' ? 1 : rec.progress), 'progress');
   add('Attempts', rec.attempts, 'attempts');
   add('Worker', rec.worker, 'worker');
+  add('Schedule', rec.schedule, 'schedule');
   add('Error', rec.error, 'error');
   if (rec.retries) add('Retries', rec.retries, 'retries');
   // The error trail: every failed attempt, with its worker.
@@ -841,6 +848,209 @@ function initJobView() {
   if (m) openJob(m[1]);
 }
 
+// ---------------------------------------------------------------- schedules
+
+/** The API fields of `POST /v1/schedules` shown under the schedule form's own controls. */
+const SCHEDULE_ERRORS = { cron: 's-cron', time_zone: 's-tz', paused: 's-paused' };
+
+// rows: schedule id -> <tr>; gen: bumped by every list read and action, so an answer to
+// a read that started before a later one (or before a pause, resume or delete) is dropped.
+const schedules = { rows: new Map(), gen: 0 };
+
+function clearScheduleErrors() {
+  for (const controlId of Object.values(SCHEDULE_ERRORS)) {
+    $(`err-${controlId}`).textContent = '';
+    $(controlId).removeAttribute('aria-invalid');
+  }
+  $('err-schedule-form').textContent = '';
+  clearFieldErrors();
+}
+
+/** Put a `POST /v1/schedules` problem next to its control: ours, or the job's in the submit form. */
+function showScheduleProblem(problem, status) {
+  const field = problem.field || '';
+  const detail = problem.detail || problem.title || `HTTP ${status}`;
+  const own = SCHEDULE_ERRORS[field];
+  if (own) {
+    $(`err-${own}`).textContent = detail;
+    $(own).setAttribute('aria-invalid', 'true');
+    $(own).focus();
+    return;
+  }
+  if (field.startsWith('job.')) {
+    const jobField = field.slice(4);
+    if (FIELD_ERRORS[jobField.split(/[.[]/)[0]]) {
+      showProblem({ ...problem, field: jobField }, status);
+      $('err-schedule-form').textContent = `The job (from “Submit a job”): ${detail}`;
+      return;
+    }
+  }
+  $('err-schedule-form').textContent = field ? `${field}: ${detail}` : `${status}: ${detail}`;
+}
+
+/** The schedule's job: the submit form's, without the one-off timing (`delay`, `run_at`). */
+function scheduleJob() {
+  const { delay: _delay, run_at: _runAt, ...job } = buildRequest();
+  return job;
+}
+
+function fmtScheduleJob(job) {
+  if (!job || typeof job !== 'object') return '';
+  return `${job.kind || '?'} ${job.input === undefined ? '' : fmtInput(job)}`.trim();
+}
+
+function newScheduleRow(id) {
+  const tr = el('tr', { 'data-schedule-id': id });
+  const button = (action, label, text, cls) => {
+    const b = el('button', { type: 'button', 'data-action': action, 'aria-label': `${label} schedule ${id}` }, text);
+    if (cls) b.className = cls;
+    b.addEventListener('click', () => scheduleAction(id, action));
+    return b;
+  };
+  const cells = ['id', 'cron', 'time_zone', 'job', 'state', 'actions'].map((c) => el('td', { 'data-col': c }));
+  cells[0].append(el('code', { title: id }, shortId(id)));
+  cells[5].append(
+    button('pause', 'Pause', 'Pause'),
+    button('resume', 'Resume', 'Resume'),
+    el('button', { type: 'button', 'data-action': 'jobs', 'aria-label': `Show the jobs of schedule ${id}` }, 'Jobs'),
+    button('delete', 'Delete', 'Delete', 'danger'),
+  );
+  cells[5].querySelector('[data-action="jobs"]').addEventListener('click', () => filterBySchedule(id));
+  tr.append(...cells);
+  return tr;
+}
+
+function updateScheduleRow(tr, rec) {
+  const cell = (c) => tr.querySelector(`[data-col="${c}"]`);
+  const st = rec.paused ? 'paused' : 'running';
+  tr.dataset.state = st;
+  cell('cron').textContent = rec.cron;
+  cell('time_zone').textContent = rec.time_zone || 'UTC';
+  cell('job').textContent = fmtScheduleJob(rec.job);
+  cell('job').title = JSON.stringify(rec.job);
+  cell('state').textContent = st;
+  cell('state').className = `status status-${st}`;
+  cell('actions').querySelector('[data-action="pause"]').hidden = rec.paused;
+  cell('actions').querySelector('[data-action="resume"]').hidden = !rec.paused;
+}
+
+function renderSchedules(list) {
+  const body = $('schedules-body');
+  const seen = new Set();
+  list.forEach((rec, i) => {
+    seen.add(rec.id);
+    let tr = schedules.rows.get(rec.id);
+    if (!tr) {
+      tr = newScheduleRow(rec.id);
+      schedules.rows.set(rec.id, tr);
+    }
+    updateScheduleRow(tr, rec);
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const [id, tr] of schedules.rows) {
+    if (!seen.has(id)) {
+      tr.remove();
+      schedules.rows.delete(id);
+    }
+  }
+  $('schedules-empty').hidden = list.length > 0;
+}
+
+let schedulesTimer = null;
+
+function scheduleMsg(text, isError) {
+  const msg = $('schedules-msg');
+  msg.textContent = text;
+  if (isError) msg.dataset.error = 'true';
+  else delete msg.dataset.error;
+}
+
+async function loadSchedules() {
+  clearTimeout(schedulesTimer);
+  const gen = ++schedules.gen;
+  try {
+    const data = await api('GET', '/v1/schedules');
+    if (gen !== schedules.gen) return;
+    renderSchedules((data && data.schedules) || []);
+    // A read error goes once the list reads again; an action's message stays.
+    if ($('schedules-msg').dataset.error) scheduleMsg('');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) scheduleMsg('This gateway has no /v1/schedules endpoint.', true);
+    else if (!(e instanceof ApiError && e.status === 401)) scheduleMsg(`Could not list schedules: ${e.message}`, true);
+  } finally {
+    clearTimeout(schedulesTimer);
+    schedulesTimer = setTimeout(loadSchedules, SCHEDULES_EVERY_MS);
+  }
+}
+
+/** Pause, resume or delete one schedule; the row shows the answer at once. */
+async function scheduleAction(id, action) {
+  const tr = schedules.rows.get(id);
+  const buttons = tr ? [...tr.querySelectorAll('button')] : [];
+  buttons.forEach((b) => { b.disabled = true; });
+  schedules.gen++;
+  try {
+    if (action === 'delete') {
+      await api('DELETE', `/v1/schedules/${id}`);
+      if (tr) tr.remove();
+      schedules.rows.delete(id);
+      $('schedules-empty').hidden = schedules.rows.size > 0;
+      scheduleMsg(`Deleted schedule ${id}.`);
+    } else {
+      const rec = await api('POST', `/v1/schedules/${id}/${action}`);
+      if (rec && schedules.rows.has(id)) updateScheduleRow(schedules.rows.get(id), rec);
+      scheduleMsg(`${action === 'pause' ? 'Paused' : 'Resumed'} schedule ${id}.`);
+    }
+  } catch (e) {
+    scheduleMsg(`Could not ${action} schedule ${id}: ${e.message}`);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+  loadSchedules();
+}
+
+/** Show only the jobs of schedule `id` in the jobs table (null: all jobs again). */
+function filterBySchedule(id) {
+  state.schedule = id;
+  state.cursor = null;
+  state.cursorStack = [];
+  $('schedule-filter').hidden = !id;
+  $('schedule-filter-id').textContent = id ? shortId(id) : '';
+  $('schedule-filter-id').title = id || '';
+  $('jobs').dataset.schedule = id || '';
+  loadJobs();
+  if (id) $('jobs').scrollIntoView({ block: 'start' });
+}
+
+function initSchedules() {
+  $('refresh-schedules').addEventListener('click', loadSchedules);
+  $('schedule-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearScheduleErrors();
+    const msg = $('schedule-msg');
+    msg.textContent = 'Creating…';
+    delete msg.dataset.scheduleId;
+    const btn = $('schedule-create');
+    btn.disabled = true;
+    try {
+      const body = { cron: $('s-cron').value.trim(), job: scheduleJob() };
+      const tz = $('s-tz').value.trim();
+      if (tz !== '') body.time_zone = tz;
+      if ($('s-paused').checked) body.paused = true;
+      const rec = await api('POST', '/v1/schedules', body);
+      msg.textContent = `Created schedule ${rec.id}${rec.paused ? ' (paused)' : ''}.`;
+      msg.dataset.scheduleId = rec.id;
+      await loadSchedules();
+    } catch (e) {
+      msg.textContent = '';
+      if (e instanceof ApiError) showScheduleProblem(e.problem, e.status);
+      else $('err-schedule-form').textContent = `Could not create the schedule: ${e.message}`;
+    } finally {
+      btn.disabled = false;
+    }
+  });
+}
+
 // ---------------------------------------------------------------- workers
 
 let workersTimer = null;
@@ -916,6 +1126,7 @@ async function loadActivity() {
 
 function refreshAll() {
   loadJobs();
+  loadSchedules();
   loadWorkers();
   if (state.openId) openJob(state.openId);
 }
@@ -925,7 +1136,9 @@ document.addEventListener('DOMContentLoaded', () => {
   initSubmit();
   initJobs();
   initJobView();
+  initSchedules();
   loadJobs();
+  loadSchedules();
   loadWorkers();
   streamFeed();
   document.body.dataset.ready = 'true';

@@ -1025,3 +1025,283 @@ async fn the_page_submits_a_delayed_job_shows_it_scheduled_and_due_then_done() {
     let rec = app.get_job(&id).await;
     assert_eq!(rec["result"], "15511210043330985984000000", "{rec}");
 }
+
+#[tokio::test]
+async fn the_schedules_panel_creates_pauses_resumes_and_deletes_a_schedule_and_lists_its_jobs() {
+    let app = TestApp::spawn().await;
+    let dir = output_dir("schedules");
+    // A job of no schedule: the schedule's "Jobs" filter must hide it.
+    let loose = app
+        .submit_ok(json!({"kind": "factorial", "input": 5}))
+        .await;
+    let browser = open_page(&app, &dir).await;
+    browser
+        .wait_js(
+            "no schedules yet",
+            WAIT,
+            "return !document.getElementById('schedules-empty').hidden",
+            json!([]),
+        )
+        .await;
+    browser
+        .find(&format!("tr[data-id=\"{loose}\"]"), WAIT)
+        .await;
+
+    // A bad expression: five fields, named next to the cron input.
+    let cron = browser.find("#s-cron", WAIT).await;
+    browser.type_into(&cron, "* * * * *").await;
+    browser
+        .click(&browser.find("#schedule-create", WAIT).await)
+        .await;
+    let err = browser
+        .wait_js(
+            "the error next to the cron input",
+            WAIT,
+            "const t = document.getElementById('err-s-cron').textContent;
+             return t.includes('six') ? t : '';",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('s-cron').getAttribute('aria-invalid')",
+                json!([])
+            )
+            .await,
+        "true",
+        "{err}"
+    );
+    browser.screenshot(&dir.join("01-cron-error.png")).await;
+
+    // factorial(12) every second, the job taken from the submit form.
+    browser
+        .type_into(&browser.find("#f-input", WAIT).await, "12")
+        .await;
+    browser.type_into(&cron, "@every 1s").await;
+    browser
+        .click(&browser.find("#schedule-create", WAIT).await)
+        .await;
+    let sid = browser
+        .wait_js(
+            "a running schedule row",
+            WAIT,
+            "const r = [...document.querySelectorAll('#schedules-body tr')].find((r) =>
+               r.querySelector('[data-col=\"state\"]').textContent === 'running');
+             return r ? r.dataset.scheduleId : '';",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("schedule id")
+        .to_string();
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('err-s-cron').textContent",
+                json!([])
+            )
+            .await,
+        "",
+        "the old error is cleared"
+    );
+    let record: Value = app
+        .http
+        .get(app.url(&format!("/v1/schedules/{sid}")))
+        .send()
+        .await
+        .expect("GET schedule")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            &record["cron"],
+            &record["job"]["kind"],
+            &record["job"]["input"]
+        ),
+        (&json!("@every 1s"), &json!("factorial"), &json!(12)),
+        "{record}"
+    );
+    let row = format!("#schedules-body tr[data-schedule-id=\"{sid}\"]");
+    let cells = browser
+        .js(
+            "const r = document.querySelector(arguments[0]);
+             return ['id', 'cron', 'time_zone', 'job'].map((c) => r.querySelector(`[data-col=\"${c}\"]`).textContent);",
+            json!([row]),
+        )
+        .await;
+    assert_eq!(
+        cells,
+        json!([
+            format!("…{}", &sid[sid.len() - 8..]),
+            "@every 1s",
+            "UTC",
+            "factorial 12"
+        ]),
+    );
+
+    // "Jobs": the jobs table shows only this schedule's jobs, and they run.
+    browser
+        .click(
+            &browser
+                .find(&format!("{row} [data-action=\"jobs\"]"), WAIT)
+                .await,
+        )
+        .await;
+    let chip = browser
+        .wait_js(
+            "the schedule filter shown",
+            WAIT,
+            "const f = document.getElementById('schedule-filter'); return f.hidden ? '' : f.textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        chip.as_str()
+            .unwrap_or_default()
+            .contains(&sid[sid.len() - 8..]),
+        "{chip}"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let shown = browser
+            .js(
+                "return [...document.querySelectorAll('#jobs-body tr')].map((r) => [r.dataset.id, r.dataset.status]);",
+                json!([]),
+            )
+            .await;
+        let shown: Vec<(String, String)> = serde_json::from_value(shown).expect("rows");
+        let page: Value = app
+            .http
+            .get(app.url(&format!("/v1/jobs?schedule={sid}&limit=1000")))
+            .send()
+            .await
+            .expect("GET jobs of the schedule")
+            .json()
+            .await
+            .expect("json");
+        let made: std::collections::HashSet<String> = page["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .filter_map(|j| j["id"].as_str().map(str::to_string))
+            .collect();
+        assert!(
+            shown.iter().all(|(id, _)| made.contains(id)),
+            "rows of other jobs under the schedule filter: {shown:?}, schedule's jobs {made:?}"
+        );
+        assert!(!shown.iter().any(|(id, _)| id == &loose));
+        if made.len() >= 2 && shown.len() >= 2 && shown.iter().any(|(_, s)| s == "done") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule's jobs did not show and finish: rows {shown:?}, made {made:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot(&dir.join("02-schedule-jobs.png")).await;
+
+    // Pause, then resume.
+    let state_is = |want: &'static str| {
+        let row = row.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .wait_js(
+                    &format!("the schedule {want}"),
+                    WAIT,
+                    "const r = document.querySelector(arguments[0]);
+                     if (!r || r.querySelector('[data-col=\"state\"]').textContent !== arguments[1]) return false;
+                     const pause = r.querySelector('[data-action=\"pause\"]');
+                     const resume = r.querySelector('[data-action=\"resume\"]');
+                     return pause.hidden === (arguments[1] === 'paused') && resume.hidden === (arguments[1] === 'running');",
+                    json!([row, want]),
+                )
+                .await;
+        }
+    };
+    browser
+        .click(
+            &browser
+                .find(&format!("{row} [data-action=\"pause\"]"), WAIT)
+                .await,
+        )
+        .await;
+    state_is("paused").await;
+    let record: Value = app
+        .http
+        .get(app.url(&format!("/v1/schedules/{sid}")))
+        .send()
+        .await
+        .expect("GET schedule")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["paused"], true, "{record}");
+    browser.screenshot(&dir.join("03-paused.png")).await;
+    browser
+        .click(
+            &browser
+                .find(&format!("{row} [data-action=\"resume\"]"), WAIT)
+                .await,
+        )
+        .await;
+    state_is("running").await;
+    let record: Value = app
+        .http
+        .get(app.url(&format!("/v1/schedules/{sid}")))
+        .send()
+        .await
+        .expect("GET schedule")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["paused"], false, "{record}");
+
+    // Delete: the row goes, and so does the schedule.
+    browser
+        .click(
+            &browser
+                .find(&format!("{row} [data-action=\"delete\"]"), WAIT)
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "the row gone and the list empty",
+            WAIT,
+            "return !document.querySelector(arguments[0])
+                && !document.getElementById('schedules-empty').hidden;",
+            json!([row]),
+        )
+        .await;
+    let status = app
+        .http
+        .get(app.url(&format!("/v1/schedules/{sid}")))
+        .send()
+        .await
+        .expect("GET schedule")
+        .status()
+        .as_u16();
+    assert_eq!(status, 404);
+
+    // "show all" lifts the filter: the loose job is back.
+    browser
+        .click(&browser.find("#schedule-filter-clear", WAIT).await)
+        .await;
+    browser
+        .find(&format!("tr[data-id=\"{loose}\"]"), WAIT)
+        .await;
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('schedule-filter').hidden",
+                json!([])
+            )
+            .await,
+        true
+    );
+    browser.screenshot(&dir.join("04-deleted.png")).await;
+}
