@@ -589,6 +589,7 @@ fn message_size(mix: &[MixEntry]) -> usize {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     };
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }

@@ -392,9 +392,21 @@ async fn store(
     if decimal.len() <= ctx.inline_limit {
         return Ok((Some(decimal), info));
     }
-    info.location = results::put_large(&ctx.jet.results, names::RESULTS_BUCKET, &job.id, &decimal)
-        .instrument(tracing::debug_span!("store object"))
-        .await?;
+    // The object expires with the record: after the job's retention.
+    let ttl = job
+        .retention_secs
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(ctx.jet.settings.retention);
+    info.location = results::put_large(
+        &ctx.jet.results,
+        &ctx.jet.js,
+        names::RESULTS_BUCKET,
+        &job.id,
+        &decimal,
+        ttl,
+    )
+    .instrument(tracing::debug_span!("store object"))
+    .await?;
     Ok((None, info))
 }
 

@@ -240,6 +240,7 @@ fn message_for(body: &Value) -> JobMessage {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     }
 }
 

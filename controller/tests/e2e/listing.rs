@@ -260,6 +260,7 @@ async fn a_gateway_started_after_a_thousand_records_lists_each_once_newest_first
                     batch: None,
                     run_at_ms: None,
                     schedule: None,
+                    retention_secs: None,
                 };
                 let record = jetmill_proto::JobRecord::pending(&msg);
                 kv.create(format!("public.{}", msg.id), record.to_json().into())

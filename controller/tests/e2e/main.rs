@@ -26,6 +26,7 @@ mod priority;
 mod raw_results;
 mod reliability;
 mod result_cache;
+mod retention;
 mod schedules;
 mod store_full;
 mod store_report;

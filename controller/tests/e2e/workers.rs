@@ -147,6 +147,7 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     };
     let js = app.js().await;
     let mut headers = async_nats::HeaderMap::new();

@@ -94,6 +94,7 @@ fn record(tenant: &str, i: usize, status: JobStatus) -> JobRecord {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     });
     r.status = status;
     r.attempts = 1;

@@ -191,6 +191,7 @@ fn message(id: JobId) -> JobMessage {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     }
 }
 

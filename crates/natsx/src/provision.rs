@@ -24,7 +24,16 @@ pub struct QueueSettings {
     pub events_max_age: Duration,
     /// Replicas for every stream and bucket (3 in a production cluster).
     pub replicas: usize,
+    /// How long a finished job's record and result are kept (a job's own `retention`
+    /// overrides it); the broker expires them (per-message TTL).
+    pub retention: Duration,
 }
+
+/// How long a finished job is kept unless its submit or the flags say otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long the delete marker of an expired record stays (so watchers such as the list
+/// index see the record go, also after a short disconnect).
+pub const EXPIRY_MARKER_TTL: Duration = Duration::from_secs(15 * 60);
 
 impl Default for QueueSettings {
     fn default() -> Self {
@@ -35,6 +44,7 @@ impl Default for QueueSettings {
             max_queued: 1_000_000,
             events_max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -167,8 +177,16 @@ pub async fn provision_report(
             max_value_size: 1024 * 1024,
             storage: stream::StorageType::File,
             num_replicas: settings.replicas,
+            // Finished records expire (per-message TTL) and leave a delete marker.
+            limit_markers: Some(EXPIRY_MARKER_TTL),
             ..Default::default()
         },
+    )
+    .await?;
+    allow_ttl(
+        &js,
+        &format!("KV_{}", names::JOBS_BUCKET),
+        Some(EXPIRY_MARKER_TTL),
     )
     .await?;
     let config = kv_get_or_create(
@@ -278,6 +296,8 @@ pub async fn provision_report(
             .await?;
         }
     }
+    // Result objects expire with their records (chunks and info written with a TTL).
+    allow_ttl(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), None).await?;
     let results = js
         .get_object_store(names::RESULTS_BUCKET)
         .await
@@ -287,7 +307,7 @@ pub async fn provision_report(
         name: names::RESULTS_BUCKET.into(),
         created,
     });
-    let records = crate::Records::new(records, client.clone());
+    let records = crate::Records::new(records, client.clone(), js.clone(), settings.retention);
     let jet = Jet {
         client,
         js,
@@ -685,6 +705,33 @@ async fn upgrade_jobs_stream(
     Ok(jobs)
 }
 
+/// Let stream `name` take per-message TTLs (and leave delete markers for `markers` when
+/// given), for records and results made by a build before retention: the only change
+/// made to it. Refused for want of permission, it is for `jetmill provision` to do.
+async fn allow_ttl(js: &Context, name: &str, markers: Option<Duration>) -> Result<(), NatsxError> {
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(provision_err(format!("stream {name}")))?;
+    let mut cfg = stream.cached_info().config.clone();
+    if cfg.allow_message_ttl && (markers.is_none() || cfg.subject_delete_marker_ttl.is_some()) {
+        return Ok(());
+    }
+    cfg.allow_message_ttl = true;
+    if markers.is_some() && cfg.subject_delete_marker_ttl.is_none() {
+        cfg.subject_delete_marker_ttl = markers;
+    }
+    let what = format!("per-message TTL on stream {name}");
+    match js.update_stream(cfg).await {
+        Ok(_) => Ok(()),
+        Err(e) if answered(&e) => Err(provision_err(what)(e)),
+        Err(e) => Err(NatsxError::Missing {
+            what,
+            source: Box::new(e),
+        }),
+    }
+}
+
 async fn kv_get_or_create(
     js: &Context,
     report: &mut Vec<Provisioned>,
@@ -727,6 +774,22 @@ pub struct QueueArgs {
     /// Replicas for streams and buckets (3 for a production cluster).
     #[arg(long, env = "JETMILL_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// How long finished jobs (records and results) are kept, e.g. 7d, 12h, 30m (at
+    /// least 1s); a job's own `retention` overrides it. Give gateways and workers the same.
+    #[arg(long, env = "JETMILL_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
+}
+
+/// A `--retention`: the shared duration grammar, at least one second (the broker's
+/// smallest message TTL).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let d = jetmill_proto::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "retention {s:?} is under 1s, the shortest the broker keeps a message"
+        ));
+    }
+    Ok(d)
 }
 
 impl QueueArgs {
@@ -738,6 +801,7 @@ impl QueueArgs {
             max_ack_pending: self.max_ack_pending.max(1),
             max_queued: self.max_queued.max(1),
             replicas: self.replicas.max(1),
+            retention: self.retention,
             ..QueueSettings::default()
         }
     }

@@ -7,6 +7,26 @@
 use crate::NatsxError;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use jetmill_proto::{names, JobId, JobRecord};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The JetStream API error code in `e`'s chain, if the server answered with one.
+fn api_code(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(js) = c.downcast_ref::<async_nats::jetstream::Error>() {
+            return Some(js.error_code().0);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// Whether `e` is the server refusing a TTL on a stream that does not allow them.
+fn ttl_disabled(e: &NatsxError) -> bool {
+    api_code(e) == Some(10166) || e.to_string().contains("per-message TTL is disabled")
+}
 
 /// What an update function decided, and what the record is now.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,12 +69,77 @@ pub struct Records {
     kv: kv::Store,
     /// For inboxes of the key-listing consumers.
     pub(crate) client: async_nats::Client,
+    /// For compare-and-set writes with a TTL (the KV API has none for updates).
+    js: async_nats::jetstream::Context,
+    /// How long a finished record is kept when it names no retention of its own.
+    retention: Duration,
+    /// Set once a TTL write was refused because the bucket does not allow TTLs (an
+    /// older deployment whose `jetmill provision` has not run since): records are then
+    /// written without one, kept for good, as before.
+    ttl_refused: Arc<AtomicBool>,
 }
 
 impl Records {
-    /// Wrap the `jobs` bucket.
-    pub fn new(kv: kv::Store, client: async_nats::Client) -> Self {
-        Records { kv, client }
+    /// Wrap the `jobs` bucket; finished records expire after `retention` unless they
+    /// say otherwise.
+    pub fn new(
+        kv: kv::Store,
+        client: async_nats::Client,
+        js: async_nats::jetstream::Context,
+        retention: Duration,
+    ) -> Self {
+        Records {
+            kv,
+            client,
+            js,
+            retention,
+            ttl_refused: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// How long `record` is kept once stored: `None` while it is not finished.
+    pub fn ttl_of(&self, record: &JobRecord) -> Option<Duration> {
+        record.status.is_terminal().then(|| {
+            record
+                .retention_secs
+                .map(Duration::from_secs)
+                .unwrap_or(self.retention)
+                .max(Duration::from_secs(1))
+        })
+    }
+
+    /// Write `value` over revision `rev` (or create it when `rev` is `None`) expiring
+    /// after `ttl`; `Ok(None)` when another write came first.
+    async fn write_with_ttl(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        rev: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Option<u64>, NatsxError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            rev.unwrap_or(0).to_string().as_str(),
+        );
+        headers.insert("Nats-TTL", ttl.as_secs().to_string().as_str());
+        let subject = format!("$KV.{}.{key}", names::JOBS_BUCKET);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, value)
+            .await
+            .map_err(NatsxError::js("write job record"))?
+            .await;
+        match ack {
+            Ok(a) => Ok(Some(a.sequence)),
+            Err(e) => match api_code(&e) {
+                // "wrong last sequence": someone else wrote first.
+                Some(10071) => Ok(None),
+                // A create over a deleted or expired record: expect its marker.
+                _ if rev.is_none() => Err(NatsxError::js("create job record")(e)),
+                _ => Err(NatsxError::js("write job record")(e)),
+            },
+        }
     }
 
     /// The raw bucket (for watchers and inspection).
@@ -200,7 +285,33 @@ impl Records {
             if !decide(&mut record) {
                 return Ok((Update::Unchanged(version.record.clone()), Some(version)));
             }
-            let value = record.to_json().into();
+            let value: bytes::Bytes = record.to_json().into();
+            let ttl = self
+                .ttl_of(&record)
+                .filter(|_| !self.ttl_refused.load(Ordering::Relaxed));
+            if let Some(ttl) = ttl {
+                match self
+                    .write_with_ttl(&key, value.clone(), version.revision, ttl)
+                    .await
+                {
+                    Ok(Some(new)) => {
+                        let after = Version {
+                            record: record.clone(),
+                            revision: Some(new),
+                        };
+                        return Ok((Update::Applied(record), Some(after)));
+                    }
+                    Ok(None) => continue,
+                    Err(e) if ttl_disabled(&e) => {
+                        tracing::warn!("the jobs bucket takes no per-message TTL: finished records are kept for good; run `jetmill provision` to enable retention");
+                        self.ttl_refused.store(true, Ordering::Relaxed);
+                    }
+                    // A create where a deleted record's marker is: the plain create
+                    // below knows how to expect it.
+                    Err(_) if version.revision.is_none() => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let written = match version.revision {
                 Some(rev) => match self.kv.update(&key, value, rev).await {
                     Ok(new) => Some(new),

@@ -30,19 +30,101 @@ fn floor_char_boundary(s: &str, i: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// Store a large result under the job's object name; returns its location.
+/// Bytes per chunk of a result object (the object store's default).
+const CHUNK: usize = 128 * 1024;
+
+/// Store a large result under the job's object name, every message of it expiring
+/// after `ttl` (the job's retention); returns its location.
+///
+/// The object store layout of `async_nats` (chunks on `$O.<bucket>.C.<nuid>`, then the
+/// JSON info on `$O.<bucket>.M.<base64url(name)>` rolling up the subject), written here
+/// because its `put` sets no per-message TTL; reads go through `async_nats` as before.
+/// An object this replaces (a retried job) has its old chunks purged.
 pub async fn put_large(
     store: &ObjectStore,
+    js: &async_nats::jetstream::Context,
     bucket: &str,
     id: &JobId,
     decimal: &str,
+    ttl: std::time::Duration,
 ) -> Result<ResultLocation, NatsxError> {
+    use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
+    use base64::Engine;
     let name = names::result_object(id);
-    let mut reader = decimal.as_bytes();
-    store
-        .put(name.as_str(), &mut reader)
+    let old = store.info(name.as_str()).await.ok();
+    let nuid = uuid::Uuid::now_v7().simple().to_string();
+    let ttl_secs = ttl.as_secs().max(1).to_string();
+    let with_ttl = || {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-TTL", ttl_secs.as_str());
+        h
+    };
+    let chunk_subject = format!("$O.{bucket}.C.{nuid}");
+    let mut acks = Vec::new();
+    let bytes = decimal.as_bytes();
+    for chunk in bytes.chunks(CHUNK) {
+        acks.push(
+            js.publish_with_headers(
+                chunk_subject.clone(),
+                with_ttl(),
+                bytes::Bytes::copy_from_slice(chunk),
+            )
+            .await
+            .map_err(NatsxError::js("store result chunk"))?,
+        );
+    }
+    for ack in acks {
+        ack.await.map_err(NatsxError::js("store result chunk"))?;
+    }
+    let digest = Sha256::digest(bytes);
+    let info = ObjectInfo {
+        name: name.clone(),
+        description: None,
+        metadata: Default::default(),
+        headers: None,
+        options: Some(ObjectOptions {
+            link: None,
+            max_chunk_size: Some(CHUNK),
+        }),
+        bucket: bucket.to_string(),
+        nuid,
+        size: bytes.len(),
+        chunks: bytes.len().div_ceil(CHUNK),
+        modified: Some(time::OffsetDateTime::now_utc()),
+        digest: Some(format!(
+            "SHA-256={}",
+            base64::engine::general_purpose::URL_SAFE.encode(digest)
+        )),
+        deleted: false,
+    };
+    let meta = serde_json::to_vec(&info).map_err(|e| NatsxError::Corrupt {
+        what: "result object info".into(),
+        detail: e.to_string(),
+    })?;
+    let mut headers = with_ttl();
+    headers.insert("Nats-Rollup", "sub");
+    let meta_subject = format!(
+        "$O.{bucket}.M.{}",
+        base64::engine::general_purpose::URL_SAFE.encode(&name)
+    );
+    js.publish_with_headers(meta_subject, headers, meta.into())
         .await
-        .map_err(NatsxError::js("store result object"))?;
+        .map_err(NatsxError::js("store result object info"))?
+        .await
+        .map_err(NatsxError::js("store result object info"))?;
+    if let Some(old) = old.filter(|o| !o.nuid.is_empty()) {
+        // Best effort: what is left expires with its own TTL (or stays, from before TTLs).
+        if let Err(e) = js
+            .get_stream(format!("OBJ_{bucket}"))
+            .await
+            .map_err(NatsxError::js("open the results stream"))?
+            .purge()
+            .filter(format!("$O.{bucket}.C.{}", old.nuid))
+            .await
+        {
+            tracing::warn!(object = %name, error = %e, "could not purge an overwritten result's old chunks");
+        }
+    }
     Ok(ResultLocation::Object {
         bucket: bucket.to_string(),
         name,

@@ -50,6 +50,7 @@ fn record(tenant: &str, i: usize) -> JobRecord {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     });
     r.status = match i % 7 {
         0 => JobStatus::Running,

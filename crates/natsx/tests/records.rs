@@ -17,6 +17,7 @@ fn message() -> JobMessage {
         batch: None,
         run_at_ms: None,
         schedule: None,
+        retention_secs: None,
     }
 }
 

@@ -5,18 +5,21 @@
 //! instead of misreading it.
 //!
 //! Each schema appended one optional field: 2 the batch id, 3 the start time of a
-//! delayed job, 4 the recurring schedule that made the job. A message is written with the lowest schema that holds its fields
+//! delayed job, 4 the recurring schedule that made the job, 5 the job's own retention. A message is written with the lowest schema that holds its fields
 //! (a plain submit is schema 1, byte for byte as before), so workers of an older
 //! build keep reading every plain submit during a rolling upgrade, and messages
 //! queued by an older gateway decode with the newer fields `None`. Only batch jobs
 //! need workers that read schema 2, only delayed jobs workers that read 3, and only
-//! jobs of a recurring schedule workers that read 4.
+//! jobs of a recurring schedule workers that read 4, and only jobs with their own
+//! retention workers that read 5.
 
 use crate::{Chaos, JobId, JobSpec, Priority};
 use serde::{Deserialize, Serialize};
 
 /// Newest version of the [`JobMessage`] layout; bump on any incompatible change.
-pub const SCHEMA_VERSION: u8 = 4;
+pub const SCHEMA_VERSION: u8 = 5;
+/// The layout before `retention_secs` existed (jobs of recurring schedules).
+pub const SCHEMA_V4: u8 = 4;
 /// The layout before `schedule` existed (delayed jobs).
 pub const SCHEMA_V3: u8 = 3;
 /// The layout before `run_at_ms` existed (batch jobs that are not delayed).
@@ -49,9 +52,13 @@ pub struct JobMessage {
     /// A delayed job's start time, Unix milliseconds (`run_at`/`delay` on submit).
     /// Schema 2 is the layout up to `batch`.
     pub run_at_ms: Option<i64>,
-    /// The recurring schedule (`POST /v1/schedules`) whose firing made this job. Must
-    /// stay the last field: schema 3 is this layout without it.
+    /// The recurring schedule (`POST /v1/schedules`) whose firing made this job.
+    /// Schema 3 is the layout up to `run_at_ms`.
     pub schedule: Option<JobId>,
+    /// How long the finished job is kept, in seconds (`retention` on submit); `None`
+    /// keeps it the deployment's `--retention`. Must stay the last field: schema 4 is
+    /// this layout without it.
+    pub retention_secs: Option<u64>,
 }
 
 /// Why a payload could not be decoded.
@@ -84,8 +91,10 @@ impl JobMessage {
 
     /// The schema byte [`JobMessage::encode`] writes for this message.
     pub fn schema(&self) -> u8 {
-        if self.schedule.is_some() {
+        if self.retention_secs.is_some() {
             SCHEMA_VERSION
+        } else if self.schedule.is_some() {
+            SCHEMA_V4
         } else if self.run_at_ms.is_some() {
             SCHEMA_V3
         } else if self.batch.is_some() {
@@ -142,6 +151,7 @@ mod tests {
             batch: None,
             run_at_ms: None,
             schedule: None,
+            retention_secs: None,
         }
     }
 
@@ -200,8 +210,15 @@ mod tests {
             ..sample()
         };
         let bytes = fired.encode().expect("encode");
-        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(bytes[0], SCHEMA_V4);
         assert_eq!(JobMessage::decode(&bytes).expect("decode"), fired);
+        let kept = JobMessage {
+            retention_secs: Some(3600),
+            ..sample()
+        };
+        let bytes = kept.encode().expect("encode");
+        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(JobMessage::decode(&bytes).expect("decode"), kept);
     }
 
     #[test]

@@ -223,6 +223,10 @@ pub struct JobRecord {
     /// The recurring schedule (`POST /v1/schedules`) whose firing made this job, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<JobId>,
+    /// How long this job is kept once finished, seconds (its `retention`); absent: the
+    /// deployment's `--retention`. The broker then expires the record and its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<u64>,
     /// Every failed attempt, oldest first (at most [`FAILURES_KEPT`]): the error trail
     /// of a dead letter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -284,6 +288,7 @@ impl JobRecord {
             trace_id: None,
             batch: msg.batch,
             schedule: msg.schedule,
+            retention_secs: msg.retention_secs,
             failures: Vec::new(),
             retries: 0,
             attempts_before_retry: 0,
@@ -510,6 +515,7 @@ mod tests {
                 batch: None,
                 run_at_ms: None,
                 schedule: None,
+                retention_secs: None,
             })
         }
 
@@ -554,6 +560,7 @@ mod tests {
                 batch: None,
                 run_at_ms: None,
                 schedule: None,
+                retention_secs: None,
             }
         }
 

@@ -64,6 +64,8 @@ pub struct JobRequest {
     pub chaos: Option<Chaos>,
     /// When a delayed job starts (Unix ms), from `run_at` or `delay`; `None` runs now.
     pub run_at_ms: Option<i64>,
+    /// How long the finished job is kept, seconds (`retention`); `None`: the default.
+    pub retention_secs: Option<u64>,
 }
 
 const FIELDS: &[&str] = &[
@@ -76,6 +78,7 @@ const FIELDS: &[&str] = &[
     "timeout_secs",
     "run_at",
     "delay",
+    "retention",
 ];
 
 impl JobRequest {
@@ -174,6 +177,23 @@ impl JobRequest {
             Some(v) => Some(parse_chaos(v)?),
         };
         let run_at_ms = parse_start(obj, now_ms)?;
+        let retention_secs = match obj.get("retention") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => {
+                let d =
+                    crate::parse_duration(text).map_err(|e| invalid("retention", e.to_string()))?;
+                if d.as_secs() < 1 {
+                    return Err(invalid("retention", "must be at least 1s"));
+                }
+                Some(d.as_secs())
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "retention",
+                    "must be a duration such as \"30d\" or \"12h\"",
+                ))
+            }
+        };
         Ok(JobRequest {
             spec,
             priority,
@@ -181,6 +201,7 @@ impl JobRequest {
             timeout_ms,
             chaos,
             run_at_ms,
+            retention_secs,
         })
     }
 }
@@ -432,6 +453,22 @@ mod tests {
 
     fn field_of(v: Value) -> String {
         check(v).expect_err("must be rejected").field
+    }
+
+    #[test]
+    fn retention_is_a_duration_of_at_least_a_second() {
+        let keep = |v: Value| check(v).map(|r| r.retention_secs);
+        assert_eq!(keep(json!({"kind": "sum", "input": [1]})), Ok(None));
+        assert_eq!(
+            keep(json!({"kind": "sum", "input": [1], "retention": "30d"})),
+            Ok(Some(30 * 86_400))
+        );
+        for bad in [json!("500ms"), json!("later"), json!(60)] {
+            assert_eq!(
+                field_of(json!({"kind": "sum", "input": [1], "retention": bad})),
+                "retention"
+            );
+        }
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn submit(
         batch: None,
         run_at_ms: req.run_at_ms,
         schedule: None,
+        retention_secs: req.retention_secs,
     };
     let jet = state.jet();
     let (mut claimed, mut healing) = (None, false);

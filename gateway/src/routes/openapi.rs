@@ -366,6 +366,10 @@ fn submit_body(limits: &Limits) -> Value {
                 "type": "string", "pattern": jetmill_proto::duration::PATTERN,
                 "description": "Start after this long (`90s`, `15m`, `1h30m`, or seconds): the job is `scheduled` until then. Not with `run_at`."
             },
+            "retention": {
+                "type": "string", "pattern": "^[1-9][0-9]{0,8}(s|m|h|d)$",
+                "description": "How long the finished job (record and result) is kept, e.g. `30d` (default: the deployment's --retention, 7 days). The server also takes compound durations such as `1h30m` (at least 1 s)."
+            },
             "chaos": {
                 "type": "object",
                 "additionalProperties": false,

@@ -341,6 +341,7 @@ async fn start_clock(
         batch: None,
         run_at_ms: None,
         schedule: Some(record.id),
+        retention_secs: req.job.retention_secs,
     };
     let payload = template.encode().map_err(|e| NatsxError::Corrupt {
         what: "schedule job".into(),

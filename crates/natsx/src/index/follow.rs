@@ -44,11 +44,12 @@ fn change_of(prefix: &str, msg: &async_nats::Message) -> Change {
         return Change::Skip;
     };
     let tenant = tenant.to_string();
-    let removed = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some_and(|op| op.as_str() != "PUT");
+    // A delete or purge, or the marker the server leaves when a record expires (its
+    // retention's TTL: `Nats-Marker-Reason: MaxAge`, no `KV-Operation`).
+    let removed = msg.headers.as_ref().is_some_and(|h| {
+        h.get("KV-Operation").is_some_and(|op| op.as_str() != "PUT")
+            || h.get("Nats-Marker-Reason").is_some()
+    });
     if removed {
         return Change::Remove { tenant, id };
     }
