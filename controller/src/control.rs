@@ -5,7 +5,7 @@ use crate::cli::{human_age, print_json, table, ApplyArgs};
 use anyhow::{bail, Context};
 use jetmill_natsx::control::{self, Versioned};
 use jetmill_natsx::{Jet, QueueSettings};
-use jetmill_proto::{Chaos, JobKind, RuntimeConfig, WorkerReport};
+use jetmill_proto::{Chaos, JobKind, RunLimit, RuntimeConfig, WorkerReport};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -20,6 +20,12 @@ pub enum Change {
     EnableKind(JobKind),
     /// New chaos settings; `None` turns failure injection off.
     Chaos(Option<Chaos>),
+    /// Set a run limit (replacing the one on the same scope).
+    SetLimit(RunLimit),
+    /// Remove the run limit on this limit's scope.
+    ClearLimit(RunLimit),
+    /// Remove every run limit.
+    ClearLimits,
     /// Forget every setting (global, or one worker's overrides).
     Reset,
 }
@@ -42,6 +48,12 @@ impl Change {
             Change::DisableKind(_) | Change::EnableKind(_) if worker.is_some() => {
                 bail!("kinds are enabled or disabled for the whole system (the gateway refuses them too); drop --worker")
             }
+            Change::SetLimit(_) | Change::ClearLimit(_) | Change::ClearLimits
+                if worker.is_some() =>
+            {
+                bail!("run limits hold across all workers together; drop --worker")
+            }
+            Change::SetLimit(l) => l.validate()?,
             _ => {}
         }
         Ok(())
@@ -61,6 +73,12 @@ impl Change {
             }
             Change::EnableKind(k) => c.disabled_kinds.retain(|x| x != k),
             Change::Chaos(chaos) => c.chaos = Some(chaos.unwrap_or_default()),
+            Change::SetLimit(l) => match c.limits.iter_mut().find(|x| x.same_scope(l)) {
+                Some(x) => *x = l.clone(),
+                None => c.limits.push(l.clone()),
+            },
+            Change::ClearLimit(l) => c.limits.retain(|x| !x.same_scope(l)),
+            Change::ClearLimits => c.limits.clear(),
             Change::Reset => *c = RuntimeConfig::default(),
         }
     }
@@ -277,6 +295,9 @@ pub fn describe(c: &RuntimeConfig) -> String {
         } else {
             "chaos off".to_string()
         });
+    }
+    for l in &c.limits {
+        parts.push(format!("limit {l}"));
     }
     if parts.is_empty() {
         "defaults".to_string()

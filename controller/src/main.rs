@@ -20,6 +20,7 @@ mod dev;
 mod dlq;
 mod inspect;
 mod jobs;
+mod limits;
 mod probe;
 mod provision;
 mod schedules;
@@ -131,6 +132,13 @@ enum Command {
     Schedules {
         #[command(subcommand)]
         cmd: schedules::SchedulesCmd,
+    },
+    /// Cluster-wide run limits per kind and/or tenant: at most N running and/or R
+    /// starts per period; limited jobs wait in the queue. Examples:
+    /// `jetmill limits set --kind factorial --max-running 4`, `jetmill limits list`
+    Limits {
+        #[command(subcommand)]
+        cmd: limits::LimitsCmd,
     },
     /// Load-test a running jetmill over HTTP, next to the broker's own rate.
     /// Example: `jetmill bench --mix 10000:factorial:1000 --concurrency 64`
@@ -301,6 +309,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Jobs { cmd } => jobs::run(cmd).await,
         Command::Dlq { cmd } => dlq::run(cmd).await,
         Command::Schedules { cmd } => schedules::run(cmd).await,
+        Command::Limits { cmd } => limits::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Probe(args) => probe::run(&args).await,
         Command::Completions { shell } => {

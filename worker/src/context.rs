@@ -58,6 +58,8 @@ pub struct WorkerCtx {
     pub default_chaos: Option<Chaos>,
     /// Kinds the controller disabled: their jobs are parked, not run.
     pub disabled_kinds: RwLock<Vec<JobKind>>,
+    /// Cluster-wide run limits and the places this worker's jobs hold.
+    pub gate: crate::limits::Gate,
     /// Failure injection for jobs that do not set their own (normally `None`).
     pub chaos: RwLock<Option<Chaos>>,
     /// Cancel flags of running jobs, for drain and cancel broadcasts.
@@ -99,6 +101,7 @@ impl WorkerCtx {
             default_chaos: args.chaos(),
             chaos: RwLock::new(args.chaos()),
             disabled_kinds: RwLock::new(Vec::new()),
+            gate: crate::limits::Gate::default(),
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),

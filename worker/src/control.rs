@@ -1,8 +1,8 @@
 //! Applying the controller's runtime config live, and reporting this worker.
 //!
 //! The worker watches KV `config`; on every change it re-reads the global key and
-//! its own overrides, applies them (freeze, concurrency, log filter, chaos, the
-//! kinds: disabled ones are parked, enabled ones unparked), and only then reports the revision as applied, so a
+//! its own overrides, applies them (freeze, concurrency, log filter, chaos, run
+//! limits, the kinds: disabled ones are parked, enabled ones unparked), and only then reports the revision as applied, so a
 //! `jetmill freeze` that returns means no new job will start.
 
 use crate::context::WorkerCtx;
@@ -35,6 +35,7 @@ pub async fn apply(ctx: &Arc<WorkerCtx>, config: &RuntimeConfig, revision: u64) 
     if let Ok(mut d) = ctx.disabled_kinds.write() {
         *d = config.disabled_kinds.clone();
     }
+    ctx.gate.set(config.limits.clone());
     // Jobs parked while their kind was disabled go back into the queue.
     for kind in JobKind::ALL.into_iter().filter(|k| config.kind_enabled(*k)) {
         let ctx = ctx.clone();

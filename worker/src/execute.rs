@@ -1,6 +1,7 @@
 //! One attempt at one job, from delivery to its [`Verdict`].
 //!
-//! 1. Decode; garbage is terminated (it can never succeed) and logged.
+//! 1. Decode; garbage is terminated (it can never succeed) and logged. A job of a
+//!    disabled kind is parked; one over a run limit waits in the queue (`limits`).
 //! 2. Read the record (while the kernel starts). The attempt's number comes from the
 //!    record (`attempts + 1`; hand-backs do not count), not from the delivery count.
 //!    A terminal record (a redelivery after the job finished, a job cancelled while
@@ -72,6 +73,21 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         }
         return;
     }
+    // Cluster-wide run limits: a job that must wait goes back to the queue untouched
+    // (not an attempt), before anything is written or computed.
+    let places = match crate::limits::admit(ctx, &job, delivered).await {
+        crate::limits::Admission::Go(places) => places,
+        crate::limits::Admission::Wait(after) => {
+            tracing::debug!(parent: &span, wait_ms = after.as_millis() as u64, "run limit reached; the job waits in the queue");
+            settle::ack(&message, AckKind::Nak(Some(after))).await;
+            return;
+        }
+        crate::limits::Admission::Unknown(e) => {
+            tracing::warn!(parent: &span, error = %e, "cannot check the run limits; handing the job back");
+            settle::ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+    };
     crate::observe::queue_wait_span(&message, &job, delivered);
     let _running = ctx.register(job.id, cancel.clone());
     let mut slot = slot;
@@ -82,6 +98,8 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         // held until this one is settled (what `--finishing-limit` and a drain count).
         slot.release();
         settle(ctx, &message, &job, attempt, delivered, verdict).await;
+        // The record is final (or the job handed back): its places are free again.
+        drop(places);
         drop(slot);
     }
     .instrument(span)

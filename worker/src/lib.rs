@@ -16,6 +16,7 @@ pub mod control;
 pub mod due;
 pub mod execute;
 pub mod fetcher;
+pub mod limits;
 pub mod listeners;
 pub mod observe;
 pub mod settle;
@@ -104,6 +105,7 @@ pub async fn run_with(
     let cancels = tokio::spawn(listeners::cancels(ctx.clone(), listening.clone()));
     let watcher = tokio::spawn(control::watch(ctx.clone(), changes, listening.clone()));
     let heartbeat = tokio::spawn(control::heartbeat(ctx.clone(), listening.clone()));
+    let renewing = tokio::spawn(limits::renew(ctx.clone(), listening.clone()));
     let stop_fetching = CancellationToken::new();
     let moving_due = tokio::spawn(due::run(ctx.clone(), due_consumer, stop_fetching.clone()));
     let fetching = tokio::spawn(fetcher::run(ctx.clone(), consumers, stop_fetching.clone()));
@@ -132,7 +134,7 @@ pub async fn run_with(
     }
     listening.cancel();
     let last_writes = async {
-        let _ = tokio::join!(cancels, watcher, heartbeat, moving_due, fetching);
+        let _ = tokio::join!(cancels, watcher, heartbeat, renewing, moving_due, fetching);
         ctx.jet.client.flush().await.ok();
     };
     if tokio::time::timeout_at(deadline, last_writes)

@@ -9,16 +9,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Run `jetmill <args>` against the test's NATS server.
-async fn jetmill(app: &TestApp, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
-        .args(args)
-        .env("JETMILL_NATS_URL", app.nats.url())
-        .env("JETMILL_GATEWAY_URL", &app.base)
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run jetmill")
+async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
+    app.jetmill(args).await
 }
 
 fn text(out: &Output) -> String {

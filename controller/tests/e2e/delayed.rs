@@ -230,15 +230,7 @@ async fn a_batch_honours_each_items_delay_and_counts_scheduled_jobs() {
 
 /// Run `jetmill <args>` (the real binary) against the test's gateway.
 async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
-        .args(args)
-        .env("JETMILL_GATEWAY_URL", &app.base)
-        .env("JETMILL_NATS_URL", app.nats.url())
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run jetmill")
+    app.jetmill(args).await
 }
 
 #[tokio::test]

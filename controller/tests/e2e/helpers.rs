@@ -184,6 +184,19 @@ impl TestApp {
         self.workers.push(WorkerProcess { child, log });
     }
 
+    /// Run the `jetmill` CLI against this app's NATS and gateway.
+    pub async fn jetmill(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
+            .args(args)
+            .env("JETMILL_NATS_URL", self.nats.url())
+            .env("JETMILL_GATEWAY_URL", &self.base)
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run jetmill")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -16,6 +16,7 @@ mod gateway_kill;
 mod helpers;
 mod idempotency;
 mod jobs;
+mod limits;
 mod listing;
 mod live;
 mod metrics;

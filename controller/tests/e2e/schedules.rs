@@ -333,14 +333,7 @@ async fn a_cron_schedule_in_a_time_zone_fires_on_its_seconds_and_bad_ones_name_t
 
 /// Run `jetmill <args>` (the real binary) against the test's gateway.
 async fn jetmill(app: &TestApp, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
-        .args(args)
-        .env("JETMILL_GATEWAY_URL", &app.base)
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run jetmill")
+    app.jetmill(args).await
 }
 
 fn stdout(out: &std::process::Output) -> String {

@@ -97,7 +97,7 @@ where
 /// rewritten during the walk (its old message is gone, the new one comes after the
 /// walk's end) — exactly what happens when every worker reports at once after a
 /// config change.
-async fn bucket_keys(jet: &Jet, bucket: &str) -> Result<Vec<String>, NatsxError> {
+pub(crate) async fn bucket_keys(jet: &Jet, bucket: &str) -> Result<Vec<String>, NatsxError> {
     let stream = jet
         .js
         .get_stream(format!("KV_{bucket}"))

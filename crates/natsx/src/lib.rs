@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod index;
 pub mod jobs;
+pub mod limits;
 pub mod listing;
 pub mod provision;
 pub mod records;

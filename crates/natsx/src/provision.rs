@@ -76,6 +76,8 @@ pub struct Jet {
     pub batches: kv::Store,
     /// Recurring schedules (`POST /v1/schedules`), key `<tenant>.<schedule_id>`.
     pub schedule_records: kv::Store,
+    /// What run limits have in use (leases, next start), one key per scope.
+    pub limits: kv::Store,
     /// The settings these handles were provisioned with.
     pub settings: QueueSettings,
 }
@@ -273,6 +275,22 @@ pub async fn provision_report(
         },
     )
     .await?;
+    let limits = kv_get_or_create(
+        &js,
+        &mut report,
+        kv::Config {
+            bucket: names::LIMITS_BUCKET.into(),
+            description:
+                "jetmill run limits in use, one key per scope: running leases and the next start"
+                    .into(),
+            history: 1,
+            max_value_size: 1024 * 1024,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     let what = format!("object store {}", names::RESULTS_BUCKET);
     let mut created = false;
     if !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await? {
@@ -322,6 +340,7 @@ pub async fn provision_report(
         result_cache,
         batches,
         schedule_records,
+        limits,
         settings,
     };
     Ok((jet, report))

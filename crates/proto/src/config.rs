@@ -3,7 +3,7 @@
 //! The controller writes the desired state; every worker watches it, applies it
 //! live, and reports the KV revision it applied, so the controller knows who did.
 
-use crate::{Chaos, JobKind};
+use crate::{Chaos, JobKind, RunLimit};
 use serde::{Deserialize, Serialize};
 
 /// Key of the configuration every worker applies.
@@ -51,6 +51,9 @@ pub struct RuntimeConfig {
     /// Default failure injection for jobs without their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<Chaos>,
+    /// Cluster-wide run limits per kind and/or tenant (global only; see `limit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<RunLimit>,
 }
 
 impl RuntimeConfig {
@@ -62,6 +65,7 @@ impl RuntimeConfig {
             log_level: over.log_level.clone().or_else(|| self.log_level.clone()),
             disabled_kinds: self.disabled_kinds.clone(),
             chaos: over.chaos.or(self.chaos),
+            limits: self.limits.clone(),
         }
     }
 

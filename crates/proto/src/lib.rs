@@ -18,6 +18,7 @@ pub mod config;
 pub mod duration;
 pub mod event;
 pub mod job;
+pub mod limit;
 pub mod message;
 pub mod names;
 pub mod record;
@@ -31,6 +32,7 @@ pub use config::{RuntimeConfig, WorkerReport};
 pub use duration::{parse_duration, DurationError};
 pub use event::{EventType, JobEvent};
 pub use job::{JobId, JobKind, JobSpec, Priority};
+pub use limit::{Decision, LimitUse, LimitView, Rate, RunLimit, ScopeUsage};
 pub use message::{CodecError, JobMessage, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION};
 pub use record::{
     AttemptFailure, AttemptInfo, JobRecord, JobStatus, ResultInfo, ResultLocation, Transition,

@@ -31,6 +31,10 @@ pub const HDR_SCHEDULE: &str = "Nats-Schedule";
 pub const HDR_SCHEDULE_TIME_ZONE: &str = "Nats-Schedule-Time-Zone";
 /// Header of a recurring schedule's message (and so of its firings): the schedule id.
 pub const HDR_SCHEDULE_ID: &str = "Jetmill-Schedule-Id";
+/// KV bucket of what run limits have in use (leases, next start), one key per scope
+/// (`RunLimit::key_for`), JSON `LimitUse` values changed by compare-and-set.
+pub const LIMITS_BUCKET: &str = "limits";
+
 /// KV bucket of recurring schedules, key `<tenant>.<schedule_id>`, JSON values.
 pub const SCHEDULES_BUCKET: &str = "schedules";
 

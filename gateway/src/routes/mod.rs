@@ -53,6 +53,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
         .route("/v1/activity", get(workers::activity))
+        .route("/v1/limits", get(workers::limits))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
         .route("/assets/style.css", get(web::style_css))

@@ -1,4 +1,4 @@
-//! `GET /v1/workers`: the live workers' reports and the queue depth, read-only.
+//! `GET /v1/workers`, `/v1/activity` and `/v1/limits`: read-only views of the system.
 
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -64,4 +64,37 @@ pub async fn activity(
     _caller: Principal,
 ) -> Json<crate::activity::ActivityView> {
     Json(state.activity().view())
+}
+
+/// Answer of `GET /v1/limits`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LimitsView {
+    /// The run limits that apply to the caller's jobs (every limit, for an admin), with
+    /// what each has in use now. Operators set them with `jetmill limits set`.
+    pub limits: Vec<jetmill_proto::LimitView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/limits",
+    tag = "workers",
+    responses(
+        (status = 200, description = "The cluster-wide run limits and what they have in use", body = LimitsView),
+        (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /v1/limits`: the run limits (at most N running, at most R starts per period,
+/// per kind and/or tenant) and their counts. A caller sees the limits its own jobs
+/// count against, with its own tenant's counts under a per-tenant (`*`) limit; an
+/// admin sees every limit and every tenant's counts.
+pub async fn limits(
+    State(state): State<AppState>,
+    caller: Principal,
+) -> Result<Json<LimitsView>, ApiError> {
+    let config = state.runtime_config();
+    let tenant = (!caller.admin).then_some(caller.tenant.as_str());
+    let limits = jetmill_natsx::limits::views(state.jet(), &config.limits, tenant).await?;
+    Ok(Json(LimitsView { limits }))
 }

@@ -1,0 +1,161 @@
+//! What run limits have in use, in KV `limits`: one [`LimitUse`] per scope key,
+//! changed only by compare-and-set, so every worker counts against the same places.
+
+use crate::{Jet, NatsxError};
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use jetmill_proto::limit::EACH_TENANT;
+use jetmill_proto::{names, now_ms, Decision, JobKind, LimitUse, LimitView, RunLimit, ScopeUsage};
+
+/// A scope's use and the revision it was read at (0: never written).
+async fn read_at(kv: &kv::Store, key: &str) -> Result<(LimitUse, u64), NatsxError> {
+    match kv
+        .entry(key)
+        .await
+        .map_err(NatsxError::js("read a limit"))?
+    {
+        Some(e) if e.operation == Operation::Put => {
+            let used = serde_json::from_slice(&e.value).map_err(|err| NatsxError::Corrupt {
+                what: format!("limits key {key}"),
+                detail: err.to_string(),
+            })?;
+            Ok((used, e.revision))
+        }
+        Some(e) => Ok((LimitUse::default(), e.revision)),
+        None => Ok((LimitUse::default(), 0)),
+    }
+}
+
+/// What one scope key has in use now (empty if nothing ever counted there).
+pub async fn read(kv: &kv::Store, key: &str) -> Result<LimitUse, NatsxError> {
+    read_at(kv, key).await.map(|(u, _)| u)
+}
+
+/// `limits` with what each has in use now. `tenant`: only what that tenant's jobs
+/// count against (limits on other named tenants are left out, and a `*` limit shows
+/// that tenant's counts alone); `None`: everything.
+pub async fn views(
+    jet: &Jet,
+    limits: &[RunLimit],
+    tenant: Option<&str>,
+) -> Result<Vec<LimitView>, NatsxError> {
+    // Scope keys come from one snapshot of the bucket only when some `*` limit needs them.
+    let mut keys: Option<Vec<String>> = None;
+    let now = now_ms();
+    let mut out = Vec::new();
+    for limit in limits {
+        // Another named tenant's limit is not this caller's business.
+        if matches!((limit.tenant.as_deref(), tenant), (Some(t), Some(me)) if t != EACH_TENANT && t != me)
+        {
+            continue;
+        }
+        let scope_keys: Vec<String> = match (limit.tenant.as_deref(), tenant) {
+            (Some(EACH_TENANT), None) => {
+                if keys.is_none() {
+                    keys = Some(crate::control::bucket_keys(jet, names::LIMITS_BUCKET).await?);
+                }
+                let mut mine: Vec<String> = keys
+                    .iter()
+                    .flatten()
+                    .filter(|k| limit.tenant_of_key(k).is_some())
+                    .cloned()
+                    .collect();
+                mine.sort();
+                mine
+            }
+            (Some(EACH_TENANT), Some(me)) => exact_key(limit, me).into_iter().collect(),
+            (Some(t), _) => exact_key(limit, t).into_iter().collect(),
+            (None, _) => exact_key(limit, "all").into_iter().collect(),
+        };
+        let mut usage = Vec::with_capacity(scope_keys.len());
+        for key in scope_keys {
+            let used = read(&jet.limits, &key).await?;
+            let counted = limit.tenant_of_key(&key).flatten();
+            usage.push(ScopeUsage::of(counted, &used, now));
+        }
+        out.push(LimitView {
+            limit: limit.clone(),
+            scope: limit.scope(),
+            usage,
+        });
+    }
+    Ok(out)
+}
+
+/// The one scope key of `limit` that `tenant`'s jobs count at.
+fn exact_key(limit: &RunLimit, tenant: &str) -> Option<String> {
+    let kind = limit.kind.unwrap_or(JobKind::Factorial);
+    limit.key_for(kind, tenant)
+}
+
+/// Change `key`'s use with `change` by compare-and-set, retrying on a conflict.
+/// `change` returns its answer and whether it changed anything (no write otherwise).
+async fn modify<R>(
+    kv: &kv::Store,
+    key: &str,
+    mut change: impl FnMut(&mut LimitUse) -> (R, bool),
+) -> Result<R, NatsxError> {
+    loop {
+        let (mut used, revision) = read_at(kv, key).await?;
+        let (answer, changed) = change(&mut used);
+        if !changed {
+            return Ok(answer);
+        }
+        let body = serde_json::to_vec(&used).map_err(|e| NatsxError::Corrupt {
+            what: format!("limits key {key}"),
+            detail: e.to_string(),
+        })?;
+        let written = if revision == 0 {
+            match kv.create(key, body.into()).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                Err(e) => return Err(NatsxError::js("write a limit")(e)),
+            }
+        } else {
+            match kv.update(key, body.into(), revision).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                Err(e) => return Err(NatsxError::js("write a limit")(e)),
+            }
+        };
+        if written {
+            return Ok(answer);
+        }
+    }
+}
+
+/// Admit `job` (run by `worker`) under `limit`, counted at `key`: take its place and
+/// its start, or say why it waits (a wait writes nothing).
+pub async fn admit(
+    kv: &kv::Store,
+    key: &str,
+    limit: &RunLimit,
+    job: &str,
+    worker: &str,
+) -> Result<Decision, NatsxError> {
+    modify(kv, key, |used| {
+        let decision = used.admit(limit, job, worker, now_ms());
+        (decision, decision == Decision::Admit)
+    })
+    .await
+}
+
+/// Give back `job`'s place at `key` (nothing is written if it held none).
+pub async fn release(kv: &kv::Store, key: &str, job: &str) -> Result<(), NatsxError> {
+    modify(kv, key, |used| ((), used.release(job))).await
+}
+
+/// Renew the leases of `jobs`, run by `worker`, at `key`.
+pub async fn renew(
+    kv: &kv::Store,
+    key: &str,
+    worker: &str,
+    jobs: &[String],
+) -> Result<(), NatsxError> {
+    modify(kv, key, |used| {
+        (
+            (),
+            used.renew(worker, jobs.iter().map(String::as_str), now_ms()),
+        )
+    })
+    .await
+}
