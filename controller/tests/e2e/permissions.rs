@@ -417,6 +417,39 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         .await
         .expect("DELETE schedule");
     assert_eq!(resp.status().as_u16(), 200);
+
+    // A run limit: the controller sets it, the worker takes and gives back the job's
+    // place in KV `limits`, the gateway shows it, the inspector lists it.
+    jetmill_ok(
+        &secured,
+        "controller",
+        &[
+            "limits",
+            "set",
+            "--kind",
+            "sum",
+            "--max-running",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    let limited = app.submit_ok(json!({"kind": "sum", "input": [1, 2]})).await;
+    let job = app.wait_finished(&limited, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let view = get_json(&app, "/v1/limits").await;
+    assert_eq!(view["limits"][0]["scope"], "sum jobs", "{view}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = jetmill_ok(&secured, "inspector", &["limits", "list", "--json"]).await;
+        let listed: Value = serde_json::from_str(&listed).expect("limits list --json");
+        // Taken and given back: the scope exists and holds nothing now.
+        if listed[0]["usage"][0]["running"] == json!(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
