@@ -179,7 +179,12 @@ fn rows(views: &[LimitView]) -> Vec<Vec<String>> {
                 max.clone(),
                 rate.clone(),
                 u.tenant.clone().unwrap_or_else(|| "-".into()),
-                u.running.to_string(),
+                // A rate alone holds no places: no running count.
+                if v.limit.max_running.is_some() {
+                    u.running.to_string()
+                } else {
+                    "-".into()
+                },
                 next,
             ]);
         }

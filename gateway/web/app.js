@@ -1,4 +1,4 @@
-// jetmill web page: submit jobs, watch them run, read results, see the workers.
+// jetmill web page: submit jobs, watch them run, read results, see the workers and the run limits.
 // Plain JavaScript, no build step, no dependencies; talks only to this gateway's /v1 API.
 'use strict';
 
@@ -1057,6 +1057,7 @@ let workersTimer = null;
 
 async function loadWorkers() {
   clearTimeout(workersTimer);
+  loadLimits();
   try {
     const data = await api('GET', '/v1/workers');
     $('queue-depth').textContent = String(data.queue_depth);
@@ -1078,6 +1079,54 @@ async function loadWorkers() {
     else if (!(e instanceof ApiError && e.status === 401)) $('workers-msg').textContent = `Could not read workers: ${e.message}`;
   } finally {
     workersTimer = setTimeout(loadWorkers, WORKERS_EVERY_MS);
+  }
+}
+
+// ---------------------------------------------------------------- limits
+
+/** A limit's rate as operators write it: `5/s`, `30/m`, `100/h`, `2/10s`, `1/500ms`. */
+function fmtRate(rate) {
+  if (!rate) return '';
+  const unit = { 1000: 's', 60000: 'm', 3600000: 'h' }[rate.per_ms]
+    || (rate.per_ms % 1000 === 0 ? `${rate.per_ms / 1000}s` : `${rate.per_ms}ms`);
+  return `${rate.starts}/${unit}`;
+}
+
+/** When the next start under a rate is allowed (`next_start_ms` is sent only when in the future). */
+function fmtNextStart(limit, usage) {
+  if (!limit.rate) return '';
+  const wait = usage.next_start_ms == null ? 0 : usage.next_start_ms - Date.now();
+  return wait > 0 ? `in ${fmtDuration(wait)}` : 'now';
+}
+
+/** One row per scope a limit counts (a `tenant: "*"` limit counts each tenant on its own). */
+function limitRows(view) {
+  const limit = view.limit;
+  const usage = view.usage.length ? view.usage : [{ running: 0 }];
+  return usage.map((u) => {
+    const tr = el('tr', { 'data-scope': view.scope });
+    if (u.tenant) tr.dataset.tenant = u.tenant;
+    for (const [col, v] of [
+      ['scope', view.scope], ['max_running', limit.max_running == null ? '' : limit.max_running],
+      ['rate', fmtRate(limit.rate)], ['tenant', u.tenant || ''],
+      // A rate alone holds no places, so it has no running count to show.
+      ['running', limit.max_running == null ? '' : `${u.running} / ${limit.max_running}`],
+      ['next_start', fmtNextStart(limit, u)],
+    ]) tr.append(el('td', { 'data-col': col }, String(v)));
+    return tr;
+  });
+}
+
+async function loadLimits() {
+  try {
+    const data = await api('GET', '/v1/limits');
+    const limits = (data && data.limits) || [];
+    $('limits-body').replaceChildren(...limits.flatMap(limitRows));
+    $('limits-empty').hidden = limits.length > 0;
+    $('limits-msg').textContent = '';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) $('limits-msg').textContent = 'This gateway has no /v1/limits endpoint.';
+    else if (!(e instanceof ApiError && e.status === 401)) $('limits-msg').textContent = `Could not read limits: ${e.message}`;
   }
 }
 

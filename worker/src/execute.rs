@@ -99,7 +99,7 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         slot.release();
         settle(ctx, &message, &job, attempt, delivered, verdict).await;
         // The record is final (or the job handed back): its places are free again.
-        drop(places);
+        places.release().await;
         drop(slot);
     }
     .instrument(span)

@@ -60,6 +60,19 @@ impl Places {
     }
 }
 
+impl Places {
+    /// Give the places back now (the attempt's end waits for it, so a draining worker
+    /// frees its places before it exits).
+    pub async fn release(mut self) {
+        let Some(ctx) = self.ctx.take() else { return };
+        let keys = std::mem::take(&mut self.keys);
+        let job = std::mem::take(&mut self.job);
+        ctx.gate.forget(&keys, &job);
+        give_back(&ctx, &keys, &job).await;
+    }
+}
+
+/// Dropped without [`Places::release`] (the attempt panicked): given back on a task.
 impl Drop for Places {
     fn drop(&mut self) {
         let Some(ctx) = self.ctx.take() else { return };

@@ -586,9 +586,10 @@ async fn page_explains_401_and_sends_the_token_it_is_given() {
         .await;
     browser
         .wait_js(
-            "banner gone and workers listed with the token",
+            "banner gone, workers and limits listed with the token",
             WAIT,
-            "return document.getElementById('auth-msg').hidden && !!document.querySelector('#workers-body tr')",
+            "return document.getElementById('auth-msg').hidden && !!document.querySelector('#workers-body tr')
+                && !document.getElementById('limits-empty').hidden && !document.getElementById('limits-msg').textContent",
             json!([]),
         )
         .await;
@@ -1304,4 +1305,115 @@ async fn the_schedules_panel_creates_pauses_resumes_and_deletes_a_schedule_and_l
         true
     );
     browser.screenshot(&dir.join("04-deleted.png")).await;
+}
+
+/// Run `jetmill <args>` and check it exited 0 (with no live worker it still writes the
+/// config: nothing is left to apply it).
+async fn jetmill_ok(app: &TestApp, args: &[&str]) {
+    let out = app.jetmill(args).await;
+    assert!(
+        out.status.success(),
+        "jetmill {args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_limits_panel_shows_each_limit_with_what_it_has_in_use() {
+    let app = TestApp::spawn().await;
+    let dir = output_dir("limits");
+    jetmill_ok(
+        &app,
+        &["limits", "set", "--kind", "factorial", "--max-running", "2"],
+    )
+    .await;
+    jetmill_ok(&app, &["limits", "set", "--tenant", "*", "--rate", "30/m"]).await;
+    // A long job holds one of the two factorial places until it is cancelled.
+    let id = app
+        .submit_ok(json!({"kind": "factorial", "input": 20, "chaos": {"delay_ms": 600000}}))
+        .await;
+    let browser = open_page(&app, &dir).await;
+    let cells = "(r) => ['scope', 'max_running', 'rate', 'tenant', 'running', 'next_start']
+                   .map((c) => r.querySelector(`[data-col=\"${c}\"]`).textContent)";
+    let rows = browser
+        .wait_js(
+            "the two limits, one job running under the first, the second counting tenant public",
+            WAIT,
+            &format!(
+                "const rows = [...document.querySelectorAll('#limits-body tr')].map({cells});
+                 return rows.length === 2 && rows[0][4] === '1 / 2' && rows[1][3] === 'public' ? rows : null;"
+            ),
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        rows[0],
+        json!(["factorial jobs", "2", "", "", "1 / 2", ""]),
+        "{rows}"
+    );
+    let each: Vec<String> = serde_json::from_value(rows[1].clone()).expect("cells");
+    assert_eq!(
+        each[..5],
+        // A rate alone holds no places: it has no running count.
+        ["all jobs of each tenant", "", "30/m", "public", ""],
+        "{rows}"
+    );
+    // One start under 30/m: the next is due within 2 s of it (or already due).
+    let next = &each[5];
+    assert!(
+        next == "now"
+            || (next.starts_with("in ") && (next.ends_with(" ms") || next.ends_with(" s"))),
+        "next start {next:?}"
+    );
+    assert!(
+        browser
+            .js(
+                "return document.getElementById('limits-empty').hidden",
+                json!([])
+            )
+            .await
+            == json!(true)
+    );
+    browser
+        .js(
+            "document.getElementById('limits').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&dir.join("01-limits.png")).await;
+
+    // The job cancelled, its place is free again on the next refresh.
+    let (status, _) = app.cancel(&id).await;
+    assert_eq!(status, 200);
+    browser
+        .wait_js(
+            "the factorial limit with nothing running",
+            WAIT,
+            "const r = document.querySelector('#limits-body tr[data-scope=\"factorial jobs\"]');
+             return r && r.querySelector('[data-col=\"running\"]').textContent === '0 / 2';",
+            json!([]),
+        )
+        .await;
+
+    // No limits: the panel says so, and how they are set.
+    jetmill_ok(&app, &["limits", "clear", "--all"]).await;
+    let empty = browser
+        .wait_js(
+            "the no-limits line",
+            WAIT,
+            "const p = document.getElementById('limits-empty');
+             return !p.hidden && !document.querySelector('#limits-body tr') ? p.textContent : '';",
+            json!([]),
+        )
+        .await;
+    assert!(
+        empty
+            .as_str()
+            .unwrap_or_default()
+            .contains("jetmill limits set"),
+        "{empty}"
+    );
+    browser.screenshot(&dir.join("02-no-limits.png")).await;
 }

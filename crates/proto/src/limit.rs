@@ -263,7 +263,8 @@ pub struct ScopeUsage {
     /// The tenant counted here (absent when all tenants count together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// Jobs running under it now (holding an unexpired place).
+    /// Jobs running under it now (holding an unexpired place; only a limit with
+    /// `max_running` keeps places, so under a rate alone this is 0).
     pub running: usize,
     /// Unix ms of the earliest next start under its rate, when that is in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
