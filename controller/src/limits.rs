@@ -165,12 +165,18 @@ fn rows(views: &[LimitView]) -> Vec<Vec<String>> {
                 max.clone(),
                 rate.clone(),
                 tenant.into(),
-                "0".into(),
-                "now".into(),
+                if v.limit.max_running.is_some() {
+                    "0"
+                } else {
+                    "-"
+                }
+                .into(),
+                if v.limit.rate.is_some() { "now" } else { "-" }.into(),
             ]);
         }
         for u in &v.usage {
             let next = match u.next_start_ms {
+                _ if v.limit.rate.is_none() => "-".into(),
                 Some(at) if at > now => format!("in {} ms", at - now),
                 _ => "now".into(),
             };
