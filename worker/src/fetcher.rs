@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 const PREFETCH_WAIT: Duration = Duration::from_millis(500);
 /// How long one pull request waits for messages before asking again.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// Longest a no-wait fetch of what is queued may take before it is given up.
+const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Rounds in a row that may fill every slot before the lowest level was asked, before
 /// a round starts from a lower level (see [`Rotation`]).
@@ -192,20 +194,35 @@ async fn fetch_queued(
         if room == 0 {
             return (got, asked < order.len(), false);
         }
-        match consumers[level].fetch().max_messages(room).messages().await {
-            Ok(mut batch) => {
-                while let Some(m) = batch.next().await {
-                    match m {
-                        Ok(m) => got.push(m),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "fetch ended with an error");
-                            break;
-                        }
+        // async-nats gives a no-wait fetch no deadline of its own: a request the server
+        // never answers (sent as nats-server restarts) would stall this loop for good.
+        let fetched = tokio::time::timeout(FETCH_DEADLINE, async {
+            let mut batch = consumers[level]
+                .fetch()
+                .max_messages(room)
+                .messages()
+                .await?;
+            while let Some(m) = batch.next().await {
+                match m {
+                    Ok(m) => got.push(m),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "fetch ended with an error");
+                        break;
                     }
                 }
             }
-            Err(e) => {
+            Ok::<(), async_nats::jetstream::consumer::pull::BatchError>(())
+        })
+        .await;
+        match fetched {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "pull request failed; retrying");
+                return (got, false, true);
+            }
+            Err(_) => {
+                // What the lost request still brings comes back after `ack_wait`.
+                tracing::warn!(deadline = ?FETCH_DEADLINE, "a fetch got no answer in time (NATS restarting?); retrying");
                 return (got, false, true);
             }
         }

@@ -104,7 +104,11 @@ pub async fn provision(
     client: async_nats::Client,
     settings: QueueSettings,
 ) -> Result<Jet, NatsxError> {
-    provision_report(client, settings).await.map(|(jet, _)| jet)
+    // Boxed: the walk over every stream and bucket is a large future, and callers hold
+    // it inside their own start-up futures (a debug build's test thread overflowed).
+    Box::pin(provision_report(client, settings))
+        .await
+        .map(|(jet, _)| jet)
 }
 
 /// [`provision`], also saying what existed and what was created (`jetmill provision`).
