@@ -589,7 +589,12 @@ impl Shared {
                     .await
                     .map_err(NatsxError::js(op))?;
                 let mut got = 0;
-                while let Some(m) = batch.next().await {
+                // async-nats gives a no-wait fetch no deadline: a request the server never
+                // answers (sent as it restarts) must fail, not hold a reader slot for good.
+                while let Some(m) = tokio::time::timeout(Duration::from_secs(5), batch.next())
+                    .await
+                    .map_err(NatsxError::js(op))?
+                {
                     let m = m.map_err(|source| NatsxError::JetStream { op, source })?;
                     let Ok(info) = m.info() else { continue };
                     let seq = info.stream_sequence;

@@ -187,6 +187,10 @@ pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
     let (consumer, _) = jet.ensure_parked_consumer(kind).await?;
     let mut moved = 0;
     loop {
+        // async-nats gives a no-wait fetch no deadline: bound each wait for its answer,
+        // so a request the server never answers (sent as it restarts) fails (the next
+        // config apply tries again) instead of hanging for good.
+        const ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
         let mut batch = consumer
             .fetch()
             .max_messages(256)
@@ -194,7 +198,10 @@ pub async fn unpark(jet: &Jet, kind: JobKind) -> Result<usize, NatsxError> {
             .await
             .map_err(NatsxError::js("fetch parked jobs"))?;
         let mut n = 0;
-        while let Some(m) = batch.next().await {
+        while let Some(m) = tokio::time::timeout(ANSWER, batch.next())
+            .await
+            .map_err(NatsxError::js("fetch parked jobs"))?
+        {
             let m = m.map_err(|source| NatsxError::JetStream {
                 op: "fetch parked jobs",
                 source,
