@@ -31,6 +31,8 @@ pub struct Gate {
     /// Scope key -> until when it is known full or too soon, and the rate's interval
     /// (ms) when too soon.
     closed: Mutex<HashMap<String, (Instant, Option<f64>)>>,
+    /// What this worker last read or wrote at each scope key (saves a read per change).
+    known: limits::Known,
 }
 
 /// What the gate says about one delivery.
@@ -88,7 +90,7 @@ impl Drop for Places {
 /// Release `job`'s places at `keys`; one that cannot be released lapses within [`LEASE`].
 async fn give_back(ctx: &WorkerCtx, keys: &[String], job: &str) {
     for key in keys {
-        match limits::release(&ctx.jet.limits, key, job).await {
+        match limits::release(&ctx.jet.limits, &ctx.gate.known, key, job).await {
             Ok(()) => ctx.gate.reopen(key),
             Err(e) => {
                 tracing::warn!(key, job, error = %e, "cannot give back a run-limit place; it lapses within {LEASE:?}")
@@ -217,7 +219,16 @@ pub async fn admit(ctx: &Arc<WorkerCtx>, job: &JobMessage, delivered: u32) -> Ad
         keys: Vec::new(),
     };
     for (key, limit) in &covering {
-        match limits::admit(&ctx.jet.limits, key, limit, &id, &ctx.worker_id).await {
+        match limits::admit(
+            &ctx.jet.limits,
+            &ctx.gate.known,
+            key,
+            limit,
+            &id,
+            &ctx.worker_id,
+        )
+        .await
+        {
             Ok(Decision::Admit) => {
                 if limit.max_running.is_some() {
                     ctx.gate.hold(key, &id);
@@ -250,7 +261,15 @@ pub async fn renew(ctx: Arc<WorkerCtx>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         for (key, jobs) in ctx.gate.held() {
-            if let Err(e) = limits::renew(&ctx.jet.limits, &key, &ctx.worker_id, &jobs).await {
+            if let Err(e) = limits::renew(
+                &ctx.jet.limits,
+                &ctx.gate.known,
+                &key,
+                &ctx.worker_id,
+                &jobs,
+            )
+            .await
+            {
                 tracing::warn!(key, error = %e, "cannot renew run-limit places; they lapse within {LEASE:?} unless the next renewal succeeds");
             }
         }

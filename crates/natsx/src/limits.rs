@@ -5,6 +5,8 @@ use crate::{Jet, NatsxError};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use jetmill_proto::limit::EACH_TENANT;
 use jetmill_proto::{names, now_ms, Decision, JobKind, LimitUse, LimitView, RunLimit, ScopeUsage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A scope's use and the revision it was read at (0: never written).
 async fn read_at(kv: &kv::Store, key: &str) -> Result<(LimitUse, u64), NatsxError> {
@@ -87,18 +89,65 @@ fn exact_key(limit: &RunLimit, tenant: &str) -> Option<String> {
     limit.key_for(kind, tenant)
 }
 
+/// The last use of each scope key this process read or wrote, with its revision: a
+/// change is tried against it without reading first (the compare-and-set rejects it if
+/// it is stale, and only then is the key read), so an uncontended admission or release
+/// costs one round trip, not two.
+///
+/// Changes this process makes to one key are also taken in turn (one lock per key), so
+/// its own tasks never conflict with each other, only with other processes.
+#[derive(Debug, Default)]
+pub struct Known {
+    last: Mutex<HashMap<String, (LimitUse, u64)>>,
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Known {
+    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.turns.lock() {
+            Ok(mut t) => t.entry(key.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<(LimitUse, u64)> {
+        self.last.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: &str, used: &LimitUse, revision: u64) {
+        if let Ok(mut k) = self.last.lock() {
+            k.insert(key.to_string(), (used.clone(), revision));
+        }
+    }
+}
+
 /// Change `key`'s use with `change` by compare-and-set, retrying on a conflict.
 /// `change` returns its answer and whether it changed anything (no write otherwise).
+/// It first runs on what `known` holds; an answer that writes nothing (a wait) is only
+/// trusted from a fresh read.
 async fn modify<R>(
     kv: &kv::Store,
+    known: &Known,
     key: &str,
     mut change: impl FnMut(&mut LimitUse) -> (R, bool),
 ) -> Result<R, NatsxError> {
+    let turn = known.turn(key);
+    let _turn = turn.lock().await;
+    let (mut current, mut fresh) = match known.get(key) {
+        Some(k) => (k, false),
+        None => (read_at(kv, key).await?, true),
+    };
     loop {
-        let (mut used, revision) = read_at(kv, key).await?;
+        let (mut used, revision) = current;
         let (answer, changed) = change(&mut used);
         if !changed {
-            return Ok(answer);
+            if fresh {
+                known.put(key, &used, revision);
+                return Ok(answer);
+            }
+            current = read_at(kv, key).await?;
+            fresh = true;
+            continue;
         }
         let body = serde_json::to_vec(&used).map_err(|e| NatsxError::Corrupt {
             what: format!("limits key {key}"),
@@ -106,19 +155,26 @@ async fn modify<R>(
         })?;
         let written = if revision == 0 {
             match kv.create(key, body.into()).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                Ok(rev) => Some(rev),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => None,
                 Err(e) => return Err(NatsxError::js("write a limit")(e)),
             }
         } else {
             match kv.update(key, body.into(), revision).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                Ok(rev) => Some(rev),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,
                 Err(e) => return Err(NatsxError::js("write a limit")(e)),
             }
         };
-        if written {
-            return Ok(answer);
+        match written {
+            Some(rev) => {
+                known.put(key, &used, rev);
+                return Ok(answer);
+            }
+            None => {
+                current = read_at(kv, key).await?;
+                fresh = true;
+            }
         }
     }
 }
@@ -127,12 +183,13 @@ async fn modify<R>(
 /// its start, or say why it waits (a wait writes nothing).
 pub async fn admit(
     kv: &kv::Store,
+    known: &Known,
     key: &str,
     limit: &RunLimit,
     job: &str,
     worker: &str,
 ) -> Result<Decision, NatsxError> {
-    modify(kv, key, |used| {
+    modify(kv, known, key, |used| {
         let decision = used.admit(limit, job, worker, now_ms());
         (decision, decision == Decision::Admit)
     })
@@ -140,18 +197,24 @@ pub async fn admit(
 }
 
 /// Give back `job`'s place at `key` (nothing is written if it held none).
-pub async fn release(kv: &kv::Store, key: &str, job: &str) -> Result<(), NatsxError> {
-    modify(kv, key, |used| ((), used.release(job))).await
+pub async fn release(
+    kv: &kv::Store,
+    known: &Known,
+    key: &str,
+    job: &str,
+) -> Result<(), NatsxError> {
+    modify(kv, known, key, |used| ((), used.release(job))).await
 }
 
 /// Renew the leases of `jobs`, run by `worker`, at `key`.
 pub async fn renew(
     kv: &kv::Store,
+    known: &Known,
     key: &str,
     worker: &str,
     jobs: &[String],
 ) -> Result<(), NatsxError> {
-    modify(kv, key, |used| {
+    modify(kv, known, key, |used| {
         (
             (),
             used.renew(worker, jobs.iter().map(String::as_str), now_ms()),
