@@ -182,6 +182,46 @@ impl From<NatsxError> for ApiError {
     }
 }
 
+/// A publish refused because the `JOBS` stream is at `--max-queued` becomes a 429.
+pub(crate) fn queue_full(e: NatsxError, retry_after_secs: u64) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        // The server's answer: err_code 10077, "maximum messages exceeded" (or bytes).
+        if c.downcast_ref::<async_nats::jetstream::Error>().is_some() || c.source().is_none() {
+            let d = c.to_string();
+            if d.contains("maximum messages") || d.contains("maximum bytes") {
+                return ApiError::TooManyRequests {
+                    message: "the job queue is full; retry later".into(),
+                    retry_after_secs,
+                };
+            }
+        }
+        cause = c.source();
+    }
+    e.into()
+}
+
+/// nats-server's refusal of a schedule's pattern (10189) or time zone (10223), found
+/// in `e`'s `source()` chain, as a 422 on that field.
+pub(crate) fn broker_refusal(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(js) = c.downcast_ref::<async_nats::jetstream::Error>() {
+            let (field, what) = match js.error_code().0 {
+                10189 => ("cron", "nats-server refused the schedule's pattern (a date that never comes, such as 31 February?)"),
+                10223 => ("time_zone", "nats-server does not know this time zone; use an IANA name such as Europe/Paris"),
+                _ => return None,
+            };
+            return Some(ApiError::Invalid(ValidationError {
+                field: field.into(),
+                message: what.into(),
+            }));
+        }
+        cur = c.source();
+    }
+    None
+}
+
 impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {

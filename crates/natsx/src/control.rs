@@ -292,20 +292,16 @@ async fn fire(
     sid: &str,
     subject: String,
 ) -> Result<(), NatsxError> {
-    use jetmill_proto::{names, EventType, JobEvent, JobId, JobMessage, JobRecord};
+    use jetmill_proto::{EventType, JobEvent, JobId, JobMessage, JobRecord};
     let (Ok(sid), Ok(template)) = (sid.parse::<JobId>(), JobMessage::decode(&m.payload)) else {
         tracing::warn!(subject = %m.subject, schedule = sid, "a schedule firing that does not decode; dropped");
         return Ok(());
     };
-    let key = names::schedule_key(&template.tenant, &sid);
-    let active = match jet
-        .schedule_records
-        .get(&key)
-        .await
-        .map_err(NatsxError::js("read a schedule"))?
-    {
-        Some(bytes) => jetmill_proto::ScheduleRecord::from_json(&bytes).is_ok_and(|r| !r.paused),
-        None => false,
+    let active = match crate::schedules::get(jet, &template.tenant, &sid).await {
+        Ok(found) => found.is_some_and(|(r, _)| !r.paused),
+        // A record that does not decode runs nothing: the firing is dropped.
+        Err(NatsxError::Corrupt { .. }) => false,
+        Err(e) => return Err(e),
     };
     if !active {
         tracing::info!(schedule = %sid, "a firing of a deleted or paused schedule; dropped");

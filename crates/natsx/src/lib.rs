@@ -6,6 +6,9 @@
 //! - [`listing`]: per-tenant key scans and cursor pages of records.
 //! - [`index`]: a live in-memory index of the records, so listing pages need no scan.
 //! - [`events`]: publishing lifecycle events.
+//! - [`jobs`]: publishing job messages (submit, retry, delayed), cancel broadcasts.
+//! - [`batches`]: stored batches of submits.
+//! - [`schedules`]: recurring schedules' records and clocks.
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //! - [`trace`]: W3C trace context in message headers.
@@ -13,6 +16,7 @@
 //!
 //! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
 
+pub mod batches;
 pub mod connect;
 pub mod control;
 pub mod error;
@@ -24,6 +28,7 @@ pub mod listing;
 pub mod provision;
 pub mod records;
 pub mod results;
+pub mod schedules;
 pub mod seconds;
 pub mod trace;
 
@@ -35,5 +40,5 @@ pub use provision::{
     provision, provision_report, until_provisioned, Jet, Provisioned, QueueArgs, QueueSettings,
     IDEMPOTENCY_TTL,
 };
-pub use records::{Records, Update, Version};
+pub use records::{Records, Update, Version, Watch, Watched};
 pub use seconds::parse_secs;

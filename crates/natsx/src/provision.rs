@@ -351,6 +351,11 @@ pub async fn provision_report(
 }
 
 impl Jet {
+    /// Whether the NATS connection is up now (readiness; async-nats reconnects by itself).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// The workers' durable pull consumers, one per priority level, highest first;
     /// created or updated to `settings` (`jetmill provision`, and every worker of an
     /// open NATS). See [`Jet::ensure_workers_consumers`].

@@ -347,6 +347,70 @@ impl Records {
         }
         Ok(None)
     }
+
+    /// Follow `tenant`'s records from now on (a watch of `<tenant>.*`): each record
+    /// written, decoded as `T` (e.g. a part of it) with its job id and revision.
+    /// Deletes and purges are skipped, and so (logged) is a value that does not decode.
+    pub async fn watch_tenant<T>(&self, tenant: &str) -> Result<Watch<T>, NatsxError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.watch(format!("{tenant}.*"), "watch job records").await
+    }
+
+    /// Follow `tenant`'s record `id` from now on, as [`Records::watch_tenant`] does.
+    pub async fn watch_one<T>(&self, tenant: &str, id: &JobId) -> Result<Watch<T>, NatsxError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.watch(names::record_key(tenant, id), "watch job record")
+            .await
+    }
+
+    async fn watch<T>(&self, filter: String, op: &'static str) -> Result<Watch<T>, NatsxError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        use futures::StreamExt;
+        let changes = self.kv.watch(filter).await.map_err(NatsxError::js(op))?;
+        Ok(changes
+            .filter_map(move |next| {
+                futures::future::ready(match next {
+                    Err(e) => Some(Err(NatsxError::js(op)(e))),
+                    Ok(entry) if entry.operation != Operation::Put => None,
+                    Ok(entry) => entry
+                        .key
+                        .split_once('.')
+                        .and_then(|(_, id)| id.parse::<JobId>().ok())
+                        .and_then(|id| match serde_json::from_slice::<T>(&entry.value) {
+                            Ok(record) => Some(Ok(Watched {
+                                id,
+                                revision: entry.revision,
+                                record,
+                            })),
+                            Err(e) => {
+                                tracing::warn!(key = %entry.key, error = %e, "unreadable job record in watch");
+                                None
+                            }
+                        }),
+                })
+            })
+            .boxed())
+    }
+}
+
+/// The records a watch of [`Records`] yields, in the order they were written.
+pub type Watch<T> = futures::stream::BoxStream<'static, Result<Watched<T>, NatsxError>>;
+
+/// A record written, as a watch of [`Records`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched<T> {
+    /// The job (from the key).
+    pub id: JobId,
+    /// The KV revision of this write.
+    pub revision: u64,
+    /// The record as written, decoded.
+    pub record: T,
 }
 
 fn parse(key: &str, bytes: &[u8]) -> Result<JobRecord, NatsxError> {

@@ -130,3 +130,31 @@ pub async fn put_large(
         name,
     })
 }
+
+/// Open the large result `name` for reading (streamed to a client as it arrives).
+pub async fn open(
+    store: &ObjectStore,
+    name: &str,
+) -> Result<async_nats::jetstream::object_store::Object, NatsxError> {
+    store
+        .get(name)
+        .await
+        .map_err(NatsxError::js("read result object"))
+}
+
+/// The whole decimal text of the large result `name` (`size_hint`: its length in
+/// bytes, if known, to allocate once).
+pub async fn read_text(
+    store: &ObjectStore,
+    name: &str,
+    size_hint: usize,
+) -> Result<String, NatsxError> {
+    use tokio::io::AsyncReadExt;
+    let mut object = open(store, name).await?;
+    let mut text = String::with_capacity(size_hint);
+    object
+        .read_to_string(&mut text)
+        .await
+        .map_err(NatsxError::js("read result object"))?;
+    Ok(text)
+}

@@ -16,23 +16,22 @@
 
 use super::jobs::{self, parse_id};
 use crate::auth::Principal;
+use crate::error::queue_full;
 use crate::{cache, idempotency, ApiError, AppState};
-use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
-use jetmill_natsx::{ListQuery, NatsxError, Update};
+use jetmill_natsx::{batches, jobs as natsx_jobs, ListQuery, NatsxError, Update};
 use jetmill_proto::{
-    names, now_ms, BatchCounts, BatchItem, BatchRecord, JobId, JobMessage, JobRecord, JobRequest,
+    now_ms, BatchCounts, BatchItem, BatchRecord, JobId, JobMessage, JobRecord, JobRequest,
     JobStatus, MAX_BATCH,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::time::Duration;
 use time::OffsetDateTime;
 
 /// KV writes (records, events, cache lookups, reads) in flight at once for one batch.
@@ -450,25 +449,21 @@ async fn admit(state: &AppState, headers: &HeaderMap, slots: Vec<Slot>) -> Vec<B
     let busy = options.busy_retry_after_secs;
     let mut sent = Vec::with_capacity(todo.len());
     for (index, msg, cacheable) in todo {
-        match jobs::send_job(js, &msg).await {
+        match natsx_jobs::send(js, &msg, None).await {
             Ok(ack) => sent.push((index, msg, cacheable, ack)),
-            Err(e) => answers[index] = Some(refused(index, &jobs::queue_full(e, busy))),
+            Err(e) => answers[index] = Some(refused(index, &queue_full(e, busy))),
         }
     }
     let (meta, acks): (Vec<_>, Vec<_>) = sent
         .into_iter()
         .map(|(index, msg, cacheable, ack)| ((index, msg, cacheable), ack))
         .unzip();
-    let acked =
-        futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await;
+    let acked = futures::future::join_all(acks.into_iter().map(natsx_jobs::acked)).await;
     let mut committed = Vec::with_capacity(meta.len());
     for ((index, msg, cacheable), ack) in meta.into_iter().zip(acked) {
         match ack {
-            Ok(_) => committed.push((index, msg, cacheable)),
-            Err(e) => {
-                let e = jobs::queue_full(NatsxError::js("publish job")(e), busy);
-                answers[index] = Some(refused(index, &e));
-            }
+            Ok(()) => committed.push((index, msg, cacheable)),
+            Err(e) => answers[index] = Some(refused(index, &queue_full(e, busy))),
         }
     }
 
@@ -501,23 +496,7 @@ async fn admit(state: &AppState, headers: &HeaderMap, slots: Vec<Slot>) -> Vec<B
 
 /// Store the batch (a KV create; retried, since its jobs are committed already).
 async fn store_batch(state: &AppState, record: &BatchRecord) -> Result<(), ApiError> {
-    let key = names::batch_key(&record.tenant, &record.id);
-    let value: Bytes = record.to_json().into();
-    let mut delay = Duration::from_millis(50);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match state.jet().batches.create(&key, value.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(()),
-            Err(e) if tries >= 3 => return Err(NatsxError::js("store batch")(e).into()),
-            Err(e) => {
-                tracing::warn!(batch = %record.id, error = %e, "storing the batch failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-            }
-        }
-    }
+    Ok(batches::store(state.jet(), record).await?)
 }
 
 /// The stored batch `id` of `tenant`, if it exists.
@@ -526,24 +505,7 @@ async fn read_batch(
     tenant: &str,
     id: &JobId,
 ) -> Result<Option<BatchRecord>, ApiError> {
-    let key = names::batch_key(tenant, id);
-    let entry = state
-        .jet()
-        .batches
-        .entry(key.clone())
-        .await
-        .map_err(NatsxError::js("read batch"))?;
-    match entry {
-        Some(e) if e.operation == Operation::Put => {
-            BatchRecord::from_json(&e.value).map(Some).map_err(|err| {
-                ApiError::from(NatsxError::Corrupt {
-                    what: format!("batch {key}"),
-                    detail: err.to_string(),
-                })
-            })
-        }
-        _ => Ok(None),
-    }
+    Ok(batches::get(state.jet(), tenant, id).await?)
 }
 
 /// The caller's batch `id`; another tenant's is a 404, except to an admin.
@@ -560,23 +522,8 @@ async fn load(state: &AppState, caller: &Principal, id: &str) -> Result<BatchRec
     }
     if caller.admin {
         // Rare (an admin looking at another tenant's batch): find the key.
-        let suffix = format!(".{id}");
-        let keys: Vec<String> = state
-            .jet()
-            .batches
-            .keys()
-            .await
-            .map_err(NatsxError::js("list batches"))?
-            .try_filter(|k| futures::future::ready(k.ends_with(&suffix)))
-            .try_collect()
-            .await
-            .map_err(NatsxError::js("list batches"))?;
-        for key in keys {
-            if let Some((tenant, _)) = key.split_once('.') {
-                if let Some(found) = read_batch(state, tenant, &id).await? {
-                    return Ok(found);
-                }
-            }
+        if let Some(found) = batches::find(state.jet(), &id).await? {
+            return Ok(found);
         }
     }
     Err(ApiError::NotFound(format!("no batch {id}")))
@@ -667,12 +614,11 @@ pub async fn get_one(
     }
     // Watch the tenant's records first, then read: no change in between is missed. A
     // watched write applies only if it is newer (by KV revision) than what was read.
-    let records = &state.jet().records;
-    let mut changes = records
-        .kv()
-        .watch(format!("{}.*", batch.tenant))
-        .await
-        .map_err(NatsxError::js("watch job records"))?;
+    let mut changes = state
+        .jet()
+        .records
+        .watch_tenant::<StatusOnly>(&batch.tenant)
+        .await?;
     let mut now = statuses(&state, &batch).await?;
     let mut counts = count(&now);
     let deadline = tokio::time::Instant::now() + wait;
@@ -681,29 +627,14 @@ pub async fn get_one(
             Err(_) | Ok(None) => break,
             Ok(Some(next)) => next,
         };
-        let entry = next.map_err(NatsxError::js("watch job records"))?;
-        if entry.operation != Operation::Put {
-            continue;
-        }
-        let Some(id) = entry
-            .key
-            .split_once('.')
-            .and_then(|(_, id)| id.parse::<JobId>().ok())
-        else {
+        let change = next?;
+        let Some(known) = now.get_mut(&change.id) else {
             continue;
         };
-        let Some(known) = now.get_mut(&id) else {
-            continue;
-        };
-        if entry.revision <= known.1 {
+        if change.revision <= known.1 {
             continue;
         }
-        match serde_json::from_slice::<StatusOnly>(&entry.value) {
-            Ok(r) => *known = (r.status, entry.revision),
-            Err(e) => {
-                tracing::warn!(key = %entry.key, error = %e, "unreadable job record in watch")
-            }
-        }
+        *known = (change.record.status, change.revision);
         counts = count(&now);
     }
     Ok(Json(status_of(&batch, counts)))

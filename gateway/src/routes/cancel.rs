@@ -12,8 +12,8 @@ use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
-use jetmill_natsx::{events, Update};
-use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
+use jetmill_natsx::{events, jobs, Update};
+use jetmill_proto::{now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
 use time::OffsetDateTime;
 
 #[utoipa::path(
@@ -65,7 +65,7 @@ pub(crate) async fn cancel_job(
     let jet = state.jet();
     if let Some((record, _)) = jet.records.get(tenant, &id).await? {
         if record.status == JobStatus::Scheduled {
-            unschedule(jet, &id).await?;
+            jobs::unschedule(jet, &id).await?;
         }
     }
     let now = OffsetDateTime::now_utc();
@@ -91,24 +91,9 @@ pub(crate) async fn cancel_job(
         tracing::warn!(job_id = %id, error = %e, "could not publish cancelled event");
     }
     // Best effort: the worker also sees the record on its next check-in.
-    if let Err(e) = jet
-        .client
-        .publish(names::cancel_subject(&id), bytes::Bytes::new())
-        .await
-    {
+    if let Err(e) = jobs::broadcast_cancel(jet, &id).await {
         tracing::warn!(job_id = %id, error = %e, "could not broadcast the cancel");
     }
     tracing::info!(job_id = %id, "job cancelled");
     Ok(updated)
-}
-
-/// Remove a delayed job's schedule from `SCHEDULES` (nothing to remove once it fired:
-/// the worker then drops the job for its cancelled record).
-async fn unschedule(jet: &jetmill_natsx::Jet, id: &JobId) -> Result<(), ApiError> {
-    jet.schedules
-        .purge()
-        .filter(names::schedule_subject(id))
-        .await
-        .map_err(jetmill_natsx::NatsxError::js("purge the job's schedule"))?;
-    Ok(())
 }

@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Value> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let jet = state.jet();
-    let connected = jet.client.connection_state() == async_nats::connection::State::Connected;
+    let connected = jet.connected();
     let probe = if connected {
         crate::store::probe(jet).await.map_err(|e| e.to_string())
     } else {

@@ -1,6 +1,7 @@
 //! `/v1/jobs`: submit, read, and download results.
 
 use crate::auth::Principal;
+use crate::error::queue_full;
 use crate::{cache, idempotency, ApiError, AppState};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -8,9 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jetmill_natsx::events;
+use jetmill_natsx::{events, jobs, results};
 use jetmill_proto::{
-    names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus,
+    now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobRequest, JobStatus,
     ResultLocation,
 };
 use serde::Serialize;
@@ -168,7 +169,7 @@ async fn accept(
             });
         }
     }
-    publish_job(&jet.js, msg)
+    jobs::publish(&jet.js, msg)
         .await
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
     let status = committed(state, msg, use_cache).await;
@@ -290,88 +291,6 @@ pub(crate) async fn publish_event(
     }
 }
 
-/// A publish refused because the `JOBS` stream is at `--max-queued` becomes a 429.
-pub(crate) fn queue_full(e: jetmill_natsx::NatsxError, retry_after_secs: u64) -> ApiError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        // The server's answer: err_code 10077, "maximum messages exceeded" (or bytes).
-        if c.downcast_ref::<async_nats::jetstream::Error>().is_some() || c.source().is_none() {
-            let d = c.to_string();
-            if d.contains("maximum messages") || d.contains("maximum bytes") {
-                return ApiError::TooManyRequests {
-                    message: "the job queue is full; retry later".into(),
-                    retry_after_secs,
-                };
-            }
-        }
-        cause = c.source();
-    }
-    e.into()
-}
-
-#[tracing::instrument(name = "publish", level = "debug", skip_all, fields(otel.kind = "producer", job_id = %msg.id))]
-async fn publish_job(
-    js: &async_nats::jetstream::Context,
-    msg: &JobMessage,
-) -> Result<(), jetmill_natsx::NatsxError> {
-    send_job(js, msg)
-        .await?
-        .await
-        .map_err(jetmill_natsx::NatsxError::js("publish job"))?;
-    Ok(())
-}
-
-/// Send `msg` to `JOBS` without waiting for its PubAck (the returned future is the ack),
-/// so a batch can send every job before awaiting any ack.
-pub(crate) async fn send_job(
-    js: &async_nats::jetstream::Context,
-    msg: &JobMessage,
-) -> Result<async_nats::jetstream::context::PublishAckFuture, jetmill_natsx::NatsxError> {
-    send_message(js, msg, None).await
-}
-
-/// [`send_job`], or with `retry` the operator's retry number `retry` of a dead letter:
-/// its own dedup id (`<id>.retry.<n>`) and the `Jetmill-Retry` header.
-pub(crate) async fn send_message(
-    js: &async_nats::jetstream::Context,
-    msg: &JobMessage,
-    retry: Option<u32>,
-) -> Result<async_nats::jetstream::context::PublishAckFuture, jetmill_natsx::NatsxError> {
-    let payload = msg
-        .encode()
-        .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
-            what: "job message".into(),
-            detail: e.to_string(),
-        })?;
-    let mut headers = jetmill_natsx::jobs::headers(msg);
-    if let Some(n) = retry {
-        headers.insert("Nats-Msg-Id", format!("{}.retry.{n}", msg.id).as_str());
-        headers.insert(names::HDR_RETRY, n.to_string().as_str());
-    }
-    jetmill_natsx::trace::inject_current(&mut headers);
-    let mut subject = names::job_subject(msg.priority, msg.spec.kind());
-    if let Some(at) = msg.run_at_ms.filter(|_| msg.scheduled_after(now_ms())) {
-        // A delayed job: its schedule on SCHEDULES, which the broker turns into the job
-        // message on `jobs.due.` at `at` (keeping these headers but Nats-Msg-Id); a
-        // worker then moves it to `subject` on JOBS.
-        let at = jetmill_proto::record::ms_to_time(at)
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| jetmill_natsx::NatsxError::Corrupt {
-                what: "job start time".into(),
-                detail: e.to_string(),
-            })?;
-        headers.insert(names::HDR_SCHEDULE, format!("@at {at}").as_str());
-        headers.insert(
-            names::HDR_SCHEDULE_TARGET,
-            names::due_subject(msg.priority, msg.spec.kind()).as_str(),
-        );
-        subject = names::schedule_subject(&msg.id);
-    }
-    js.publish_with_headers(subject, headers, payload.into())
-        .await
-        .map_err(jetmill_natsx::NatsxError::js("publish job"))
-}
-
 pub(crate) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::BadRequest {
         status: StatusCode::BAD_REQUEST,
@@ -458,12 +377,7 @@ pub async fn result(
             Ok((headers, text).into_response())
         }
         ResultLocation::Object { name, .. } => {
-            let object = state
-                .jet()
-                .results
-                .get(&name)
-                .await
-                .map_err(jetmill_natsx::NatsxError::js("read result object"))?;
+            let object = results::open(&state.jet().results, &name).await?;
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(object));
             Ok((headers, body).into_response())
         }
@@ -510,19 +424,8 @@ async fn raw_result(
         (ResultLocation::Inline, Some(text)) => text,
         (ResultLocation::Inline, None) => String::new(),
         (ResultLocation::Object { name, .. }, _) => {
-            use tokio::io::AsyncReadExt;
-            let mut object = state
-                .jet()
-                .results
-                .get(name)
-                .await
-                .map_err(jetmill_natsx::NatsxError::js("read result object"))?;
-            let mut text = String::with_capacity(usize::try_from(info.bytes).unwrap_or(0));
-            object
-                .read_to_string(&mut text)
-                .await
-                .map_err(jetmill_natsx::NatsxError::js("read result object"))?;
-            text
+            let size = usize::try_from(info.bytes).unwrap_or(0);
+            results::read_text(&state.jet().results, name, size).await?
         }
     };
     let (negative, bytes) =

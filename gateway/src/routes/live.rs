@@ -10,15 +10,13 @@
 use super::jobs::load;
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
-use async_nats::jetstream::kv::Operation;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::{Stream, StreamExt};
-use jetmill_natsx::NatsxError;
-use jetmill_proto::{names, JobRecord};
+use jetmill_proto::JobRecord;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -88,13 +86,10 @@ async fn wait_until_ended(
     wait: Duration,
 ) -> Result<JobRecord, ApiError> {
     let records = &state.jet().records;
-    let key = names::record_key(&record.tenant, &record.id);
     // Watch first, then re-read: a change between the two is then never missed.
     let mut changes = records
-        .kv()
-        .watch(&key)
-        .await
-        .map_err(NatsxError::js("watch job record"))?;
+        .watch_one::<JobRecord>(&record.tenant, &record.id)
+        .await?;
     let mut latest = match records.get(&record.tenant, &record.id).await? {
         Some((r, _)) => r,
         None => record,
@@ -105,14 +100,7 @@ async fn wait_until_ended(
             Err(_) | Ok(None) => break,
             Ok(Some(next)) => next,
         };
-        let entry = next.map_err(NatsxError::js("watch job record"))?;
-        if entry.operation != Operation::Put {
-            continue;
-        }
-        match serde_json::from_slice::<JobRecord>(&entry.value) {
-            Ok(r) => latest = r,
-            Err(e) => tracing::warn!(key, error = %e, "unreadable job record in watch"),
-        }
+        latest = next?.record;
     }
     Ok(latest)
 }

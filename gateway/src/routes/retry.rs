@@ -12,13 +12,14 @@
 //! takes the message sees the header and reopens the record itself, `accepted` first,
 //! so no retry a client was told about is lost.
 
-use super::jobs::{load, publish_event, queue_full, send_message};
+use super::jobs::{load, publish_event};
 use crate::auth::Principal;
+use crate::error::queue_full;
 use crate::{ApiError, AppState};
 use axum::extract::{rejection::JsonRejection, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use jetmill_natsx::Update;
+use jetmill_natsx::{jobs, Update};
 use jetmill_proto::{EventType, JobMessage, JobRecord, JobStatus};
 use serde::{Deserialize, Serialize};
 
@@ -219,10 +220,8 @@ pub(crate) async fn retry(state: &AppState, record: JobRecord) -> Result<JobReco
     }
     let n = record.retries + 1;
     let jet = state.jet();
-    send_message(&jet.js, &msg, Some(n))
-        .await?
+    jobs::publish_retry(&jet.js, &msg, n)
         .await
-        .map_err(jetmill_natsx::NatsxError::js("publish job"))
         .map_err(|e| queue_full(e, state.options().busy_retry_after_secs))?;
     // Committed. The event before the record, as for a submit: a worker that finds the
     // record reopened knows `accepted` is stored.

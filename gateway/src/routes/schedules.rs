@@ -8,14 +8,15 @@
 //! the clock first.
 
 use crate::auth::Principal;
+use crate::error::broker_refusal;
 use crate::{ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
-use jetmill_natsx::NatsxError;
-use jetmill_proto::{names, JobId, JobMessage, ScheduleRecord, ScheduleRequest, ValidationError};
+use jetmill_natsx::schedules::{self, SetPaused};
+use jetmill_proto::{JobId, ScheduleRecord, ScheduleRequest};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -65,20 +66,16 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let kv = &state.jet().schedule_records;
-    let key = names::schedule_key(&record.tenant, &record.id);
-    let revision = kv
-        .create(&key, record.to_json().into())
-        .await
-        .map_err(NatsxError::js("store a schedule"))?;
+    let jet = state.jet();
+    schedules::create(jet, &record).await?;
     let record = if req.paused {
         record
     } else {
         if let Err(e) = start_clock(&state, &record, &req).await {
-            let _ = kv.delete(&key).await;
+            let _ = schedules::delete(jet, &record.tenant, &record.id).await;
             return Err(e);
         }
-        set_paused(&state, &record.tenant, &record.id, false, Some(revision)).await?
+        set_paused(&state, &record.tenant, &record.id, false).await?
     };
     tracing::info!(schedule = %record.id, cron = %record.cron, paused = record.paused, "schedule created");
     let mut headers = HeaderMap::new();
@@ -104,24 +101,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Principal,
 ) -> Result<Json<ScheduleList>, ApiError> {
-    use futures::TryStreamExt;
-    let kv = &state.jet().schedule_records;
-    let prefix = format!("{}.", caller.tenant);
-    let mut keys: Vec<String> = match kv.keys().await {
-        Ok(keys) => keys
-            .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
-            .try_collect()
-            .await
-            .map_err(NatsxError::js("list schedules"))?,
-        Err(e) => return Err(NatsxError::js("list schedules")(e).into()),
-    };
-    keys.sort();
-    let mut schedules = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some((record, _)) = read(&state, &key).await? {
-            schedules.push(record);
-        }
-    }
+    let schedules = schedules::list(state.jet(), &caller.tenant).await?;
     Ok(Json(ScheduleList { schedules }))
 }
 
@@ -173,7 +153,7 @@ pub async fn pause(
     let id = parse_id(&id)?;
     found(&state, &caller.tenant, &id).await?;
     // The record first: from this write on, the workers drop its firings.
-    let record = set_paused(&state, &caller.tenant, &id, true, None).await?;
+    let record = set_paused(&state, &caller.tenant, &id, true).await?;
     if let Err(e) = stop_clock(&state, &id).await {
         tracing::warn!(schedule = %id, error = %e, "paused, but its clock could not be removed; its firings are dropped");
     }
@@ -212,7 +192,7 @@ pub async fn resume(
     // paused, its firings dropped.
     stop_clock(&state, &id).await?;
     start_clock(&state, &record, &req).await?;
-    let record = set_paused(&state, &caller.tenant, &id, false, None).await?;
+    let record = set_paused(&state, &caller.tenant, &id, false).await?;
     tracing::info!(schedule = %id, "schedule resumed");
     Ok(Json(record))
 }
@@ -240,12 +220,7 @@ pub async fn delete(
     let id = parse_id(&id)?;
     let (record, _) = found(&state, &caller.tenant, &id).await?;
     stop_clock(&state, &id).await?;
-    state
-        .jet()
-        .schedule_records
-        .delete(names::schedule_key(&caller.tenant, &id))
-        .await
-        .map_err(NatsxError::js("delete a schedule"))?;
+    schedules::delete(state.jet(), &caller.tenant, &id).await?;
     tracing::info!(schedule = %id, "schedule deleted");
     Ok(Json(record))
 }
@@ -260,152 +235,46 @@ fn parse_id(id: &str) -> Result<JobId, ApiError> {
     })
 }
 
-/// The stored schedule under `key`, with its revision.
-async fn read(state: &AppState, key: &str) -> Result<Option<(ScheduleRecord, u64)>, ApiError> {
-    let entry = state
-        .jet()
-        .schedule_records
-        .entry(key)
-        .await
-        .map_err(NatsxError::js("read a schedule"))?;
-    let Some(entry) = entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
-    else {
-        return Ok(None);
-    };
-    let record = ScheduleRecord::from_json(&entry.value).map_err(|e| {
-        ApiError::from(NatsxError::Corrupt {
-            what: format!("schedule {key}"),
-            detail: e.to_string(),
-        })
-    })?;
-    Ok(Some((record, entry.revision)))
-}
-
 async fn found(
     state: &AppState,
     tenant: &str,
     id: &JobId,
 ) -> Result<(ScheduleRecord, u64), ApiError> {
-    read(state, &names::schedule_key(tenant, id))
+    schedules::get(state.jet(), tenant, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))
 }
 
-/// Set `paused` by compare-and-set (from `revision` when the caller just wrote it).
+/// Set `paused` by compare-and-set; a schedule gone meanwhile is a 404, one others
+/// keep changing a 409.
 async fn set_paused(
     state: &AppState,
     tenant: &str,
     id: &JobId,
     paused: bool,
-    mut revision: Option<u64>,
 ) -> Result<ScheduleRecord, ApiError> {
-    let kv = &state.jet().schedule_records;
-    let key = names::schedule_key(tenant, id);
-    for _ in 0..16 {
-        let (mut record, rev) = found(state, tenant, id).await?;
-        if revision.is_some_and(|r| r != rev) {
-            revision = None;
-        }
-        record.paused = paused;
-        record.updated_at = OffsetDateTime::now_utc();
-        match kv.update(&key, record.to_json().into(), rev).await {
-            Ok(_) => return Ok(record),
-            Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
-                continue
-            }
-            Err(e) => return Err(NatsxError::js("update a schedule")(e).into()),
-        }
+    match schedules::set_paused(state.jet(), tenant, id, paused).await? {
+        SetPaused::Written(record) => Ok(record),
+        SetPaused::Missing => Err(ApiError::NotFound(format!("no schedule {id}"))),
+        SetPaused::Contended => Err(ApiError::Conflict(format!(
+            "schedule {id} is being changed by others; retry"
+        ))),
     }
-    Err(ApiError::Conflict(format!(
-        "schedule {id} is being changed by others; retry"
-    )))
 }
 
-/// Publish the schedule's clock: a nats-server message schedule whose firings carry
-/// the job template to `jobs.due.<priority>.<kind>`. The broker's own check of the
-/// pattern and the time zone is answered as a 422 on that field.
+/// Publish the schedule's clock ([`schedules::start_clock`]). The broker's own check of
+/// the pattern and the time zone is answered as a 422 on that field.
 async fn start_clock(
     state: &AppState,
     record: &ScheduleRecord,
     req: &ScheduleRequest,
 ) -> Result<(), ApiError> {
-    let template = JobMessage {
-        id: record.id,
-        tenant: record.tenant.clone(),
-        spec: req.job.spec.clone(),
-        priority: req.job.priority,
-        submitted_at_ms: jetmill_proto::now_ms(),
-        max_attempts: req.job.max_attempts,
-        timeout_ms: req.job.timeout_ms,
-        chaos: req.job.chaos,
-        batch: None,
-        run_at_ms: None,
-        schedule: Some(record.id),
-        retention_secs: req.job.retention_secs,
-    };
-    let payload = template.encode().map_err(|e| NatsxError::Corrupt {
-        what: "schedule job".into(),
-        detail: e.to_string(),
-    })?;
-    let mut headers = jetmill_natsx::jobs::headers(&template);
-    // Not deduplicated: a resume publishes the same schedule again.
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("{}.{}", record.id, jetmill_proto::now_ms()).as_str(),
-    );
-    headers.insert(names::HDR_SCHEDULE, record.broker_pattern().as_str());
-    headers.insert(
-        names::HDR_SCHEDULE_TARGET,
-        names::due_subject(template.priority, template.spec.kind()).as_str(),
-    );
-    if !record.cron.starts_with("@every") {
-        headers.insert(names::HDR_SCHEDULE_TIME_ZONE, record.time_zone.as_str());
-    }
-    jetmill_natsx::trace::inject_current(&mut headers);
-    let published = async {
-        state
-            .jet()
-            .js
-            .publish_with_headers(names::schedule_subject(&record.id), headers, payload.into())
-            .await?
-            .await
-    }
-    .await;
-    match published {
-        Ok(_) => Ok(()),
-        Err(e) => Err(broker_refusal(&e)
-            .unwrap_or_else(|| ApiError::from(NatsxError::js("publish a schedule")(e)))),
-    }
-}
-
-/// nats-server's refusal of a schedule's pattern (10189) or time zone (10223).
-fn broker_refusal(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(js) = c.downcast_ref::<async_nats::jetstream::Error>() {
-            let (field, what) = match js.error_code().0 {
-                10189 => ("cron", "nats-server refused the schedule's pattern (a date that never comes, such as 31 February?)"),
-                10223 => ("time_zone", "nats-server does not know this time zone; use an IANA name such as Europe/Paris"),
-                _ => return None,
-            };
-            return Some(ApiError::Invalid(ValidationError {
-                field: field.into(),
-                message: what.into(),
-            }));
-        }
-        cur = c.source();
-    }
-    None
+    schedules::start_clock(state.jet(), record, req)
+        .await
+        .map_err(|e| broker_refusal(&e).unwrap_or_else(|| ApiError::from(e)))
 }
 
 /// Remove the schedule's clock (nothing to do when there is none).
 async fn stop_clock(state: &AppState, id: &JobId) -> Result<(), ApiError> {
-    state
-        .jet()
-        .schedules
-        .purge()
-        .filter(names::schedule_subject(id))
-        .await
-        .map_err(NatsxError::js("remove a schedule's clock"))?;
-    Ok(())
+    Ok(schedules::stop_clock(state.jet(), id).await?)
 }
