@@ -24,6 +24,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::Stream as JsStream;
 use axum::response::sse::Event;
 use futures::StreamExt;
+use jetmill_natsx::stall::StallCheck;
 use jetmill_natsx::NatsxError;
 use jetmill_proto::{names, EventType, JobEvent};
 use std::collections::{HashMap, VecDeque};
@@ -414,8 +415,7 @@ impl Shared {
         }
         *backoff = Duration::from_millis(100);
         let mut chunks = messages.ready_chunks(256);
-        // The stream's head seen at a quiet check, while it was ahead of the position.
-        let mut behind: Option<u64> = None;
+        let mut stall = StallCheck::default();
         loop {
             let chunk = match tokio::time::timeout(STALL_CHECK, chunks.next()).await {
                 Ok(Some(chunk)) => chunk,
@@ -428,19 +428,16 @@ impl Shared {
                     // still not delivered mean that, so rejoin from the last handled one.
                     let head = self.stream_head().await?;
                     let at = lock(&self.state).position;
-                    match behind {
-                        Some(seen) if at < seen => {
-                            return Err(NatsxError::JetStream {
-                                op: "follow events",
-                                source: Box::new(FeedError::Stalled { at, head }),
-                            })
-                        }
-                        _ => behind = (head > at).then_some(head),
+                    if stall.quiet(head, at) {
+                        return Err(NatsxError::JetStream {
+                            op: "follow events",
+                            source: Box::new(FeedError::Stalled { at, head }),
+                        });
                     }
                     continue;
                 }
             };
-            behind = None;
+            stall.delivered();
             let mut batch = Vec::with_capacity(chunk.len());
             let mut failed = None;
             for m in chunk {

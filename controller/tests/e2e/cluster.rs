@@ -518,9 +518,10 @@ async fn a_killed_stream_leader_in_a_three_node_cluster_loses_no_job() {
     // The gateway's followers of the streams came through: its index counts every job
     // done (usage passes the index's barrier), listings came from the index, and the one
     // live feed opened before the run saw every job's done event once.
-    // The index's ordered consumer on KV_jobs recreates itself after missed heartbeats
-    // once the new leader answers: seconds when quiet, once over 20 s with the whole
-    // suite running on 2 cores, hence the minute.
+    // The index follows KV_jobs again from its last applied write once the new leader
+    // answers (a quiet index that finds the stream ahead twice, a second apart, takes a
+    // new consumer): seconds; the minute is for a new leader elected slowly with the
+    // whole suite running on 2 cores.
     let last_usage = std::sync::Mutex::new(Value::Null);
     let counted = jetmill_testkit::wait_until(Duration::from_secs(60), || async {
         match http.get(format!("{base}/v1/usage")).send().await {

@@ -12,6 +12,7 @@
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //! - [`trace`]: W3C trace context in message headers.
+//! - [`stall`]: telling a quiet stream follower from a stalled one (index, live feeds).
 //! - [`seconds`]: the parser of every `--*-secs` flag (refuses values that would panic).
 //!
 //! Binaries call [`provision::provision`] at start and get a [`Jet`] of handles.
@@ -30,6 +31,7 @@ pub mod records;
 pub mod results;
 pub mod schedules;
 pub mod seconds;
+pub mod stall;
 pub mod trace;
 
 pub use connect::{connect, last_permission_violation, NatsArgs};

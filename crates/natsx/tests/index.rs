@@ -1,5 +1,6 @@
 //! The live job index against a real nats-server: it lists what the scan lists, sees
-//! writes made through other connections at once, and survives a server restart.
+//! writes made through other connections at once, survives a server restart, and
+//! follows again at once when its consumer vanishes.
 
 use futures::StreamExt;
 use jetmill_natsx::{
@@ -310,5 +311,68 @@ async fn the_index_follows_the_bucket_across_a_server_restart() {
         index_page(&index, &newest).await.jobs.first().map(|r| r.id),
         Some(second.id),
         "the index caught up with a write made after the restart"
+    );
+}
+
+/// A consumer that vanishes under the live index (its server died in a stream leader
+/// election, or an operator deleted it) is replaced within seconds, from the last
+/// applied write: async-nats' own repair would take 10 s of missed heartbeats first,
+/// then retries up to 10 s apart, while listings scan and usage answers 503.
+#[tokio::test]
+async fn the_index_follows_again_within_seconds_when_its_consumer_vanishes() {
+    let nats = NatsServer::start();
+    let jet = jet(&nats).await;
+    let first = record("acme", 1);
+    assert!(jet.records.create(&first).await.expect("create"));
+    let index = index(&jet.records);
+    let mut progress = index.progress();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        progress.wait_for(|p| p.phase == Phase::Live),
+    )
+    .await
+    .expect("the index goes live")
+    .expect("index task");
+
+    let stream = &jet.records.kv().stream;
+    let mut consumers = stream.consumers();
+    let mut deleted = 0;
+    while let Some(info) = consumers.next().await {
+        let info = info.expect("consumer info");
+        if info.config.description.as_deref() == Some("jetmill gateway job index") {
+            stream.delete_consumer(&info.name).await.expect("delete");
+            deleted += 1;
+        }
+    }
+    assert_eq!(deleted, 1, "the index follows with one consumer");
+
+    let second = record("acme", 2);
+    assert!(jet.records.create(&second).await.expect("create"));
+    let head = stream
+        .clone()
+        .get_info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let caught_up = tokio::time::timeout(
+        Duration::from_secs(6),
+        progress.wait_for(|p| p.phase == Phase::Live && p.applied >= head),
+    )
+    .await
+    .is_ok();
+    assert!(
+        caught_up,
+        "the index applied the write made after its consumer vanished within 6 s (at {:?}, head {head})",
+        *progress.borrow()
+    );
+    let newest = ListQuery {
+        tenant: Some("acme".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        index_page(&index, &newest).await.jobs.first().map(|r| r.id),
+        Some(second.id)
     );
 }

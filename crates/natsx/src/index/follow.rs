@@ -1,8 +1,10 @@
 //! The task that keeps the index current: bootstrap from the bucket's stream, then
-//! apply every write; rebuild from scratch with a backoff when the consumer fails.
+//! apply every write; follow again from the last applied write when the consumer
+//! stalls, and rebuild from scratch with a backoff when that fails too.
 
 use super::table::{Change, Meta, Table};
 use super::{write, Phase, Progress};
+use crate::stall::StallCheck;
 use crate::{NatsxError, Records};
 use async_nats::jetstream::consumer::push::OrderedErrorKind;
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
@@ -20,6 +22,15 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A run that stayed live this long resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long the live index may go without a delivery before it compares its position
+/// with the stream's head (two such checks behind in a row: stalled).
+const STALL_CHECK: Duration = Duration::from_secs(1);
+/// Pause between tries to follow again after a stall.
+const RESUME_EVERY: Duration = Duration::from_millis(500);
+/// How long a stalled index tries to follow again before it is rebuilt from scratch.
+const RESUME_FOR: Duration = Duration::from_secs(30);
+/// The operation named in this task's errors.
+const OP: &str = "follow the jobs bucket";
 
 /// The two fields the index needs; serde skips the rest of the record.
 #[derive(serde::Deserialize)]
@@ -102,7 +113,7 @@ async fn follow(
 ) -> NatsxError {
     match follow_inner(records, table, tx, live_since).await {
         Ok(()) => NatsxError::JetStream {
-            op: "follow the jobs bucket",
+            op: OP,
             source: "the consumer's message stream ended".into(),
         },
         Err(e) => e,
@@ -115,7 +126,6 @@ async fn follow_inner(
     tx: &watch::Sender<Progress>,
     live_since: &mut Option<Instant>,
 ) -> Result<(), NatsxError> {
-    const OP: &str = "follow the jobs bucket";
     let started = Instant::now();
     let kv = records.kv();
     // Everything up to here is in the bootstrap (the consumer is created after it).
@@ -126,24 +136,8 @@ async fn follow_inner(
         .map_err(NatsxError::js(OP))?
         .state
         .last_sequence;
-    let consumer = kv
-        .stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: records.client.new_inbox(),
-            description: Some("jetmill gateway job index".into()),
-            filter_subject: format!("{}>", kv.prefix),
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            replay_policy: ReplayPolicy::Instant,
-            ..Default::default()
-        })
-        .await
-        .map_err(NatsxError::js(OP))?;
-    let mut caught_up = consumer.cached_info().num_pending == 0;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(NatsxError::js(OP))?
-        .ready_chunks(APPLY_BATCH);
+    let (mut messages, pending) = open(records, DeliverPolicy::LastPerSubject).await?;
+    let mut caught_up = pending == 0;
     let prefix = kv.prefix.clone();
 
     // Bootstrap into a private table: listings keep their old view (or scan) meanwhile.
@@ -163,9 +157,10 @@ async fn follow_inner(
     }
     let jobs = fresh.len();
     *write(table) = fresh;
+    let mut applied = applied.max(floor);
     tx.send_replace(Progress {
         phase: Phase::Live,
-        applied: applied.max(floor),
+        applied,
     });
     *live_since = Some(Instant::now());
     tracing::info!(
@@ -174,26 +169,122 @@ async fn follow_inner(
         "job index live"
     );
 
-    while let Some(batch) = messages.next().await {
+    let mut stall = StallCheck::default();
+    loop {
+        let batch = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                // Quiet: fine if nothing was written since; stalled if the stream moved
+                // on (see `stall`). A head that cannot be read (an election) is checked
+                // again at the next quiet spell.
+                let head = match kv.stream.get_info().await {
+                    Ok(info) => info.state.last_sequence,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "job index: the stream's head is unreadable; checking again");
+                        continue;
+                    }
+                };
+                if stall.quiet(head, applied) {
+                    tracing::warn!(
+                        applied,
+                        head,
+                        "job index consumer stalled; following again after the last applied write"
+                    );
+                    messages = resume(records, applied).await?;
+                    stall = StallCheck::default();
+                }
+                continue;
+            }
+        };
         let mut changes = Vec::with_capacity(batch.len());
-        let mut last = None;
+        let mut gone = false;
         for msg in batch {
-            let Some(msg) = usable(msg)? else { continue };
+            let msg = match msg {
+                Ok(m) => m,
+                // The consumer is gone (its server died, or it was deleted): follow again
+                // at once rather than wait for async-nats' own recreation, whose retries
+                // are 10 s apart once four have failed.
+                Err(e) if e.kind() == OrderedErrorKind::MissingHeartbeat => {
+                    gone = true;
+                    break;
+                }
+                Err(e) => return Err(NatsxError::js(OP)(e)),
+            };
             let info = NatsxError::info_of(&msg, "jobs stream message metadata")?;
-            last = Some(info.stream_sequence);
+            applied = applied.max(info.stream_sequence);
             changes.push(change_of(&prefix, &msg));
         }
-        {
+        if !changes.is_empty() {
+            stall.delivered();
             let mut t = write(table);
             for c in changes {
                 t.apply(c);
             }
         }
-        if let Some(seq) = last {
-            tx.send_modify(|p| p.applied = p.applied.max(seq));
+        tx.send_modify(|p| p.applied = p.applied.max(applied));
+        if gone {
+            tracing::warn!(applied, "job index consumer missed its heartbeats; following again after the last applied write");
+            messages = resume(records, applied).await?;
+            stall = StallCheck::default();
         }
     }
-    Ok(())
+}
+
+/// The deliveries of an ordered push consumer on the whole bucket, in chunks.
+type Deliveries = futures::stream::ReadyChunks<push::Ordered>;
+
+/// A new ordered consumer on the bucket's stream from `policy`, and how many messages
+/// it had pending when created.
+async fn open(records: &Records, policy: DeliverPolicy) -> Result<(Deliveries, u64), NatsxError> {
+    let kv = records.kv();
+    let consumer = kv
+        .stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: records.client.new_inbox(),
+            description: Some("jetmill gateway job index".into()),
+            filter_subject: format!("{}>", kv.prefix),
+            deliver_policy: policy,
+            replay_policy: ReplayPolicy::Instant,
+            ..Default::default()
+        })
+        .await
+        .map_err(NatsxError::js(OP))?;
+    let pending = consumer.cached_info().num_pending;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(NatsxError::js(OP))?
+        .ready_chunks(APPLY_BATCH);
+    Ok((messages, pending))
+}
+
+/// Follow again from the write after `applied`, keeping the table: tries every
+/// [`RESUME_EVERY`] for [`RESUME_FOR`] (a new stream leader takes seconds), then gives up
+/// to a rebuild.
+async fn resume(records: &Records, applied: u64) -> Result<Deliveries, NatsxError> {
+    let policy = DeliverPolicy::ByStartSequence {
+        start_sequence: applied + 1,
+    };
+    let deadline = Instant::now() + RESUME_FOR;
+    loop {
+        let tried = tokio::time::timeout(RESUME_EVERY * 4, open(records, policy)).await;
+        match tried {
+            Ok(Ok((messages, _))) => return Ok(messages),
+            Ok(Err(e)) if Instant::now() >= deadline => return Err(e),
+            Err(_) if Instant::now() >= deadline => {
+                return Err(NatsxError::JetStream {
+                    op: OP,
+                    source: "no answer to creating the consumer".into(),
+                })
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "job index: following again failed; retrying")
+            }
+            Err(_) => tracing::debug!("job index: no answer to following again; retrying"),
+        }
+        tokio::time::sleep(RESUME_EVERY).await;
+    }
 }
 
 /// A delivered message, `None` for a hiccup the ordered consumer repairs itself (it
@@ -207,7 +298,7 @@ fn usable(
             tracing::debug!(error = %e, "job index consumer missed a heartbeat; it resumes by itself");
             Ok(None)
         }
-        Err(e) => Err(NatsxError::js("follow the jobs bucket")(e)),
+        Err(e) => Err(NatsxError::js(OP)(e)),
     }
 }
 
