@@ -66,21 +66,27 @@ impl Places {
     /// Give the places back now (the attempt's end waits for it, so a draining worker
     /// frees its places before it exits).
     pub async fn release(mut self) {
-        let Some(ctx) = self.ctx.take() else { return };
+        if let Some((ctx, keys, job)) = self.take() {
+            give_back(&ctx, &keys, &job).await;
+        }
+    }
+
+    /// Take the places out of `self` (once) and stop renewing them.
+    fn take(&mut self) -> Option<(Arc<WorkerCtx>, Vec<String>, String)> {
+        let ctx = self.ctx.take()?;
         let keys = std::mem::take(&mut self.keys);
         let job = std::mem::take(&mut self.job);
         ctx.gate.forget(&keys, &job);
-        give_back(&ctx, &keys, &job).await;
+        Some((ctx, keys, job))
     }
 }
 
 /// Dropped without [`Places::release`] (the attempt panicked): given back on a task.
 impl Drop for Places {
     fn drop(&mut self) {
-        let Some(ctx) = self.ctx.take() else { return };
-        let keys = std::mem::take(&mut self.keys);
-        let job = std::mem::take(&mut self.job);
-        ctx.gate.forget(&keys, &job);
+        let Some((ctx, keys, job)) = self.take() else {
+            return;
+        };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move { give_back(&ctx, &keys, &job).await });
         }

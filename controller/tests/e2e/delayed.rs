@@ -3,23 +3,13 @@
 //! gateway and the worker all restarted in between: the broker's message schedule holds
 //! the job, no process of ours does.
 
-use crate::helpers::{free_port, wait_serving, GatewayProcess, TestApp};
+use crate::helpers::{free_port, ms, wait_serving, GatewayProcess, TestApp};
 use jetmill_proto::{names, now_ms};
 use serde_json::{json, Value};
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A record's RFC 3339 field as Unix ms.
-fn ms(rec: &Value, field: &str) -> i64 {
-    let text = rec[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} in {rec}"));
-    let t = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 /// `ms` as an RFC 3339 time.
 fn rfc3339(ms: i64) -> String {

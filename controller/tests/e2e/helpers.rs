@@ -434,3 +434,13 @@ pub async fn wait_serving(http: &reqwest::Client, base: &str, timeout: Duration)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A record's RFC 3339 time `field` as Unix ms.
+pub fn ms(rec: &Value, field: &str) -> i64 {
+    use time::format_description::well_known::Rfc3339;
+    let text = rec[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {rec}"));
+    let t = time::OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -2,21 +2,11 @@
 //! per period, per kind and per tenant, held by all workers together, changed live with
 //! the applied report; limited jobs wait and finish, they never fail.
 
-use crate::helpers::TestApp;
+use crate::helpers::{ms, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn ms(rec: &Value, field: &str) -> i64 {
-    let text = rec[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} in {rec}"));
-    let t = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 /// The most jobs whose `[started_at, finished_at]` overlap at one instant.
 fn max_overlap(records: &[Value]) -> usize {
@@ -44,7 +34,48 @@ async fn apply(app: &TestApp, args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), outcome)
 }
 
+/// Start two worker processes `<name>-a`, `<name>-b` with `slots` each, and wait for them.
+async fn two_workers(app: &mut TestApp, name: &str, slots: &str) {
+    for w in ["a", "b"] {
+        app.start_worker_process(&format!("{name}-{w}"), &["--concurrency", slots]);
+    }
+    for w in &app.workers {
+        w.wait_started().await;
+    }
+}
+
+/// Run a `jetmill limits` command that every live worker must apply.
+async fn applied(app: &TestApp, args: &[&str]) -> Value {
+    let (code, outcome) = apply(app, args).await;
+    assert_eq!(
+        (code, &outcome["all_applied"]),
+        (0, &json!(true)),
+        "{outcome}"
+    );
+    outcome
+}
+
+/// `GET /v1/limits`, as the caller with API key `key` when given.
+async fn limits_view(app: &TestApp, key: Option<&str>) -> Value {
+    let mut req = app.http.get(app.url("/v1/limits"));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    req.send()
+        .await
+        .expect("GET /v1/limits")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn finish_all(app: &TestApp, ids: &[String]) -> Vec<Value> {
+    finish_all_attempts(app, ids, Some(1)).await
+}
+
+/// Wait for `ids` to end `done`, each in `attempts` attempts when given (a job a drain
+/// handed back may take a second).
+async fn finish_all_attempts(app: &TestApp, ids: &[String], attempts: Option<u32>) -> Vec<Value> {
     let mut out = Vec::new();
     for id in ids {
         let rec = app.wait_finished(id, WAIT).await;
@@ -52,7 +83,9 @@ async fn finish_all(app: &TestApp, ids: &[String]) -> Vec<Value> {
             rec["status"], "done",
             "a limited job must wait, not fail: {rec}"
         );
-        assert_eq!(rec["attempts"], 1, "waiting is not an attempt: {rec}");
+        if let Some(n) = attempts {
+            assert_eq!(rec["attempts"], n, "waiting is not an attempt: {rec}");
+        }
         out.push(rec);
     }
     out
@@ -66,18 +99,12 @@ fn slow(ms: u64) -> Value {
 #[tokio::test]
 async fn a_kind_limit_holds_across_workers_is_raised_live_and_leaves_other_kinds_alone() {
     let mut app = TestApp::gateway_only().await;
-    app.start_worker_process("lim-a", &["--concurrency", "3"]);
-    app.start_worker_process("lim-b", &["--concurrency", "3"]);
-    for w in &app.workers {
-        w.wait_started().await;
-    }
-    let (code, outcome) = apply(
+    two_workers(&mut app, "lim", "3").await;
+    let outcome = applied(
         &app,
         &["limits", "set", "--kind", "factorial", "--max-running", "2"],
     )
     .await;
-    assert_eq!(code, 0, "{outcome}");
-    assert_eq!(outcome["all_applied"], true, "{outcome}");
     assert_eq!(
         outcome["workers"].as_array().map(Vec::len),
         Some(2),
@@ -103,15 +130,7 @@ async fn a_kind_limit_holds_across_workers_is_raised_live_and_leaves_other_kinds
     // While the limit is full, the API shows it.
     let mut seen_full = false;
     for _ in 0..50 {
-        let view: Value = app
-            .http
-            .get(app.url("/v1/limits"))
-            .send()
-            .await
-            .expect("GET /v1/limits")
-            .json()
-            .await
-            .expect("json");
+        let view = limits_view(&app, None).await;
         let usage = &view["limits"][0]["usage"][0];
         assert!(usage["running"].as_u64().unwrap_or(0) <= 2, "{view}");
         if usage["running"] == 2 {
@@ -141,16 +160,11 @@ async fn a_kind_limit_holds_across_workers_is_raised_live_and_leaves_other_kinds
     }
 
     // Raised live: four at a time now.
-    let (code, outcome) = apply(
+    applied(
         &app,
         &["limits", "set", "--kind", "factorial", "--max-running", "4"],
     )
     .await;
-    assert_eq!(
-        (code, &outcome["all_applied"]),
-        (0, &json!(true)),
-        "{outcome}"
-    );
     let mut ids = Vec::new();
     for _ in 0..8 {
         ids.push(app.submit_ok(slow(700)).await);
@@ -180,17 +194,8 @@ async fn a_kind_limit_holds_across_workers_is_raised_live_and_leaves_other_kinds
 #[tokio::test]
 async fn a_rate_spaces_starts_cluster_wide() {
     let mut app = TestApp::gateway_only().await;
-    app.start_worker_process("rate-a", &["--concurrency", "4"]);
-    app.start_worker_process("rate-b", &["--concurrency", "4"]);
-    for w in &app.workers {
-        w.wait_started().await;
-    }
-    let (code, outcome) = apply(&app, &["limits", "set", "--kind", "sum", "--rate", "5/s"]).await;
-    assert_eq!(
-        (code, &outcome["all_applied"]),
-        (0, &json!(true)),
-        "{outcome}"
-    );
+    two_workers(&mut app, "rate", "4").await;
+    applied(&app, &["limits", "set", "--kind", "sum", "--rate", "5/s"]).await;
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(app.submit_ok(json!({"kind": "sum", "input": [i, 1]})).await);
@@ -244,21 +249,12 @@ async fn a_per_tenant_limit_counts_each_tenant_apart_and_callers_see_their_own()
     let keys = dir.path().join("api-keys");
     std::fs::write(&keys, "key-acme acme\nkey-beta beta\nkey-ops ops admin\n").expect("keys");
     let mut app = TestApp::gateway_with(|a| a.auth.api_keys = Some(keys)).await;
-    app.start_worker_process("ten-a", &["--concurrency", "3"]);
-    app.start_worker_process("ten-b", &["--concurrency", "3"]);
-    for w in &app.workers {
-        w.wait_started().await;
-    }
-    let (code, outcome) = apply(
+    two_workers(&mut app, "ten", "3").await;
+    applied(
         &app,
         &["limits", "set", "--tenant", "*", "--max-running", "1"],
     )
     .await;
-    assert_eq!(
-        (code, &outcome["all_applied"]),
-        (0, &json!(true)),
-        "{outcome}"
-    );
     let (code, outcome) = apply(
         &app,
         &[
@@ -313,16 +309,7 @@ async fn a_per_tenant_limit_counts_each_tenant_apart_and_callers_see_their_own()
         }
     };
     // acme sees the per-tenant limit with its own count only, not beta's named limit.
-    let view: Value = app
-        .http
-        .get(app.url("/v1/limits"))
-        .bearer_auth("key-acme")
-        .send()
-        .await
-        .expect("GET /v1/limits")
-        .json()
-        .await
-        .expect("json");
+    let view = limits_view(&app, Some("key-acme")).await;
     let limits = view["limits"].as_array().expect("limits");
     assert_eq!(limits.len(), 1, "{view}");
     assert_eq!(limits[0]["scope"], "all jobs of each tenant", "{view}");
@@ -350,16 +337,7 @@ async fn a_per_tenant_limit_counts_each_tenant_apart_and_callers_see_their_own()
     );
 
     // The admin sees both limits and both tenants' counts.
-    let view: Value = app
-        .http
-        .get(app.url("/v1/limits"))
-        .bearer_auth("key-ops")
-        .send()
-        .await
-        .expect("GET /v1/limits")
-        .json()
-        .await
-        .expect("json");
+    let view = limits_view(&app, Some("key-ops")).await;
     let limits = view["limits"].as_array().expect("limits");
     assert_eq!(limits.len(), 2, "{view}");
     let tenants: Vec<&str> = limits[0]["usage"]
@@ -378,21 +356,12 @@ async fn a_per_tenant_limit_counts_each_tenant_apart_and_callers_see_their_own()
 #[tokio::test]
 async fn limits_hold_through_a_nats_server_restart_and_a_worker_restart() {
     let mut app = TestApp::gateway_only().await;
-    app.start_worker_process("rs-a", &["--concurrency", "2"]);
-    app.start_worker_process("rs-b", &["--concurrency", "2"]);
-    for w in &app.workers {
-        w.wait_started().await;
-    }
-    let (code, outcome) = apply(
+    two_workers(&mut app, "rs", "2").await;
+    applied(
         &app,
         &["limits", "set", "--kind", "factorial", "--max-running", "1"],
     )
     .await;
-    assert_eq!(
-        (code, &outcome["all_applied"]),
-        (0, &json!(true)),
-        "{outcome}"
-    );
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(app.submit_ok(slow(1500)).await);
@@ -408,17 +377,6 @@ async fn limits_hold_through_a_nats_server_restart_and_a_worker_restart() {
     app.workers.remove(0);
     app.start_worker_process("rs-a2", &["--concurrency", "2"]);
     app.workers.last().expect("worker").wait_started().await;
-    let records = finish_all_retried(&app, &ids).await;
+    let records = finish_all_attempts(&app, &ids, None).await;
     assert_eq!(max_overlap(&records), 1, "{records:#?}");
-}
-
-/// Like [`finish_all`], allowing a second attempt for a job a drain handed back.
-async fn finish_all_retried(app: &TestApp, ids: &[String]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for id in ids {
-        let rec = app.wait_finished(id, WAIT).await;
-        assert_eq!(rec["status"], "done", "{rec}");
-        out.push(rec);
-    }
-    out
 }

@@ -4,12 +4,10 @@
 //! nats-server, the gateway process and the workers; pause, resume and delete; bad
 //! expressions name the field.
 
-use crate::helpers::{free_port, wait_serving, GatewayProcess, TestApp};
+use crate::helpers::{free_port, ms, wait_serving, GatewayProcess, TestApp};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -67,14 +65,6 @@ async fn wait_jobs(app: &TestApp, sid: &str, n: usize) -> Vec<Value> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn ms(rec: &Value, field: &str) -> i64 {
-    let text = rec[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} in {rec}"));
-    let t = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// No two jobs came from one firing: their ids differ and their submission times (the

@@ -4,7 +4,7 @@
 use crate::{Jet, NatsxError};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use jetmill_proto::limit::EACH_TENANT;
-use jetmill_proto::{names, now_ms, Decision, JobKind, LimitUse, LimitView, RunLimit, ScopeUsage};
+use jetmill_proto::{names, now_ms, Decision, LimitUse, LimitView, RunLimit, ScopeUsage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -64,9 +64,9 @@ pub async fn views(
                 mine.sort();
                 mine
             }
-            (Some(EACH_TENANT), Some(me)) => exact_key(limit, me).into_iter().collect(),
-            (Some(t), _) => exact_key(limit, t).into_iter().collect(),
-            (None, _) => exact_key(limit, "all").into_iter().collect(),
+            (Some(EACH_TENANT), Some(me)) => limit.key_of_tenant(me).into_iter().collect(),
+            (Some(t), _) => limit.key_of_tenant(t).into_iter().collect(),
+            (None, _) => limit.key_of_tenant("all").into_iter().collect(),
         };
         let mut usage = Vec::with_capacity(scope_keys.len());
         for key in scope_keys {
@@ -81,12 +81,6 @@ pub async fn views(
         });
     }
     Ok(out)
-}
-
-/// The one scope key of `limit` that `tenant`'s jobs count at.
-fn exact_key(limit: &RunLimit, tenant: &str) -> Option<String> {
-    let kind = limit.kind.unwrap_or(JobKind::Factorial);
-    limit.key_for(kind, tenant)
 }
 
 /// The last use of each scope key this process read or wrote, with its revision: a

@@ -95,6 +95,19 @@ pub struct Provisioned {
     pub created: bool,
 }
 
+/// A bucket of JSON values of up to 1 MiB, one per key (history 1, file storage).
+fn json_bucket(bucket: &str, description: &str, settings: &QueueSettings) -> kv::Config {
+    kv::Config {
+        bucket: bucket.into(),
+        description: description.into(),
+        history: 1,
+        max_value_size: 1024 * 1024,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    }
+}
+
 /// Create or find every stream and bucket.
 ///
 /// Only objects that are missing are created, so a user without create rights (the
@@ -253,46 +266,31 @@ pub async fn provision_report(
     let batches = kv_get_or_create(
         &js,
         &mut report,
-        kv::Config {
-            bucket: names::BATCHES_BUCKET.into(),
-            description: "jetmill job batches, key <tenant>.<batch_id>: item ids and creation time"
-                .into(),
-            history: 1,
-            max_value_size: 1024 * 1024,
-            storage: stream::StorageType::File,
-            num_replicas: settings.replicas,
-            ..Default::default()
-        },
+        json_bucket(
+            names::BATCHES_BUCKET,
+            "jetmill job batches, key <tenant>.<batch_id>: item ids and creation time",
+            &settings,
+        ),
     )
     .await?;
     let schedule_records = kv_get_or_create(
         &js,
         &mut report,
-        kv::Config {
-            bucket: names::SCHEDULES_BUCKET.into(),
-            description: "jetmill recurring schedules, key <tenant>.<schedule_id>".into(),
-            history: 1,
-            max_value_size: 1024 * 1024,
-            storage: stream::StorageType::File,
-            num_replicas: settings.replicas,
-            ..Default::default()
-        },
+        json_bucket(
+            names::SCHEDULES_BUCKET,
+            "jetmill recurring schedules, key <tenant>.<schedule_id>",
+            &settings,
+        ),
     )
     .await?;
     let limits = kv_get_or_create(
         &js,
         &mut report,
-        kv::Config {
-            bucket: names::LIMITS_BUCKET.into(),
-            description:
-                "jetmill run limits in use, one key per scope: running leases and the next start"
-                    .into(),
-            history: 1,
-            max_value_size: 1024 * 1024,
-            storage: stream::StorageType::File,
-            num_replicas: settings.replicas,
-            ..Default::default()
-        },
+        json_bucket(
+            names::LIMITS_BUCKET,
+            "jetmill run limits in use, one key per scope: running leases and the next start",
+            &settings,
+        ),
     )
     .await?;
     let what = format!("object store {}", names::RESULTS_BUCKET);

@@ -183,20 +183,31 @@ impl RunLimit {
         if self.kind.is_some_and(|k| k != kind) {
             return None;
         }
+        self.key_of_tenant(tenant)
+    }
+
+    /// The scope key `tenant`'s jobs count at under this limit (whatever their kind, if
+    /// the limit has one), or `None` when the limit is on another named tenant.
+    pub fn key_of_tenant(&self, tenant: &str) -> Option<String> {
         let tenant_part = match self.tenant.as_deref() {
             None => "all",
             Some(EACH_TENANT) => tenant,
             Some(t) if t == tenant => t,
             Some(_) => return None,
         };
+        Some(format!("{}{tenant_part}", self.key_prefix()))
+    }
+
+    /// What every scope key of this limit starts with. `each` keeps a `*` limit's keys
+    /// apart from a named tenant's limit on the same kind.
+    fn key_prefix(&self) -> String {
         let kind_part = self.kind.map(JobKind::as_str).unwrap_or("all");
-        // `each` keeps a `*` limit's keys apart from a named tenant's limit on the same kind.
         let each = if self.tenant.as_deref() == Some(EACH_TENANT) {
             "each"
         } else {
             "one"
         };
-        Some(format!("kind_{kind_part}.{each}.tenant_{tenant_part}"))
+        format!("kind_{kind_part}.{each}.tenant_")
     }
 
     /// What the limit covers, for people: `factorial jobs of each tenant`.
@@ -230,13 +241,7 @@ impl RunLimit {
     /// The tenant a scope key of this limit counts (`None` when all tenants count
     /// together), or `None` outside when the key is not this limit's.
     pub fn tenant_of_key(&self, key: &str) -> Option<Option<String>> {
-        let kind_part = self.kind.map(JobKind::as_str).unwrap_or("all");
-        let each = if self.tenant.as_deref() == Some(EACH_TENANT) {
-            "each"
-        } else {
-            "one"
-        };
-        let tenant = key.strip_prefix(&format!("kind_{kind_part}.{each}.tenant_"))?;
+        let tenant = key.strip_prefix(&self.key_prefix())?;
         match self.tenant.as_deref() {
             None => (tenant == "all").then_some(None),
             Some(EACH_TENANT) => Some(Some(tenant.to_string())),
