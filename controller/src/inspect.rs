@@ -125,6 +125,9 @@ pub struct Stats {
     /// JetStream storage: used, reserved, the account limit, and the limit that refuses
     /// writes when the store is full (then every submit fails with a 507).
     pub store: jetmill_gateway::store::StoreReport,
+    /// The run limits set and what they have in use: a queued job a full limit covers
+    /// waits in the queue (and counts in `pending_acks` while it waits).
+    pub limits: Vec<jetmill_proto::LimitView>,
 }
 
 /// `jetmill stats`: queue depth, acks, redeliveries and throughput, from JetStream.
@@ -176,7 +179,39 @@ pub async fn stats(args: &ReadArgs) -> anyhow::Result<()> {
         stats.finished_last_minute, stats.jobs_per_second
     );
     println!("{}", store_lines(&stats.store));
+    if let Some(lines) = limit_lines(&stats.limits) {
+        println!("{lines}");
+    }
     Ok(())
+}
+
+/// The run-limit lines of `jetmill stats`: how many are set, and each scope at its
+/// `max_running` (the jobs it covers wait in the queue meanwhile).
+fn limit_lines(views: &[jetmill_proto::LimitView]) -> Option<String> {
+    if views.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "run limits          {} set (details: jetmill limits list)",
+        views.len()
+    );
+    for v in views {
+        let Some(max) = v.limit.max_running else {
+            continue;
+        };
+        for u in v.usage.iter().filter(|u| u.running >= max as usize) {
+            let tenant = u
+                .tenant
+                .as_deref()
+                .map(|t| format!(", tenant {t}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\nlimit full          {}{tenant}: {} of {max} running; the queued jobs it covers wait",
+                v.scope, u.running
+            ));
+        }
+    }
+    Some(out)
 }
 
 /// The store lines of `jetmill stats`: use, limit, and a warning when full or near it.
@@ -273,6 +308,13 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
     let store = jetmill_gateway::store::probe(jet)
         .await
         .context("reading the JetStream store")?;
+    let config = control::global(&jet.config)
+        .await
+        .context("reading the runtime config")?
+        .config;
+    let limits = jetmill_natsx::limits::views(jet, &config.limits, None)
+        .await
+        .context("reading what the run limits have in use")?;
     Ok(Stats {
         queued,
         parked,
@@ -286,6 +328,7 @@ async fn gather(jet: &jetmill_natsx::Jet) -> anyhow::Result<Stats> {
         jobs_per_second: finished as f64 / 60.0,
         live_workers,
         store,
+        limits,
     })
 }
 

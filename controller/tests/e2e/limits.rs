@@ -141,6 +141,19 @@ async fn a_kind_limit_holds_across_workers_is_raised_live_and_leaves_other_kinds
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen_full, "GET /v1/limits never showed 2 running");
+    // So does `jetmill stats`, which an operator reads when the queue does not drain
+    // (six factorials of 700 ms still wait behind the two running: it is still full).
+    let out = app.jetmill(&["stats"]).await;
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && stats.contains("run limits          1 set")
+            && stats.contains("limit full          factorial jobs: 2 of 2 running"),
+        "{out:?}"
+    );
+    let out = app.jetmill(&["stats", "--json"]).await;
+    let stats: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    assert_eq!(stats["limits"][0]["limit"]["max_running"], 2, "{stats}");
     let sums = finish_all(&app, &sums).await;
     let records = finish_all(&app, &ids).await;
     assert_eq!(max_overlap(&records), 2, "{records:#?}");
