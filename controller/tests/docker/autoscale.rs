@@ -95,8 +95,13 @@ fn workers(d: &Docker) -> (u32, u32) {
 /// The autoscaler's and the worker service's tasks and recent logs: what a failed wait
 /// shows, since the stack is removed when the test ends.
 fn diagnose(d: &Docker) -> String {
+    diagnose_services(d, &[AUTOSCALER, WORKER])
+}
+
+/// [`diagnose`] for the services `services`.
+fn diagnose_services(d: &Docker, services: &[&str]) -> String {
     let mut out = String::new();
-    for svc in [AUTOSCALER, WORKER] {
+    for &svc in services {
         let ps = d
             .cli(["service", "ps", "--no-trunc", svc])
             .unwrap_or_else(|e| format!("(service ps: {e})"));
@@ -237,7 +242,16 @@ async fn swarm_autoscaler_scales_the_worker_service_to_max_on_a_burst_and_back_t
         .expect("stack deploy");
     log_op(started, "stack deployed");
     let api = Api::new(format!("http://127.0.0.1:{}", ports[0]), jwt(&secret, "t1"));
-    api.wait_ready(Duration::from_secs(180)).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !api.is_ready().await {
+        // Which part of the stack did not come up, when it does not.
+        assert!(
+            Instant::now() < deadline,
+            "the gateway is not ready through haproxy within 180 s\n{}",
+            diagnose_services(&d, &["ja_nats1", "ja_provision", "ja_gateway", "ja_lb"])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     log_op(started, "ready through haproxy");
     let metrics_url = format!("http://127.0.0.1:{}/metrics", ports[4]);
     let nats_url = format!(

@@ -53,17 +53,20 @@ impl Api {
         Api { base, token, http }
     }
 
+    /// `GET /readyz` answers 200 now.
+    pub async fn is_ready(&self) -> bool {
+        self.http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     /// Wait until `GET /readyz` answers 200.
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let ok = self
-                .http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
+            if self.is_ready().await {
                 return;
             }
             assert!(
