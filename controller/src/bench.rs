@@ -16,7 +16,7 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use jetmill_natsx::NatsArgs;
-use jetmill_proto::{JobId, JobKind, JobMessage, JobSpec, Priority};
+use jetmill_proto::{JobKind, JobMessage, JobSpec};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -577,20 +577,11 @@ fn message_size(mix: &[MixEntry]) -> usize {
             terms: vec!["1".into(); 2],
         },
     };
-    let msg = JobMessage {
-        id: JobId::new(),
-        tenant: jetmill_proto::names::DEFAULT_TENANT.into(),
+    let msg = JobMessage::new(
+        jetmill_proto::names::DEFAULT_TENANT,
         spec,
-        priority: Priority::Normal,
-        submitted_at_ms: jetmill_proto::now_ms(),
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
-    };
+        jetmill_proto::now_ms(),
+    );
     msg.encode().map(|b| b.len()).unwrap_or(64)
 }
 

@@ -248,20 +248,11 @@ async fn a_gateway_started_after_a_thousand_records_lists_each_once_newest_first
         .map(|i| {
             let kv = kv.clone();
             async move {
-                let msg = jetmill_proto::JobMessage {
-                    id: jetmill_proto::JobId::new(),
-                    tenant: "public".into(),
-                    spec: jetmill_proto::JobSpec::Factorial { n: i },
-                    priority: Default::default(),
-                    submitted_at_ms: 1_700_000_000_000,
-                    max_attempts: None,
-                    timeout_ms: None,
-                    chaos: None,
-                    batch: None,
-                    run_at_ms: None,
-                    schedule: None,
-                    retention_secs: None,
-                };
+                let msg = jetmill_proto::JobMessage::new(
+                    "public",
+                    jetmill_proto::JobSpec::Factorial { n: i },
+                    1_700_000_000_000,
+                );
                 let record = jetmill_proto::JobRecord::pending(&msg);
                 kv.create(format!("public.{}", msg.id), record.to_json().into())
                     .await

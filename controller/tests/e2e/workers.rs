@@ -137,17 +137,11 @@ async fn a_finished_record_never_goes_back_when_a_job_is_delivered_again() {
     let rec: JobRecord = serde_json::from_value(done.clone()).expect("record");
     let msg = JobMessage {
         id: rec.id,
-        tenant: rec.tenant.clone(),
-        spec: jetmill_proto::JobSpec::Factorial { n: 30 },
-        priority: Default::default(),
-        submitted_at_ms: 0,
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
+        ..JobMessage::new(
+            rec.tenant.clone(),
+            jetmill_proto::JobSpec::Factorial { n: 30 },
+            0,
+        )
     };
     let js = app.js().await;
     let mut headers = async_nats::HeaderMap::new();

@@ -82,20 +82,11 @@ fn index_bytes_per_job(n: usize) -> f64 {
 /// A finished factorial record as a worker writes it (inline result, result info).
 fn record(tenant: &str, i: usize, status: JobStatus) -> JobRecord {
     let n = (i % 20 + 1) as u64;
-    let mut r = JobRecord::pending(&JobMessage {
-        id: JobId::new(),
-        tenant: tenant.into(),
-        spec: JobSpec::Factorial { n },
-        priority: Default::default(),
-        submitted_at_ms: 1_763_900_000_000 + i as i64,
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
-    });
+    let mut r = JobRecord::pending(&JobMessage::new(
+        tenant,
+        JobSpec::Factorial { n },
+        1_763_900_000_000 + i as i64,
+    ));
     r.status = status;
     r.attempts = 1;
     r.worker = Some("worker-1".into());

@@ -26,7 +26,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use jetmill_natsx::{provision, QueueSettings};
 use jetmill_proto::{
-    names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobSpec, JobStatus, Priority,
+    names, now_ms, EventType, JobEvent, JobId, JobMessage, JobRecord, JobSpec, JobStatus,
     ResultInfo, ResultLocation,
 };
 use jetmill_testkit::NatsServer;
@@ -181,17 +181,7 @@ async fn run() {
 fn message(id: JobId) -> JobMessage {
     JobMessage {
         id,
-        tenant: TENANT.into(),
-        spec: JobSpec::Factorial { n: 1000 },
-        priority: Priority::Normal,
-        submitted_at_ms: now_ms(),
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
+        ..JobMessage::new(TENANT, JobSpec::Factorial { n: 1000 }, now_ms())
     }
 }
 

@@ -39,20 +39,7 @@ fn record(tenant: &str, i: usize) -> JobRecord {
             terms: vec![i.to_string()],
         },
     };
-    let mut r = JobRecord::pending(&JobMessage {
-        id: JobId::new(),
-        tenant: tenant.into(),
-        spec,
-        priority: Default::default(),
-        submitted_at_ms: 1_700_000_000_000,
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
-    });
+    let mut r = JobRecord::pending(&JobMessage::new(tenant, spec, 1_700_000_000_000));
     r.status = match i % 7 {
         0 => JobStatus::Running,
         1 | 2 => JobStatus::Done,
@@ -71,6 +58,15 @@ async fn create_all(records: &Records, all: &[JobRecord]) {
             assert!(created.expect("create record"), "a fresh id");
         })
         .await;
+}
+
+/// The query for `tenant`'s newest job.
+fn newest_of(tenant: &str) -> ListQuery {
+    ListQuery {
+        tenant: Some(tenant.into()),
+        limit: 1,
+        ..Default::default()
+    }
 }
 
 async fn index_page(index: &JobIndex, q: &ListQuery) -> Page {
@@ -283,11 +279,7 @@ async fn the_index_follows_the_bucket_across_a_server_restart() {
     let first = record("acme", 1);
     assert!(jet.records.create(&first).await.expect("create"));
     let index = index(&jet.records);
-    let newest = ListQuery {
-        tenant: Some("acme".into()),
-        limit: 1,
-        ..Default::default()
-    };
+    let newest = newest_of("acme");
     assert_eq!(
         index_page(&index, &newest).await.jobs.first().map(|r| r.id),
         Some(first.id)
@@ -366,11 +358,7 @@ async fn the_index_follows_again_within_seconds_when_its_consumer_vanishes() {
         "the index applied the write made after its consumer vanished within 6 s (at {:?}, head {head})",
         *progress.borrow()
     );
-    let newest = ListQuery {
-        tenant: Some("acme".into()),
-        limit: 1,
-        ..Default::default()
-    };
+    let newest = newest_of("acme");
     assert_eq!(
         index_page(&index, &newest).await.jobs.first().map(|r| r.id),
         Some(second.id)

@@ -5,20 +5,7 @@ use jetmill_proto::{JobId, JobMessage, JobRecord, JobSpec, JobStatus};
 use jetmill_testkit::NatsServer;
 
 fn message() -> JobMessage {
-    JobMessage {
-        id: JobId::new(),
-        tenant: "t1".into(),
-        spec: JobSpec::Factorial { n: 10 },
-        priority: Default::default(),
-        submitted_at_ms: 1_700_000_000_000,
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
-    }
+    JobMessage::new("t1", JobSpec::Factorial { n: 10 }, 1_700_000_000_000)
 }
 
 /// A fresh server with everything provisioned (keep the server alive while testing).

@@ -111,20 +111,8 @@ async fn a_batch_is_stored_once_and_found_by_id_alone() {
 #[tokio::test]
 async fn a_tenant_watch_yields_its_writes_decoded_with_revisions_and_skips_deletes() {
     let (_nats, jet) = provisioned().await;
-    let msg = |tenant: &str| JobMessage {
-        id: JobId::new(),
-        tenant: tenant.into(),
-        spec: JobSpec::Factorial { n: 10 },
-        priority: Default::default(),
-        submitted_at_ms: 1_700_000_000_000,
-        max_attempts: None,
-        timeout_ms: None,
-        chaos: None,
-        batch: None,
-        run_at_ms: None,
-        schedule: None,
-        retention_secs: None,
-    };
+    let msg =
+        |tenant: &str| JobMessage::new(tenant, JobSpec::Factorial { n: 10 }, 1_700_000_000_000);
     let (mine, other) = (msg("t1"), msg("t2"));
     let mut tenant = jet
         .records

@@ -76,6 +76,26 @@ pub enum CodecError {
 }
 
 impl JobMessage {
+    /// A new job (fresh id) of `tenant` computing `spec`, submitted at
+    /// `submitted_at_ms`, every option at its default: normal priority, the deployment's
+    /// attempts, timeout and retention, no chaos, no batch or schedule, running now.
+    pub fn new(tenant: impl Into<String>, spec: JobSpec, submitted_at_ms: i64) -> JobMessage {
+        JobMessage {
+            id: JobId::new(),
+            tenant: tenant.into(),
+            spec,
+            priority: Priority::Normal,
+            submitted_at_ms,
+            max_attempts: None,
+            timeout_ms: None,
+            chaos: None,
+            batch: None,
+            run_at_ms: None,
+            schedule: None,
+            retention_secs: None,
+        }
+    }
+
     /// Serialize as `[schema] ++ postcard(self)` without the trailing `None` fields
     /// the schema lacks (postcard writes fields in order and `None` as one `0` byte, so
     /// schema 1 and 2 are exactly the full layout cut one or two bytes short).

@@ -500,23 +500,14 @@ mod tests {
 
     mod transitions {
         use super::super::*;
-        use crate::{JobId, JobMessage, JobSpec};
+        use crate::{JobMessage, JobSpec};
 
         fn record() -> JobRecord {
-            JobRecord::pending(&JobMessage {
-                id: JobId::new(),
-                tenant: "t".into(),
-                spec: JobSpec::Factorial { n: 10 },
-                priority: Default::default(),
-                submitted_at_ms: 1_700_000_000_000,
-                max_attempts: None,
-                timeout_ms: None,
-                chaos: None,
-                batch: None,
-                run_at_ms: None,
-                schedule: None,
-                retention_secs: None,
-            })
+            JobRecord::pending(&JobMessage::new(
+                "t",
+                JobSpec::Factorial { n: 10 },
+                1_700_000_000_000,
+            ))
         }
 
         #[test]
@@ -548,20 +539,7 @@ mod tests {
         }
 
         fn sample_message() -> JobMessage {
-            JobMessage {
-                id: JobId::new(),
-                tenant: "t".into(),
-                spec: JobSpec::Factorial { n: 10 },
-                priority: Default::default(),
-                submitted_at_ms: 1_700_000_000_000,
-                max_attempts: None,
-                timeout_ms: None,
-                chaos: None,
-                batch: None,
-                run_at_ms: None,
-                schedule: None,
-                retention_secs: None,
-            }
+            JobMessage::new("t", JobSpec::Factorial { n: 10 }, 1_700_000_000_000)
         }
 
         fn run(attempt: u32) -> AttemptInfo {
