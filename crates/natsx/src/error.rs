@@ -20,6 +20,14 @@ pub enum NatsxError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// JetStream did not answer about a stream, consumer or bucket for now (timed out, no
+    /// responder, or 503 "temporarily unavailable"): a cluster electing leaders; retry.
+    #[error("JetStream did not answer about {what} (retry shortly): {source}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A stream, consumer or bucket does not exist, and creating it got no answer (what a
     /// NATS user without the permission sees): an operator must run `jetmill provision`.
     #[error("{what} does not exist and could not be created (does this NATS user lack the permission? run `jetmill provision` with operator credentials): {source}")]

@@ -432,7 +432,7 @@ impl Jet {
                     .jobs
                     .get_consumer(&name)
                     .await
-                    .map_err(|source| NatsxError::Provision { what, source })?;
+                    .map_err(|source| provision_failed(what, source))?;
                 return Ok((consumer, false));
             }
         }
@@ -460,7 +460,7 @@ impl Jet {
                         .get_consumer(&name)
                         .await
                         .map(|c| (c, false))
-                        .map_err(|source| NatsxError::Provision { what, source })
+                        .map_err(|source| provision_failed(what, source))
                 }
             },
         }
@@ -536,10 +536,7 @@ async fn ensure_pull_consumer(
             let c = stream
                 .get_consumer(&name)
                 .await
-                .map_err(|source| NatsxError::Provision {
-                    what: what.clone(),
-                    source,
-                })?;
+                .map_err(|source| provision_failed(what.clone(), source))?;
             return Ok((c, false));
         }
         Err(e) if consumer_not_found(&e) => {}
@@ -565,35 +562,91 @@ fn consumer_not_found(e: &jetstream::context::ConsumerInfoError) -> bool {
 
 /// The JetStream API error code somewhere in `e`'s chain, if the server answered with one.
 fn api_error(e: &(dyn std::error::Error + 'static)) -> Option<jetstream::ErrorCode> {
+    api_answer(e).map(|api| api.error_code())
+}
+
+/// The JetStream API error somewhere in `e`'s chain, if the server answered with one.
+fn api_answer(e: &(dyn std::error::Error + 'static)) -> Option<jetstream::Error> {
     use async_nats::jetstream::{context, stream as s};
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(err) = err.downcast_ref::<jetstream::Error>() {
-            return Some(err.error_code());
+            return Some(err.clone());
         }
         if let Some(err) = err.downcast_ref::<context::CreateStreamError>() {
             if let context::CreateStreamErrorKind::JetStream(api) = err.kind() {
-                return Some(api.error_code());
+                return Some(api);
             }
         }
         if let Some(err) = err.downcast_ref::<context::GetStreamError>() {
             if let context::GetStreamErrorKind::JetStream(api) = err.kind() {
-                return Some(api.error_code());
+                return Some(api);
             }
         }
         if let Some(err) = err.downcast_ref::<s::ConsumerError>() {
             if let s::ConsumerErrorKind::JetStream(api) = err.kind() {
-                return Some(api.error_code());
+                return Some(api);
             }
         }
         if let Some(err) = err.downcast_ref::<context::ConsumerInfoError>() {
             if let context::ConsumerInfoErrorKind::JetStream(api) = err.kind() {
-                return Some(api.error_code());
+                return Some(api);
             }
         }
         cur = err.source();
     }
     None
+}
+
+/// Whether `e` is JetStream not answering for now rather than refusing: a request that
+/// timed out or found no responder, or a 503 answer ("temporarily unavailable"). A
+/// cluster electing its leaders or a restarting server gives these; retrying is right.
+fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::{context, stream as s};
+    if let Some(api) = api_answer(e) {
+        return api.code() == 503;
+    }
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let unanswered = err
+            .downcast_ref::<context::RequestError>()
+            .is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    context::RequestErrorKind::TimedOut | context::RequestErrorKind::NoResponders
+                )
+            })
+            || err
+                .downcast_ref::<context::ConsumerInfoError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e.kind(),
+                        context::ConsumerInfoErrorKind::TimedOut
+                            | context::ConsumerInfoErrorKind::NoResponders
+                            | context::ConsumerInfoErrorKind::Offline
+                    )
+                })
+            || err
+                .downcast_ref::<s::ConsumerError>()
+                .is_some_and(|e| matches!(e.kind(), s::ConsumerErrorKind::TimedOut))
+            || err
+                .downcast_ref::<context::CreateStreamError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e.kind(),
+                        context::CreateStreamErrorKind::TimedOut
+                            | context::CreateStreamErrorKind::JetStreamUnavailable
+                    )
+                })
+            || err
+                .downcast_ref::<context::CreateKeyValueError>()
+                .is_some_and(|e| matches!(e.kind(), context::CreateKeyValueErrorKind::TimedOut));
+        if unanswered {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Whether the server answered a request with an API error (a real refusal: bad config,
@@ -632,17 +685,31 @@ async fn refused<E: std::error::Error + Send + Sync + 'static>(
     })
 }
 
-/// Run `attempt` until it succeeds or fails with anything but [`NatsxError::Missing`]:
-/// a gateway or worker whose NATS user may not create streams waits (1 s doubling to
-/// 30 s) for an operator to run `jetmill provision`, saying what is missing.
+/// Run `attempt` until it succeeds or fails with anything but [`NatsxError::Missing`] or
+/// [`NatsxError::Unavailable`]: a gateway or worker whose NATS user may not create
+/// streams waits (1 s doubling to 30 s) for an operator to run `jetmill provision`,
+/// saying what is missing; one whose JetStream does not answer yet (a cluster still
+/// electing leaders) asks again (0.25 s doubling to 5 s).
 pub async fn until_provisioned<T, F, Fut>(mut attempt: F) -> Result<T, NatsxError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, NatsxError>>,
 {
     let mut backoff = Duration::from_secs(1);
+    let mut unanswered = Duration::from_millis(250);
     loop {
         match attempt().await {
+            Err(NatsxError::Unavailable { what, source }) => {
+                tracing::warn!(
+                    what = %what,
+                    error = %source,
+                    retry_in = ?unanswered,
+                    "JetStream did not answer about {what} (a cluster electing its leaders, \
+                     or a server restarting?); retrying"
+                );
+                tokio::time::sleep(unanswered).await;
+                unanswered = (unanswered * 2).min(Duration::from_secs(5));
+            }
             Err(NatsxError::Missing { what, source }) => {
                 tracing::warn!(
                     missing = %what,
@@ -659,13 +726,21 @@ where
     }
 }
 
+/// The error for `what` that could not be provisioned: [`NatsxError::Unavailable`] when
+/// JetStream did not answer for now (retried by [`until_provisioned`]), else a refusal.
 fn provision_err<E: std::error::Error + Send + Sync + 'static>(
     what: impl Into<String>,
 ) -> impl FnOnce(E) -> NatsxError {
     let what = what.into();
-    move |e| NatsxError::Provision {
-        what,
-        source: Box::new(e),
+    move |e| provision_failed(what, Box::new(e))
+}
+
+/// [`provision_err`] for an error already boxed.
+fn provision_failed(what: String, source: Box<dyn std::error::Error + Send + Sync>) -> NatsxError {
+    if transient(source.as_ref()) {
+        NatsxError::Unavailable { what, source }
+    } else {
+        NatsxError::Provision { what, source }
     }
 }
 

@@ -232,6 +232,19 @@ impl NatsServer {
         }
     }
 
+    /// Freeze the server (SIGSTOP) or thaw it (SIGCONT): connections stay open but
+    /// nothing is answered meanwhile, as with a node busy electing leaders.
+    pub fn set_frozen(&self, frozen: bool) {
+        let Some(c) = &self.child else { return };
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(c.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {} failed", c.id());
+    }
+
     /// Start again on the same ports and store, as an operator restart would.
     pub fn restart(&mut self) {
         self.stop();
