@@ -20,8 +20,8 @@ pub enum NatsxError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// JetStream did not answer about a stream, consumer or bucket for now (timed out, no
-    /// responder, or 503 "temporarily unavailable"): a cluster electing leaders; retry.
+    /// JetStream did not answer about a stream, consumer or bucket for now (timed out,
+    /// or 503 "temporarily unavailable"): a cluster electing its leaders; retry.
     #[error("JetStream did not answer about {what} (retry shortly): {source}")]
     Unavailable {
         what: String,

@@ -599,8 +599,9 @@ fn api_answer(e: &(dyn std::error::Error + 'static)) -> Option<jetstream::Error>
 }
 
 /// Whether `e` is JetStream not answering for now rather than refusing: a request that
-/// timed out or found no responder, or a 503 answer ("temporarily unavailable"). A
-/// cluster electing its leaders or a restarting server gives these; retrying is right.
+/// timed out, or a 503 answer ("temporarily unavailable"). A cluster electing its leaders
+/// or a restarting server gives these; retrying is right. "No responders" is not one:
+/// that is a server without JetStream, an error to fix, not to wait out.
 fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
     use async_nats::jetstream::{context, stream as s};
     if let Some(api) = api_answer(e) {
