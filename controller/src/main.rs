@@ -24,6 +24,7 @@ mod limits;
 mod probe;
 mod provision;
 mod schedules;
+mod workflows;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -126,6 +127,12 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         cmd: dlq::DlqCmd,
+    },
+    /// Workflows: job steps that wait for each other (chains, fan-out/fan-in, graphs).
+    /// Examples: `jetmill workflows submit flow.json --watch`, `jetmill workflows get ID`
+    Workflows {
+        #[command(subcommand)]
+        cmd: workflows::WorkflowsCmd,
     },
     /// Recurring schedules: each firing submits a job. Examples:
     /// `jetmill schedules create '@every 5m' factorial 10000`, `jetmill schedules list`
@@ -309,6 +316,7 @@ async fn run(command: Command, log: jetmill_runtime::LogHandle) -> anyhow::Resul
         Command::Jobs { cmd } => jobs::run(cmd).await,
         Command::Dlq { cmd } => dlq::run(cmd).await,
         Command::Schedules { cmd } => schedules::run(cmd).await,
+        Command::Workflows { cmd } => workflows::run(cmd).await,
         Command::Limits { cmd } => limits::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Probe(args) => probe::run(&args).await,

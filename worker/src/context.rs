@@ -70,6 +70,8 @@ pub struct WorkerCtx {
     pub failed: AtomicU64,
     /// Prometheus metrics of this worker.
     pub metrics: Arc<Metrics>,
+    /// Workflows whose steps ran here lately (stored once, never changed).
+    pub workflows: crate::workflow::Cache,
 }
 
 impl WorkerCtx {
@@ -106,6 +108,7 @@ impl WorkerCtx {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             metrics: Arc::new(Metrics::worker()),
+            workflows: crate::workflow::Cache::default(),
         }
     }
 

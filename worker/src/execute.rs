@@ -482,7 +482,8 @@ async fn mark_running(
     }
 }
 
-fn to_task(spec: &JobSpec) -> Task {
+/// The kernel's task for a spec that needs nothing read first (see `workflow::task_of`).
+pub(crate) fn to_task(spec: &JobSpec) -> Task {
     match spec {
         JobSpec::Factorial { n } => Task::Factorial { n: *n },
         JobSpec::Fibonacci { n, modulus: None } => Task::Fibonacci { n: *n },
@@ -505,7 +506,7 @@ async fn compute(
     cancel: Arc<AtomicBool>,
     announced: &AtomicBool,
 ) -> Result<Output, AttemptError> {
-    let task = to_task(&job.spec);
+    let task = crate::workflow::task_of(ctx, job).await?;
     let chaos = job.chaos.or(ctx.chaos());
     if task.is_tiny() && !chaos.is_some_and(|c| c.is_active()) {
         return tiny(&task, &cancel);

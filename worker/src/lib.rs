@@ -20,6 +20,7 @@ pub mod limits;
 pub mod listeners;
 pub mod observe;
 pub mod settle;
+pub mod workflow;
 
 pub use config::WorkerArgs;
 

@@ -326,7 +326,7 @@ async fn finish(
             )
             .await;
             tracing::info!(digits = info.digits, inline = inline.is_some(), "job done");
-            if stored {
+            if stored && crate::workflow::advance(ctx, job, JobStatus::Done).await {
                 ack_done(message).await;
             } else {
                 event_not_stored(message, JobStatus::Done, delivered).await;
@@ -424,6 +424,7 @@ async fn fail(
                 started,
             )
             .await
+                && crate::workflow::advance(ctx, job, JobStatus::Failed).await
             {
                 ack(message, AckKind::Term).await;
             } else {
@@ -466,7 +467,14 @@ async fn event_not_stored(message: &Message, status: JobStatus, delivered: u32) 
 /// redelivery, publish the missing event (only if the stream does not have it; its
 /// `Nats-Msg-Id` dedups a retry of one that landed). `false` when the event could not
 /// be checked or stored: the caller must not settle the message then.
+///
+/// A workflow step's workflow is advanced here too (see `workflow::advance`).
 async fn ensure_terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRecord) -> bool {
+    terminal_event(ctx, job, record).await
+        && (!record.status.is_terminal() || crate::workflow::advance(ctx, job, record.status).await)
+}
+
+async fn terminal_event(ctx: &WorkerCtx, job: &JobMessage, record: &JobRecord) -> bool {
     let event = match record.status {
         JobStatus::Done => EventType::Done,
         JobStatus::Failed => EventType::Failed,

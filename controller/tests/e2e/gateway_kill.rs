@@ -241,6 +241,7 @@ fn message_for(body: &Value) -> JobMessage {
         run_at_ms: None,
         schedule: None,
         retention_secs: None,
+        workflow: None,
     }
 }
 

@@ -36,3 +36,4 @@ mod usage;
 mod validation;
 mod web;
 mod workers;
+mod workflows;

@@ -469,6 +469,7 @@ async fn an_input_the_kernel_refuses_fails_at_once_and_is_never_retried() {
         run_at_ms: None,
         schedule: None,
         retention_secs: None,
+        workflow: None,
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", id.to_string().as_str());

@@ -6,7 +6,8 @@ use crate::{Jet, NatsxError};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
-use jetmill_proto::{names, now_ms, JobId, JobMessage};
+use jetmill_proto::{names, now_ms, EventType, JobEvent, JobId, JobMessage, JobStatus};
+use time::OffsetDateTime;
 
 /// The headers of `msg` on `JOBS`: `Nats-Msg-Id` (the job id: publish dedup) and the
 /// readable `Jetmill-*` ones `nats stream view` shows.
@@ -88,6 +89,46 @@ pub async fn send(
     js.publish_with_headers(subject, headers, payload.into())
         .await
         .map_err(NatsxError::js("publish job"))
+}
+
+/// Cancel job `id` of `tenant`: a delayed job's schedule is purged, the record becomes
+/// `cancelled` by compare-and-set (`Unchanged` if it had ended, `Missing` if none), then
+/// the `cancelled` event and the broadcast to its worker follow (best effort: the
+/// worker also sees the record on its next check-in).
+pub async fn cancel(jet: &Jet, tenant: &str, id: &JobId) -> Result<crate::Update, NatsxError> {
+    let id = *id;
+    if let Some((record, _)) = jet.records.get(tenant, &id).await? {
+        if record.status == JobStatus::Scheduled {
+            unschedule(jet, &id).await?;
+        }
+    }
+    let now = OffsetDateTime::now_utc();
+    let updated = jet
+        .records
+        .update(tenant, &id, None, |r| r.cancel(now).is_ok())
+        .await?;
+    let crate::Update::Applied(record) = &updated else {
+        return Ok(updated);
+    };
+    let event = JobEvent {
+        job_id: id,
+        tenant: record.tenant.clone(),
+        event: EventType::Cancelled,
+        at_ms: now_ms(),
+        attempt: record.attempts,
+        worker: None,
+        progress: None,
+        error: None,
+        started_at_ms: None,
+    };
+    if let Err(e) = crate::events::publish(&jet.js, &event).await {
+        tracing::warn!(job_id = %id, error = %e, "could not publish cancelled event");
+    }
+    if let Err(e) = broadcast_cancel(jet, &id).await {
+        tracing::warn!(job_id = %id, error = %e, "could not broadcast the cancel");
+    }
+    tracing::info!(job_id = %id, "job cancelled");
+    Ok(updated)
 }
 
 /// Tell the worker running job `id` to raise its kernel's cancel flag now (core NATS

@@ -9,6 +9,7 @@
 //! - [`jobs`]: publishing job messages (submit, retry, delayed), cancel broadcasts.
 //! - [`batches`]: stored batches of submits.
 //! - [`schedules`]: recurring schedules' records and clocks.
+//! - [`workflows`]: stored workflows, their gates and halts; starting and advancing steps.
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //! - [`trace`]: W3C trace context in message headers.
@@ -33,6 +34,7 @@ pub mod schedules;
 pub mod seconds;
 pub mod stall;
 pub mod trace;
+pub mod workflows;
 
 pub use connect::{connect, last_permission_violation, NatsArgs};
 pub use error::NatsxError;

@@ -76,6 +76,8 @@ pub struct Jet {
     pub batches: kv::Store,
     /// Recurring schedules (`POST /v1/schedules`), key `<tenant>.<schedule_id>`.
     pub schedule_records: kv::Store,
+    /// Workflows (`POST /v1/workflows`), their step gates and halts (see `workflows`).
+    pub workflows: kv::Store,
     /// What run limits have in use (leases, next start), one key per scope.
     pub limits: kv::Store,
     /// The settings these handles were provisioned with.
@@ -293,6 +295,16 @@ pub async fn provision_report(
         ),
     )
     .await?;
+    let workflows = kv_get_or_create(
+        &js,
+        &mut report,
+        json_bucket(
+            names::WORKFLOWS_BUCKET,
+            "jetmill workflows, key <tenant>.<workflow_id> (steps), .gate.<step>, .halt",
+            &settings,
+        ),
+    )
+    .await?;
     let what = format!("object store {}", names::RESULTS_BUCKET);
     let mut created = false;
     if !exists(&js, &format!("OBJ_{}", names::RESULTS_BUCKET), &what).await? {
@@ -342,6 +354,7 @@ pub async fn provision_report(
         result_cache,
         batches,
         schedule_records,
+        workflows,
         limits,
         settings,
     };

@@ -143,6 +143,7 @@ pub async fn start_clock(
         run_at_ms: None,
         schedule: Some(record.id),
         retention_secs: req.job.retention_secs,
+        workflow: None,
     };
     let payload = template.encode().map_err(|e| NatsxError::Corrupt {
         what: "schedule job".into(),

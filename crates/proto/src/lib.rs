@@ -9,6 +9,7 @@
 //! - [`batch`]: a batch of jobs (`POST /v1/jobs/batch`): per-item answers and the stored batch.
 //! - [`chaos`]: failure injection settings.
 //! - [`config`]: runtime configuration and worker reports.
+//! - [`workflow`]: workflows (DAGs of job steps), their validation and derived status.
 //!
 //! No I/O lives here; the binaries and `jetmill-natsx` do that.
 
@@ -25,6 +26,7 @@ pub mod record;
 pub mod request;
 pub mod schedule;
 pub mod usage;
+pub mod workflow;
 
 pub use batch::{BatchCounts, BatchItem, BatchRecord, MAX_BATCH};
 pub use chaos::Chaos;
@@ -40,6 +42,10 @@ pub use record::{
 pub use request::{JobRequest, Limits, ValidationError};
 pub use schedule::{ScheduleRecord, ScheduleRequest};
 pub use usage::Usage;
+pub use workflow::{
+    FailurePolicy, Halt, StepDef, StepGate, StepRef, StepStatus, WorkflowRecord, WorkflowRequest,
+    WorkflowStatus, MAX_STEPS,
+};
 
 /// Milliseconds since the Unix epoch, as stored in messages and records.
 pub fn now_ms() -> i64 {

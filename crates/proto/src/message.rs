@@ -5,19 +5,21 @@
 //! instead of misreading it.
 //!
 //! Each schema appended one optional field: 2 the batch id, 3 the start time of a
-//! delayed job, 4 the recurring schedule that made the job, 5 the job's own retention. A message is written with the lowest schema that holds its fields
+//! delayed job, 4 the recurring schedule that made the job, 5 the job's own retention, 6 the workflow step. A message is written with the lowest schema that holds its fields
 //! (a plain submit is schema 1, byte for byte as before), so workers of an older
 //! build keep reading every plain submit during a rolling upgrade, and messages
 //! queued by an older gateway decode with the newer fields `None`. Only batch jobs
 //! need workers that read schema 2, only delayed jobs workers that read 3, and only
 //! jobs of a recurring schedule workers that read 4, and only jobs with their own
-//! retention workers that read 5.
+//! retention workers that read 5, and only workflow steps workers that read 6.
 
-use crate::{Chaos, JobId, JobSpec, Priority};
+use crate::{Chaos, JobId, JobSpec, Priority, StepRef};
 use serde::{Deserialize, Serialize};
 
 /// Newest version of the [`JobMessage`] layout; bump on any incompatible change.
-pub const SCHEMA_VERSION: u8 = 5;
+pub const SCHEMA_VERSION: u8 = 6;
+/// The layout before `workflow` existed (jobs with their own retention).
+pub const SCHEMA_V5: u8 = 5;
 /// The layout before `retention_secs` existed (jobs of recurring schedules).
 pub const SCHEMA_V4: u8 = 4;
 /// The layout before `schedule` existed (delayed jobs).
@@ -56,9 +58,11 @@ pub struct JobMessage {
     /// Schema 3 is the layout up to `run_at_ms`.
     pub schedule: Option<JobId>,
     /// How long the finished job is kept, in seconds (`retention` on submit); `None`
-    /// keeps it the deployment's `--retention`. Must stay the last field: schema 4 is
-    /// this layout without it.
+    /// keeps it the deployment's `--retention`. Schema 4 is the layout up to `schedule`.
     pub retention_secs: Option<u64>,
+    /// The workflow step this job is (`POST /v1/workflows`). Must stay the last field:
+    /// schema 5 is this layout without it.
+    pub workflow: Option<StepRef>,
 }
 
 /// Why a payload could not be decoded.
@@ -93,6 +97,7 @@ impl JobMessage {
             run_at_ms: None,
             schedule: None,
             retention_secs: None,
+            workflow: None,
         }
     }
 
@@ -111,8 +116,10 @@ impl JobMessage {
 
     /// The schema byte [`JobMessage::encode`] writes for this message.
     pub fn schema(&self) -> u8 {
-        if self.retention_secs.is_some() {
+        if self.workflow.is_some() {
             SCHEMA_VERSION
+        } else if self.retention_secs.is_some() {
+            SCHEMA_V5
         } else if self.schedule.is_some() {
             SCHEMA_V4
         } else if self.run_at_ms.is_some() {
@@ -172,6 +179,7 @@ mod tests {
             run_at_ms: None,
             schedule: None,
             retention_secs: None,
+            workflow: None,
         }
     }
 
@@ -237,8 +245,19 @@ mod tests {
             ..sample()
         };
         let bytes = kept.encode().expect("encode");
-        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(bytes[0], SCHEMA_V5);
         assert_eq!(JobMessage::decode(&bytes).expect("decode"), kept);
+        let step = JobMessage {
+            workflow: Some(StepRef {
+                workflow: JobId::new(),
+                step: 3,
+                name: "fan-in".into(),
+            }),
+            ..sample()
+        };
+        let bytes = step.encode().expect("encode");
+        assert_eq!(bytes[0], SCHEMA_VERSION);
+        assert_eq!(JobMessage::decode(&bytes).expect("decode"), step);
     }
 
     #[test]

@@ -160,6 +160,26 @@ pub fn record_key(tenant: &str, id: &JobId) -> String {
     format!("{tenant}.{id}")
 }
 
+/// KV bucket of workflows (`POST /v1/workflows`): the workflow under
+/// `<tenant>.<workflow_id>`, its step gates under `...gate.<step>` and its halt under
+/// `...halt`.
+pub const WORKFLOWS_BUCKET: &str = "workflows";
+
+/// KV key of a stored workflow.
+pub fn workflow_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}")
+}
+
+/// KV key of a workflow step's gate (which dependencies ended).
+pub fn workflow_gate_key(tenant: &str, id: &JobId, step: u32) -> String {
+    format!("{tenant}.{id}.gate.{step}")
+}
+
+/// KV key of a workflow's halt (fail-fast or cancel).
+pub fn workflow_halt_key(tenant: &str, id: &JobId) -> String {
+    format!("{tenant}.{id}.halt")
+}
+
 /// KV key of a batch.
 pub fn batch_key(tenant: &str, id: &JobId) -> String {
     format!("{tenant}.{id}")

@@ -223,6 +223,12 @@ pub struct JobRecord {
     /// The recurring schedule (`POST /v1/schedules`) whose firing made this job, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<JobId>,
+    /// The workflow (`POST /v1/workflows`) this job is a step of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<JobId>,
+    /// The step's name in that workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// How long this job is kept once finished, seconds (its `retention`); absent: the
     /// deployment's `--retention`. The broker then expires the record and its result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,6 +294,8 @@ impl JobRecord {
             trace_id: None,
             batch: msg.batch,
             schedule: msg.schedule,
+            workflow: msg.workflow.as_ref().map(|w| w.workflow),
+            step: msg.workflow.as_ref().map(|w| w.name.clone()),
             retention_secs: msg.retention_secs,
             failures: Vec::new(),
             retries: 0,

@@ -253,6 +253,7 @@ pub async fn submit(
                     run_at_ms: req.run_at_ms,
                     schedule: None,
                     retention_secs: req.retention_secs,
+                    workflow: None,
                 }),
                 Err(invalid) => Slot::Answered(refused(index, &ApiError::Invalid(invalid))),
             }

@@ -12,9 +12,8 @@ use crate::auth::Principal;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
-use jetmill_natsx::{events, jobs, Update};
-use jetmill_proto::{now_ms, EventType, JobEvent, JobId, JobRecord, JobStatus};
-use time::OffsetDateTime;
+use jetmill_natsx::{jobs, Update};
+use jetmill_proto::{JobId, JobRecord};
 
 #[utoipa::path(
     delete,
@@ -53,47 +52,11 @@ pub async fn cancel(
     Ok(Json(record))
 }
 
-/// Cancel `tenant`'s job `id` unless it already finished: the record by compare-and-set,
-/// then the `cancelled` event and the broadcast to the worker running it (best effort).
-/// `Update::Applied` when this call cancelled it.
+/// Cancel job `id` of `tenant` (see `natsx::jobs::cancel`).
 pub(crate) async fn cancel_job(
     state: &AppState,
     tenant: &str,
     id: &JobId,
 ) -> Result<Update, ApiError> {
-    let id = *id;
-    let jet = state.jet();
-    if let Some((record, _)) = jet.records.get(tenant, &id).await? {
-        if record.status == JobStatus::Scheduled {
-            jobs::unschedule(jet, &id).await?;
-        }
-    }
-    let now = OffsetDateTime::now_utc();
-    let updated = jet
-        .records
-        .update(tenant, &id, None, |r| r.cancel(now).is_ok())
-        .await?;
-    let Update::Applied(record) = &updated else {
-        return Ok(updated);
-    };
-    let event = JobEvent {
-        job_id: id,
-        tenant: record.tenant.clone(),
-        event: EventType::Cancelled,
-        at_ms: now_ms(),
-        attempt: record.attempts,
-        worker: None,
-        progress: None,
-        error: None,
-        started_at_ms: None,
-    };
-    if let Err(e) = events::publish(&jet.js, &event).await {
-        tracing::warn!(job_id = %id, error = %e, "could not publish cancelled event");
-    }
-    // Best effort: the worker also sees the record on its next check-in.
-    if let Err(e) = jobs::broadcast_cancel(jet, &id).await {
-        tracing::warn!(job_id = %id, error = %e, "could not broadcast the cancel");
-    }
-    tracing::info!(job_id = %id, "job cancelled");
-    Ok(updated)
+    Ok(jobs::cancel(state.jet(), tenant, id).await?)
 }

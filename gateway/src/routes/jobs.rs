@@ -79,6 +79,7 @@ pub async fn submit(
         run_at_ms: req.run_at_ms,
         schedule: None,
         retention_secs: req.retention_secs,
+        workflow: None,
     };
     let jet = state.jet();
     let (mut claimed, mut healing) = (None, false);

@@ -12,6 +12,7 @@ mod schedules;
 mod usage;
 mod web;
 mod workers;
+mod workflows;
 
 use crate::{observe, ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
@@ -50,6 +51,7 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
         )
         .route("/v1/schedules/{id}/pause", post(schedules::pause))
         .route("/v1/schedules/{id}/resume", post(schedules::resume))
+        .route("/v1/workflows", post(workflows::submit))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/workers", get(workers::list))
         .route("/v1/activity", get(workers::activity))
@@ -65,6 +67,11 @@ pub fn app(state: AppState, body_limit: usize, request_timeout: Duration) -> Rou
             "/v1/batches/{id}",
             get(batch::get_one).delete(batch::cancel),
         )
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get_one).delete(workflows::cancel),
+        )
+        .route("/v1/workflows/{id}/events", get(workflows::events))
         .route("/v1/events", get(live::feed))
         .layer(timeout(request_timeout + max_wait));
     quick

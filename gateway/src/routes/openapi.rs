@@ -43,6 +43,26 @@ pub struct SubmitBody {
     pub chaos: Option<serde_json::Value>,
 }
 
+/// The body of `POST /v1/workflows` (its exact shape is stated in `exact`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WorkflowBody {
+    /// Named steps: each a `POST /v1/jobs` body plus `name` and `depends_on`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub steps: Option<Vec<serde_json::Value>>,
+    /// Shorthand: steps that run one after another.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub chain: Option<Vec<serde_json::Value>>,
+    /// Shorthand: steps that run side by side, then `fan_in`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub fan_out: Option<Vec<serde_json::Value>>,
+    /// The step after every `fan_out` step (a `sum` without `input` adds their results).
+    #[schema(value_type = Option<Object>)]
+    pub fan_in: Option<serde_json::Value>,
+    /// `fail_fast` (default) or `continue`.
+    pub on_failure: Option<jetmill_proto::FailurePolicy>,
+}
+
 /// The body of `POST /v1/schedules`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -78,6 +98,10 @@ pub struct ScheduleBody {
         super::retry::retry_one,
         super::retry::retry_many,
         super::retry::purge_many,
+        super::workflows::submit,
+        super::workflows::get_one,
+        super::workflows::events,
+        super::workflows::cancel,
         super::schedules::create,
         super::schedules::list,
         super::schedules::get_one,
@@ -96,6 +120,15 @@ pub struct ScheduleBody {
     components(schemas(
         SubmitBody,
         ScheduleBody,
+        WorkflowBody,
+        super::workflows::WorkflowSubmitted,
+        super::workflows::StepSubmitted,
+        super::workflows::WorkflowView,
+        super::workflows::HaltView,
+        super::workflows::StepView,
+        jetmill_proto::WorkflowStatus,
+        jetmill_proto::StepStatus,
+        jetmill_proto::FailurePolicy,
         super::schedules::ScheduleList,
         jetmill_proto::ScheduleRecord,
         crate::error::Problem,
@@ -147,6 +180,68 @@ pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
+/// `POST /v1/workflows`: exactly one of `steps`, `chain` or `fan_out` (+ `fan_in`), each
+/// step a submit body of its kind (without `run_at`/`delay`) plus `name` and
+/// `depends_on`. What JSON Schema cannot say (no cycles, unique names, `depends_on`
+/// naming real steps) is checked by the handler and answered 422 naming the step.
+fn workflow_body(limits: &Limits) -> Value {
+    let step = |named: bool| {
+        let mut spec = submit_body(limits);
+        if let Some(kinds) = spec.get_mut("oneOf").and_then(Value::as_array_mut) {
+            for kind in kinds {
+                if let Some(obj) = kind.as_object_mut() {
+                    obj.remove("not");
+                }
+                if let Some(props) = kind.get_mut("properties").and_then(Value::as_object_mut) {
+                    props.remove("run_at");
+                    props.remove("delay");
+                    props.insert(
+                        "name".into(),
+                        json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                            "description": "Unique in the workflow (shorthands name steps step-N, part-N, fan-in)."}),
+                    );
+                    props.insert(
+                        "depends_on".into(),
+                        json!({"type": "array", "items": {"type": "string"},
+                            "description": "Names of the steps this one waits for."}),
+                    );
+                }
+                if named {
+                    if let Some(req) = kind.get_mut("required").and_then(Value::as_array_mut) {
+                        req.push(json!("name"));
+                    }
+                }
+            }
+        }
+        spec["description"] = json!("A POST /v1/jobs body without run_at/delay, plus `name` and `depends_on`. In a sum's `input`, {\"result_of\": \"<step>\"} stands for that step's result and implies the dependency.");
+        spec
+    };
+    let list = |items: Value| json!({"type": "array", "minItems": 1, "maxItems": jetmill_proto::MAX_STEPS, "items": items});
+    let none_of = |fields: &[&str]| json!({"not": {"anyOf": fields.iter().map(|f| json!({"required": [f]})).collect::<Vec<_>>()}});
+    let form = |field: &str, others: &[&str]| {
+        let mut f = none_of(others);
+        f["required"] = json!([field]);
+        f
+    };
+    json!({
+        "description": "A workflow: exactly one of steps (a graph), chain (one after another) or fan_out (side by side, then the optional fan_in).",
+        "type": "object",
+        "properties": {
+            "steps": list(step(true)),
+            "chain": list(step(false)),
+            "fan_out": list(step(false)),
+            "fan_in": step(false),
+            "on_failure": {"type": "string", "enum": ["fail_fast", "continue"], "default": "fail_fast"}
+        },
+        "additionalProperties": false,
+        "oneOf": [
+            form("steps", &["chain", "fan_out", "fan_in"]),
+            form("chain", &["steps", "fan_out", "fan_in"]),
+            form("fan_out", &["steps", "chain"]),
+        ]
+    })
+}
+
 /// The whole document for a gateway enforcing `limits`.
 pub fn document(limits: &Limits) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
@@ -163,6 +258,20 @@ fn exact(doc: &mut Value, limits: &Limits) {
     if let Some(schema) = doc.pointer_mut("/components/schemas/ScheduleBody") {
         *schema = schedule_body(limits);
     }
+    if let Some(schema) = doc.pointer_mut("/components/schemas/WorkflowBody") {
+        *schema = workflow_body(limits);
+    }
+    exact_paths(doc);
+    // A workflow's feed sends its status (as GET answers it), not job events.
+    if let Some(sse) = doc.pointer_mut(
+        "/paths/~1v1~1workflows~1{id}~1events/get/responses/200/content/text~1event-stream",
+    ) {
+        sse["schema"] = json!({"$ref": "#/components/schemas/WorkflowView"});
+    }
+}
+
+/// Parameters and SSE payloads of every path, as the handlers really take and send them.
+fn exact_paths(doc: &mut Value) {
     // A batch is 1 to MAX_ITEMS job specs (an empty or oversized batch is a 422).
     if let Some(body) = doc.pointer_mut("/paths/~1v1~1jobs~1batch/post/requestBody/content") {
         if let Some(body) = body.as_object_mut() {

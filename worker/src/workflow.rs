@@ -1,0 +1,124 @@
+//! A worker's part in workflows: after a step's record is terminal (and before its
+//! message is acked) it advances the workflow (`natsx::workflows::advance`), and a
+//! step whose input names other steps' results gets them read before its kernel runs.
+
+use crate::context::WorkerCtx;
+use crate::settle::AttemptError;
+use jetmill_compute::Task;
+use jetmill_natsx::{results, workflows, NatsxError};
+use jetmill_proto::{
+    workflow::result_refs, JobId, JobMessage, JobSpec, JobStatus, ResultLocation, WorkflowRecord,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Workflows kept in memory at once (they never change once stored).
+const CACHED: usize = 256;
+
+/// Recently used workflows by id.
+#[derive(Default)]
+pub struct Cache(Mutex<HashMap<JobId, Arc<WorkflowRecord>>>);
+
+impl Cache {
+    fn get(&self, id: &JobId) -> Option<Arc<WorkflowRecord>> {
+        self.0.lock().ok()?.get(id).cloned()
+    }
+
+    fn put(&self, wf: Arc<WorkflowRecord>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHED {
+                map.clear();
+            }
+            map.insert(wf.id, wf);
+        }
+    }
+}
+
+/// The workflow `id` of `tenant` (cached), `None` if it is not stored.
+async fn workflow(
+    ctx: &WorkerCtx,
+    tenant: &str,
+    id: &JobId,
+) -> Result<Option<Arc<WorkflowRecord>>, NatsxError> {
+    if let Some(wf) = ctx.workflows.get(id) {
+        return Ok(Some(wf));
+    }
+    let Some(wf) = workflows::get(&ctx.jet, tenant, id).await? else {
+        return Ok(None);
+    };
+    let wf = Arc::new(wf);
+    ctx.workflows.put(wf.clone());
+    Ok(Some(wf))
+}
+
+/// `job` ended `status` (its record says so): if it is a workflow step, advance the
+/// workflow. `false` when NATS could not take it: the caller must not settle the
+/// message then, so a later delivery advances it.
+pub async fn advance(ctx: &WorkerCtx, job: &JobMessage, status: JobStatus) -> bool {
+    let Some(step) = &job.workflow else {
+        return true;
+    };
+    let result = async {
+        let Some(wf) = workflow(ctx, &job.tenant, &step.workflow).await? else {
+            tracing::warn!(workflow = %step.workflow, "the step's workflow is not stored (deleted?); nothing to advance");
+            return Ok(());
+        };
+        workflows::advance(&ctx.jet, &wf, step.step, status).await
+    }
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(workflow = %step.workflow, step = %step.name, error = %e,
+                "cannot advance the workflow; handing the step back so a later delivery does");
+            false
+        }
+    }
+}
+
+/// The kernel's task for `job`: a sum's `@<job id>` terms (results of other steps)
+/// are read first. A referenced job that is not `done` fails the step (no retry helps).
+pub async fn task_of(ctx: &WorkerCtx, job: &JobMessage) -> Result<Task, AttemptError> {
+    let JobSpec::Sum { terms } = &job.spec else {
+        return Ok(crate::execute::to_task(&job.spec));
+    };
+    let refs = result_refs(terms);
+    if refs.iter().all(Option::is_none) {
+        return Ok(crate::execute::to_task(&job.spec));
+    }
+    let mut out = Vec::with_capacity(terms.len());
+    for (term, id) in terms.iter().zip(refs) {
+        match id {
+            None => out.push(term.clone()),
+            Some(id) => out.push(result_text(ctx, &job.tenant, &id).await?),
+        }
+    }
+    Ok(Task::Sum { terms: out })
+}
+
+/// The decimal result of job `id`, which must be `done`.
+async fn result_text(ctx: &WorkerCtx, tenant: &str, id: &JobId) -> Result<String, AttemptError> {
+    let Some((record, _)) = ctx.jet.records.get(tenant, id).await? else {
+        return Err(AttemptError::Invalid(format!(
+            "the result of job {id} is referenced, but that job does not exist"
+        )));
+    };
+    let name = record.step.clone().unwrap_or_else(|| id.to_string());
+    if record.status != JobStatus::Done {
+        return Err(AttemptError::Invalid(format!(
+            "the result of step {name} is referenced, but it is {}",
+            record.status.as_str()
+        )));
+    }
+    if let Some(text) = record.result {
+        return Ok(text);
+    }
+    match record.result_info.map(|i| (i.location, i.bytes)) {
+        Some((ResultLocation::Object { name: object, .. }, bytes)) => {
+            Ok(results::read_text(&ctx.jet.results, &object, bytes as usize).await?)
+        }
+        _ => Err(AttemptError::Invalid(format!(
+            "step {name} is done but its result is gone (expired?)"
+        ))),
+    }
+}
