@@ -72,6 +72,8 @@ pub struct WorkerCtx {
     pub metrics: Arc<Metrics>,
     /// Workflows whose steps ran here lately (stored once, never changed).
     pub workflows: crate::workflow::Cache,
+    /// Workflow gate marks of this worker, written together per gate.
+    pub gates: jetmill_natsx::workflows::Gates,
 }
 
 impl WorkerCtx {
@@ -109,6 +111,7 @@ impl WorkerCtx {
             failed: AtomicU64::new(0),
             metrics: Arc::new(Metrics::worker()),
             workflows: crate::workflow::Cache::default(),
+            gates: Default::default(),
         }
     }
 

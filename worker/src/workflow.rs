@@ -12,6 +12,8 @@ use jetmill_proto::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Results read at once for one step.
+const READS: usize = 64;
 /// Workflows kept in memory at once (they never change once stored).
 const CACHED: usize = 256;
 
@@ -63,7 +65,7 @@ pub async fn advance(ctx: &WorkerCtx, job: &JobMessage, status: JobStatus) -> bo
             tracing::warn!(workflow = %step.workflow, "the step's workflow is not stored (deleted?); nothing to advance");
             return Ok(());
         };
-        workflows::advance(&ctx.jet, &wf, step.step, status).await
+        workflows::advance(&ctx.jet, &ctx.gates, &wf, step.step, status).await
     }
     .await;
     match result {
@@ -86,12 +88,18 @@ pub async fn task_of(ctx: &WorkerCtx, job: &JobMessage) -> Result<Task, AttemptE
     if refs.iter().all(Option::is_none) {
         return Ok(crate::execute::to_task(&job.spec));
     }
+    // Read 64 results at a time (a fan-in may name a thousand).
     let mut out = Vec::with_capacity(terms.len());
-    for (term, id) in terms.iter().zip(refs) {
-        match id {
-            None => out.push(term.clone()),
-            Some(id) => out.push(result_text(ctx, &job.tenant, &id).await?),
-        }
+    let pairs: Vec<(&String, Option<JobId>)> = terms.iter().zip(refs).collect();
+    for chunk in pairs.chunks(READS) {
+        let read = futures::future::try_join_all(chunk.iter().map(|(term, id)| async move {
+            match id {
+                None => Ok((*term).clone()),
+                Some(id) => result_text(ctx, &job.tenant, id).await,
+            }
+        }))
+        .await?;
+        out.extend(read);
     }
     Ok(Task::Sum { terms: out })
 }

@@ -21,7 +21,10 @@ use jetmill_proto::{
     WorkflowRecord, WorkflowStatus,
 };
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::Arc;
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 
 /// Steps started or cancelled at once by one call.
 const CONCURRENCY: usize = 32;
@@ -124,14 +127,51 @@ pub async fn start(jet: &Jet, wf: &WorkflowRecord, step: u32) -> Result<(), Nats
     Ok(())
 }
 
-/// Start every step without dependencies (what a submit does once it stored the
-/// workflow; a repeat is harmless).
+/// Start every step without dependencies: what a submit does once it stored the
+/// workflow. Nothing of a new workflow exists yet, so its jobs are sent pipelined (every
+/// publish before any ack is awaited, as a batch is) without the checks [`start`] makes;
+/// a cancel that raced the submit is honoured by one halt read at the end. A repeat is
+/// harmless (publish dedup by job id, records created once).
 pub async fn start_roots(jet: &Jet, wf: &WorkflowRecord) -> Result<(), NatsxError> {
-    let roots: Vec<u32> = wf.roots().map(|(i, _)| i).collect();
-    start_all(jet, wf, &roots).await
+    let roots: Vec<&jetmill_proto::JobMessage> = wf.roots().map(|(_, s)| &s.job).collect();
+    let mut acks = Vec::with_capacity(roots.len());
+    for job in &roots {
+        acks.push(jobs::send(&jet.js, job, None).await?);
+    }
+    futures::future::try_join_all(acks.into_iter().map(jobs::acked)).await?;
+    for chunk in roots.chunks(CONCURRENCY * 2) {
+        futures::future::try_join_all(chunk.iter().map(|job| committed(jet, job))).await?;
+    }
+    if halt(jet, &wf.tenant, &wf.id).await?.is_some() {
+        cancel_steps(jet, wf).await?;
+    }
+    Ok(())
+}
+
+/// A published step's `accepted` event (deduplicated by its id), then its record.
+async fn committed(jet: &Jet, job: &jetmill_proto::JobMessage) -> Result<(), NatsxError> {
+    let accepted = JobEvent {
+        job_id: job.id,
+        tenant: job.tenant.clone(),
+        event: EventType::Accepted,
+        at_ms: now_ms(),
+        attempt: 0,
+        worker: None,
+        progress: None,
+        error: None,
+        started_at_ms: None,
+    };
+    if let Err(e) = crate::events::publish(&jet.js, &accepted).await {
+        tracing::warn!(job_id = %job.id, error = %e, "could not publish a step's accepted event");
+    }
+    jet.records
+        .create(&JobRecord::accepted(job, now_ms()))
+        .await?;
+    Ok(())
 }
 
 /// What marking one dependency in a gate did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Marked {
     /// This write marked the last dependency: the caller starts the step.
     Completed,
@@ -142,41 +182,122 @@ enum Marked {
     Waiting,
 }
 
-/// Mark dependency `slot` (position in the step's `depends_on`) of `step` as ended.
+/// One process's marks of the same gate, written together: a fan-in of a thousand
+/// steps finishing on one worker is a few compare-and-sets, not a thousand that keep
+/// failing on each other (group commit). Shared by every advance of the process.
+#[derive(Default)]
+pub struct Gates {
+    queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+/// Marks waiting for a gate's writer.
+#[derive(Default)]
+struct Queue {
+    writer: tokio::sync::Mutex<()>,
+    marks: std::sync::Mutex<Vec<(usize, oneshot::Sender<Result<Marked, String>>)>>,
+}
+
+/// Gate queues kept at most (an idle one is dropped when there are more).
+const QUEUES: usize = 4096;
+
+impl Gates {
+    fn queue(&self, key: &str) -> Arc<Queue> {
+        let Ok(mut queues) = self.queues.lock() else {
+            return Arc::new(Queue::default());
+        };
+        if queues.len() >= QUEUES {
+            queues.retain(|_, q| Arc::strong_count(q) > 1);
+        }
+        queues.entry(key.to_string()).or_default().clone()
+    }
+}
+
+/// Mark dependency `slot` (position in the step's `depends_on`) of `step` as ended,
+/// together with the other marks of this gate queued in this process meanwhile.
 async fn mark(
     jet: &Jet,
+    gates: &Gates,
     wf: &WorkflowRecord,
     step: u32,
     slot: usize,
     needed: usize,
 ) -> Result<Marked, NatsxError> {
     let key = names::workflow_gate_key(&wf.tenant, &wf.id, step);
-    loop {
-        let found: Option<(StepGate, u64)> = read(jet, key.clone()).await?;
-        let (mut gate, revision) = found.unwrap_or_default();
-        let fresh = gate.mark(slot);
-        let complete = gate.count() >= needed;
-        if !fresh {
-            return Ok(if complete {
-                Marked::Repeated
-            } else {
-                Marked::Waiting
-            });
+    let queue = gates.queue(&key);
+    let (tx, mut rx) = oneshot::channel();
+    if let Ok(mut marks) = queue.marks.lock() {
+        marks.push((slot, tx));
+    }
+    let unwritten = |e: String| NatsxError::JetStream {
+        op: "write workflow gate",
+        source: e.into(),
+    };
+    {
+        let _writer = queue.writer.lock().await;
+        // The writer before may have written this mark already.
+        if let Ok(done) = rx.try_recv() {
+            return done.map_err(unwritten);
         }
+        let batch: Vec<_> = queue
+            .marks
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        let outcome = write_marks(jet, &key, &batch, needed).await;
+        for ((_, reply), result) in batch.into_iter().zip(outcome.into_iter()) {
+            let _ = reply.send(result);
+        }
+    }
+    match rx.await {
+        Ok(done) => done.map_err(unwritten),
+        Err(_) => Err(unwritten("the gate writer stopped".into())),
+    }
+}
+
+/// Write `marks` into the gate `key` by compare-and-set; one result per mark (the one
+/// whose write completes the gate gets [`Marked::Completed`]).
+async fn write_marks(
+    jet: &Jet,
+    key: &str,
+    marks: &[(usize, oneshot::Sender<Result<Marked, String>>)],
+    needed: usize,
+) -> Vec<Result<Marked, String>> {
+    loop {
+        let found: Result<Option<(StepGate, u64)>, NatsxError> = read(jet, key.to_string()).await;
+        let (mut gate, revision) = match found {
+            Ok(found) => found.unwrap_or_default(),
+            Err(e) => return marks.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        let fresh: Vec<bool> = marks.iter().map(|(slot, _)| gate.mark(*slot)).collect();
+        let complete = gate.count() >= needed;
         let completes = complete && !gate.started;
+        let result = |i: usize| -> Marked {
+            match (fresh[i], complete) {
+                (_, false) => Marked::Waiting,
+                // The first fresh mark of the write that completes the gate starts it.
+                (true, true) if completes && Some(i) == fresh.iter().position(|f| *f) => {
+                    Marked::Completed
+                }
+                (true, true) => Marked::Waiting,
+                (false, true) => Marked::Repeated,
+            }
+        };
+        if !fresh.iter().any(|f| *f) {
+            return (0..marks.len()).map(|i| Ok(result(i))).collect();
+        }
         if completes {
             gate.started = true;
         }
         let value: bytes::Bytes = serde_json::to_vec(&gate).unwrap_or_default().into();
         let written = if revision == 0 {
             jet.workflows
-                .create(&key, value)
+                .create(key, value)
                 .await
                 .map(|_| ())
                 .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string()))
         } else {
             jet.workflows
-                .update(&key, value, revision)
+                .update(key, value, revision)
                 .await
                 .map(|_| ())
                 .map_err(|e| {
@@ -187,16 +308,10 @@ async fn mark(
                 })
         };
         match written {
-            Ok(()) if completes => return Ok(Marked::Completed),
-            Ok(()) => return Ok(Marked::Waiting),
-            // Another step's worker wrote the gate meanwhile: read it again.
+            Ok(()) => return (0..marks.len()).map(|i| Ok(result(i))).collect(),
+            // Another process wrote the gate meanwhile: read it again.
             Err((true, _)) => continue,
-            Err((false, e)) => {
-                return Err(NatsxError::JetStream {
-                    op: "write workflow gate",
-                    source: e.into(),
-                })
-            }
+            Err((false, e)) => return marks.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 }
@@ -206,6 +321,7 @@ async fn mark(
 /// cancels its running steps. Call before acking the step's message; safe to repeat.
 pub async fn advance(
     jet: &Jet,
+    gates: &Gates,
     wf: &WorkflowRecord,
     step: u32,
     status: JobStatus,
@@ -237,7 +353,7 @@ pub async fn advance(
         let Some(slot) = next.depends_on.iter().position(|&x| x == step) else {
             continue;
         };
-        match mark(jet, wf, d, slot, next.depends_on.len()).await? {
+        match mark(jet, gates, wf, d, slot, next.depends_on.len()).await? {
             Marked::Completed | Marked::Repeated => ready.push(d),
             Marked::Waiting => {}
         }
