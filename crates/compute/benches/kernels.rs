@@ -7,9 +7,18 @@
 //! Every jetmill measurement runs in a child process (this binary re-run with
 //! `JETMILL_BENCH_CHILD`), so the peak RSS it reports (`VmHWM`) is the
 //! kernel's own.
+//!
+//! `JETMILL_BENCH_SPLIT=1` adds the split path at n = 10^7 (`JETMILL_BENCH_SPLIT_N`
+//! to change it): 8 partials one after another on 1 thread each, then the
+//! combine on 2 threads, against `factorial_decimal` on 2 threads.
+//! `JETMILL_BENCH_MEM=1` adds peak RSS of `factorial_decimal` against
+//! `estimated_peak_bytes` at 10^6 and 10^7. `JETMILL_BENCH_ONLY=1` runs only
+//! those two (no GMP, no python3 needed).
 
-use jetmill_compute::{factorial, fibonacci, run, Control, Task};
+use jetmill_compute::factorial::Partial;
+use jetmill_compute::{factorial, fibonacci, run, task, Control, Task};
 use malachite_nz::natural::Natural;
+use sha2::{Digest, Sha256};
 use std::process::Command;
 use std::time::Instant;
 
@@ -48,6 +57,20 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let big = std::env::var("JETMILL_BENCH_1E7").is_ok_and(|v| v == "1");
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    if flag("JETMILL_BENCH_MEM") {
+        memory_case(reps);
+    }
+    if flag("JETMILL_BENCH_SPLIT") {
+        let n = std::env::var("JETMILL_BENCH_SPLIT_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000_000);
+        split_case(n, 8);
+    }
+    if flag("JETMILL_BENCH_ONLY") {
+        return;
+    }
     println!("jetmill-compute kernels vs GMP (gmpy2), best of {reps}, thread budget 2");
     println!("{}", rustc_and_machine());
     println!("load average at start: {}", load());
@@ -133,6 +156,112 @@ fn measure(op: &str, n: u64, threads: usize, reps: usize) -> Times {
     }
 }
 
+/// Where the split case keeps partial `i` of `n` between its child processes.
+fn part_path(n: u64, i: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("jetmill-bench-partial-{n}-{i}.bin"))
+}
+
+/// Run one kernel once in a child; `(times, stderr)` (the child prints the SHA-256 there).
+fn measure_text(op: &str, n: u64, threads: usize) -> (Times, String) {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot find the benchmark binary: {e}"),
+    };
+    let out = Command::new(exe)
+        .env("JETMILL_BENCH_CHILD", format!("{op}:{n}:{threads}:1"))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => panic!(
+            "child {op}({n}) failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("cannot run child: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let t = match v.as_slice() {
+        [c, t, mb, d] => Times {
+            compute: *c,
+            total: *t,
+            peak_mb: *mb,
+            digits: *d as usize,
+        },
+        _ => panic!("unexpected child output {text:?}"),
+    };
+    let sha = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 ").map(str::to_string))
+        .unwrap_or_default();
+    (t, sha)
+}
+
+/// Peak RSS of `factorial_decimal` against the planning estimate.
+fn memory_case(reps: usize) {
+    println!("peak RSS of factorial_decimal (VmHWM of a child), 2 threads, best time of {reps}:");
+    println!("| n | digits | time | peak RSS | peak / text | estimate | estimate / peak |");
+    println!("|---|---|---|---|---|---|---|");
+    for n in [1_000_000u64, 10_000_000] {
+        let t = measure("facd", n, 2, reps);
+        let est = task::estimated_peak_bytes(&Task::Factorial { n }) as f64 / 1e6;
+        println!(
+            "| {n} | {} | {:.3} s | {:.0} MB | {:.2}x | {est:.0} MB | {:.2} |",
+            t.digits,
+            t.total,
+            t.peak_mb,
+            t.peak_mb * 1e6 / t.digits as f64,
+            est / t.peak_mb
+        );
+    }
+}
+
+/// The split path (k partials on 1 thread each, one after another, then the
+/// combine on 2 threads) against `factorial_decimal` on 2 threads.
+fn split_case(n: u64, k: usize) {
+    println!("split path at n = {n}, k = {k} (load average {}):", load());
+    let (single, want) = measure_text("facd", n, 2);
+    let (parts, _) = measure_text("parts", n, k);
+    let (comb, got) = measure_text("comb", n, 2);
+    for i in 0..k {
+        let _ = std::fs::remove_file(part_path(n, i));
+    }
+    assert_eq!(
+        got, want,
+        "the split path's text differs from the single path's"
+    );
+    let est_part = factorial::split_ranges(n, k)
+        .into_iter()
+        .map(|(lo, hi)| factorial::partial_peak_bytes(lo, hi))
+        .max()
+        .unwrap_or(0) as f64
+        / 1e6;
+    let est_comb = factorial::combine_peak_bytes(n) as f64 / 1e6;
+    let est_single = factorial::estimated_peak_bytes(n) as f64 / 1e6;
+    let split = parts.total + comb.total;
+    println!("| path | time | peak RSS | estimate |");
+    println!("|---|---|---|---|");
+    println!(
+        "| factorial_decimal, 2 threads | {:.3} s | {:.0} MB | {est_single:.0} MB |",
+        single.total, single.peak_mb
+    );
+    println!(
+        "| {k} partials, 1 thread each, in turn | {:.3} s | {:.0} MB (all {k} in one process) | {est_part:.0} MB per partial |",
+        parts.total, parts.peak_mb
+    );
+    println!(
+        "| combine_decimal, 2 threads (from the bytes) | {:.3} s | {:.0} MB | {est_comb:.0} MB |",
+        comb.total, comb.peak_mb
+    );
+    println!(
+        "split total {split:.3} s = **{:.2}x** the single path; same SHA-256 {}",
+        split / single.total,
+        &want[..16.min(want.len())]
+    );
+}
+
 /// In the child: time the kernel, then print `compute total peak_mb digits`.
 fn child(spec: &str) {
     let p: Vec<u64> = spec
@@ -165,6 +294,79 @@ fn child(spec: &str) {
                 let t = Instant::now();
                 let o =
                     fibonacci::fibonacci_mod(n, u64::MAX - 58, &ctl).map(|v| v.to_string().len());
+                (0.0, (t, o))
+            }
+            "facd" => {
+                let t = Instant::now();
+                let o = factorial::factorial_decimal(n, &ctl).map(|s| {
+                    let d = s.len();
+                    eprintln!("sha256 {}", hex::encode(Sha256::digest(s.as_bytes())));
+                    d
+                });
+                (0.0, (t, o))
+            }
+            "parts" => {
+                // The spec's thread field is k here: k partials, 1 thread each, in turn.
+                let t = Instant::now();
+                let one = Control::silent(1);
+                let o = factorial::split_ranges(n, threads as usize)
+                    .into_iter()
+                    .enumerate()
+                    .try_for_each(|(i, (lo, hi))| {
+                        let p = factorial::partial(lo, hi, &one)?;
+                        std::fs::write(part_path(n, i), p.to_bytes())
+                            .map_err(|e| jetmill_compute::ComputeError::Resources(e.to_string()))
+                    })
+                    .map(|()| 0);
+                (0.0, (t, o))
+            }
+            "part1" => {
+                // Partial number `threads` of the 8-way plan alone, 1 thread.
+                let t = Instant::now();
+                let (lo, hi) = factorial::split_ranges(n, 8)[threads as usize];
+                let o = factorial::partial(lo, hi, &Control::silent(1)).map(|p| p.to_bytes().len());
+                (0.0, (t, o))
+            }
+            "comb" => {
+                let t = Instant::now();
+                let k = factorial::split_ranges(n, 8).len();
+                let parts: Vec<Partial> = (0..k)
+                    .map(|i| match std::fs::read(part_path(n, i)) {
+                        Ok(b) => {
+                            Partial::from_bytes(&b).unwrap_or_else(|e| panic!("part {i}: {e}"))
+                        }
+                        Err(e) => panic!("part {i}: {e}"),
+                    })
+                    .collect();
+                let o = factorial::combine_decimal(n, parts, &ctl).map(|s| {
+                    eprintln!("sha256 {}", hex::encode(Sha256::digest(s.as_bytes())));
+                    s.len()
+                });
+                (0.0, (t, o))
+            }
+            "trace" => {
+                // RSS timeline of factorial_decimal's two phases (stderr).
+                let t = Instant::now();
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let st = std::sync::Arc::clone(&stop);
+                let sampler = std::thread::spawn(move || {
+                    let mut last = 0.0;
+                    while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = rss_mb();
+                        if (r - last).abs() > 8.0 {
+                            eprintln!("{:7.3} s {r:5.0} MB", t.elapsed().as_secs_f64());
+                            last = r;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                });
+                let o = factorial::factorial_stripped(n, &ctl).and_then(|(m, z)| {
+                    eprintln!("{:7.3} s compute done", t.elapsed().as_secs_f64());
+                    let meter = jetmill_compute::progress::Meter::new(&ctl, 1.0);
+                    jetmill_compute::decimal::to_decimal(m, z as usize, &meter).map(|s| s.len())
+                });
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = sampler.join();
                 (0.0, (t, o))
             }
             "naive" => {
@@ -204,6 +406,16 @@ fn peak_rss_mb() -> f64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1000.0)
+}
+
+/// Current resident set size of this process (VmRSS), in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1000.0)
 }

@@ -11,6 +11,10 @@
 //! bits than `10^k`) and takes the low `k` bits of `x` verbatim. At the top
 //! levels the two halves run on separate threads (up to the thread budget);
 //! below [`LEAF_DIGITS`] malachite's own (subquadratic) `to_string` finishes.
+//! Memory: nodes above 2^23 digits are split (one at a time) before
+//! the output buffer exists, so the text is never live during the largest
+//! divisions, and dividends of 2^27 bits or more are divided in two
+//! quotient halves (malachite's division scratch is ~9x the dividend).
 //! Every node checks the cancel flag; splits of large numbers run through
 //! [`Meter::heavy`] so a cancel never waits for a multi-second division.
 
@@ -46,6 +50,9 @@ const PAR_DIGITS: usize = 1 << 16;
 /// scratch, and two at once would double the conversion's peak memory.
 const PAR_MAX_DIGITS: usize = 1 << 24;
 
+/// Dividends of at least this many bits are divided in two quotient halves.
+const CHUNK_DIV_BITS: u64 = 1 << 27;
+
 /// Relative cost of a leaf digit against one digit passing through one split.
 const LEAF_COST: f64 = 3.0;
 
@@ -59,6 +66,17 @@ struct Level {
 pub fn digits_upper_bound(bits: u64) -> usize {
     // Two extra digits absorb the float rounding of the bound at 10^9 bits.
     (bits as f64 * std::f64::consts::LOG10_2).floor() as usize + 2
+}
+
+/// Upper-ish estimate of the peak memory of a process converting a `bits`-bit
+/// number (input, shared powers, division scratch, output text, allocator slack).
+///
+/// Fitted to VmHWM of `factorial_decimal` children under glibc malloc from
+/// 10^6 to 10^7 (docs/benchmarks.md): 6 MB, up to 30 MB of fixed scratch
+/// (reached at 5M digits), 4 B per digit plus 2 B per digit for the first 20M.
+pub fn peak_bytes(bits: u64) -> u64 {
+    let d = digits_upper_bound(bits) as f64;
+    (6e6 + 30e6 * (d / 5e6).min(1.0) + 4.0 * d + 2.0 * d.min(2e7)) as u64
 }
 
 /// Estimated work units (see [`Meter`]) for converting a number of `bits` bits.
@@ -90,25 +108,21 @@ pub fn to_decimal(x: Natural, zeros: usize, meter: &Meter) -> Result<String, Com
         meter.advance(leaf_cost(w))?;
         return Ok(s);
     }
-    // Split the top node before the output buffer exists: the biggest
-    // division is also the point of highest memory use.
+    // Split the top nodes before the output buffer exists: the biggest
+    // divisions are also the points of highest memory use, and the text
+    // (2.4x the binary) should not be live while they run.
     let top = levels.remove(0);
     let (q, r) = split(x, &top, meter)?;
     drop(top);
     meter.advance(w as f64)?;
+    let k = usize::try_from(levels_k(w)).map_err(|_| internal("split size"))?;
+    let mut pieces = presplit(q, w - k, &levels, 0, meter)?;
+    pieces.extend(presplit(r, k, &levels, 0, meter)?);
     let mut out = Vec::new();
     out.try_reserve_exact(w + zeros)
         .map_err(|e| ComputeError::Resources(format!("cannot allocate the decimal text: {e}")))?;
     out.resize(w, b'0');
-    let k = usize::try_from(levels_k(w)).map_err(|_| internal("split size"))?;
-    let (hi, lo) = out.split_at_mut(w - k);
-    both(
-        meter.threads(),
-        w,
-        meter,
-        |t| convert(q, hi, &levels, leaf, t, meter),
-        |t| convert(r, lo, &levels, leaf, t, meter),
-    )?;
+    convert_pieces(pieces, &mut out, &levels, leaf, meter)?;
     drop(levels);
     let lead = out.iter().take_while(|&&c| c == b'0').count().min(w - 1);
     out.drain(..lead);
@@ -193,7 +207,17 @@ fn split(x: Natural, level: &Level, meter: &Meter) -> Result<(Natural, Natural),
     meter.maybe_heavy(bits, move || {
         let low = (&x).mod_power_of_2(k);
         let y = x >> k;
-        let (q, r) = y.div_rem(&*p);
+        let (q, r) = if y.significant_bits() >= CHUNK_DIV_BITS {
+            // Two quotient halves: malachite's division scratch grows with
+            // the dividend (~9x), so two 1.4:1 divisions peak ~1/3 lower.
+            let t = (y.significant_bits() - p.significant_bits()) / 2;
+            let y0 = (&y).mod_power_of_2(t);
+            let (q1, r1) = (y >> t).div_rem(&*p);
+            let (q0, r) = ((r1 << t) | y0).div_rem(&*p);
+            ((q1 << t) + q0, r)
+        } else {
+            y.div_rem(&*p)
+        };
         (q, (r << k) | low)
     })
 }
@@ -228,6 +252,101 @@ fn convert(
         |t| convert(q, hi, rest, leaf_max, t, meter),
         |t| convert(r, lo, rest, leaf_max, t, meter),
     )
+}
+
+/// Nodes above this many digits are split before the output buffer is allocated.
+const PRESPLIT_DIGITS: usize = 1 << 23;
+
+/// A node split off before the output exists: value, width, first level to use.
+struct Piece {
+    x: Natural,
+    w: usize,
+    depth: usize,
+}
+
+/// Split `x` (a node of `w` digits at `levels[depth]`) down to pieces of at
+/// most [`PRESPLIT_DIGITS`], most significant first.
+fn presplit(
+    x: Natural,
+    w: usize,
+    levels: &[Level],
+    depth: usize,
+    meter: &Meter,
+) -> Result<Vec<Piece>, ComputeError> {
+    let Some(level) = levels.get(depth) else {
+        return Ok(vec![Piece { x, w, depth }]);
+    };
+    if w <= PRESPLIT_DIGITS {
+        return Ok(vec![Piece { x, w, depth }]);
+    }
+    let k = usize::try_from(level.k).map_err(|_| internal("split size"))?;
+    if w <= k {
+        return presplit(x, w, levels, depth + 1, meter);
+    }
+    let (q, r) = split(x, level, meter)?;
+    meter.advance(w as f64)?;
+    // One split at a time: two at once would double the scratch (see
+    // PAR_MAX_DIGITS); the threads share the pieces' conversion instead.
+    let mut hi = presplit(q, w - k, levels, depth + 1, meter)?;
+    hi.append(&mut presplit(r, k, levels, depth + 1, meter)?);
+    Ok(hi)
+}
+
+/// Convert `pieces` (most significant first) into consecutive slices of `out`,
+/// on up to `meter.threads()` threads taking pieces from a shared queue.
+fn convert_pieces(
+    pieces: Vec<Piece>,
+    out: &mut [u8],
+    levels: &[Level],
+    leaf_max: usize,
+    meter: &Meter,
+) -> Result<(), ComputeError> {
+    let mut jobs = Vec::with_capacity(pieces.len());
+    let mut rest = out;
+    for p in pieces {
+        if p.w > rest.len() {
+            return Err(internal("pieces wider than the number"));
+        }
+        let (slot, tail) = rest.split_at_mut(p.w);
+        rest = tail;
+        jobs.push((p, slot));
+    }
+    if !rest.is_empty() {
+        return Err(internal("pieces narrower than the number"));
+    }
+    let threads = meter.threads();
+    let workers = threads.min(jobs.len()).max(1);
+    let t = (threads / workers).max(1);
+    if workers == 1 {
+        for (p, slot) in jobs {
+            convert(p.x, slot, &levels[p.depth..], leaf_max, t, meter)?;
+        }
+        return Ok(());
+    }
+    // Most significant first (popped from the back).
+    jobs.reverse();
+    let queue = std::sync::Mutex::new(jobs);
+    let work = || -> Result<(), ComputeError> {
+        loop {
+            let job = queue
+                .lock()
+                .map_err(|_| internal("piece queue poisoned"))?
+                .pop();
+            let Some((p, slot)) = job else { return Ok(()) };
+            convert(p.x, slot, &levels[p.depth..], leaf_max, t, meter)?;
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        let mut res = work();
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(internal("worker thread panicked")));
+            res = res.and(r);
+        }
+        res
+    })
 }
 
 /// Convert a small node with malachite and right-align it in `out`.

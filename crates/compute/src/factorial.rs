@@ -12,6 +12,10 @@
 //! two groups of equal weight (`ep * log p`), each group is built this way on
 //! its own thread, and the two halves are multiplied at the end.
 
+mod split;
+
+pub use split::{combine_decimal, partial, split_ranges, Partial, MAX_PARTS};
+
 use crate::decimal;
 use crate::product;
 use crate::progress::Meter;
@@ -21,6 +25,9 @@ use malachite_nz::natural::Natural;
 
 /// Share of the factorial's progress given to computing `m` (rest: decimal).
 const COMPUTE_SHARE: f64 = 0.2;
+
+/// Karatsuba depth of the last product: its scratch is the compute phase's peak.
+pub(crate) const TOP_LEAN_BITS: u64 = product::LEAN_BITS / 2;
 
 /// Below this `n` a single thread does everything.
 const PAR_N: u64 = 20_000;
@@ -100,8 +107,24 @@ pub(crate) fn factorial_parts(
             odd.push((p, legendre(n, p)));
         }
     }
+    let m = odd_product(odd, n >= PAR_N, twos, meter, units)?;
+    Ok((m, z))
+}
+
+/// `2^shift * prod p^e` over `odd`, on two threads (two groups of equal
+/// `e log p` weight) when `par` and the budget allow; counts `units`.
+///
+/// The shift is applied to the lighter half before the last multiplication,
+/// so the full-size result is never copied.
+pub(crate) fn odd_product(
+    odd: Vec<(u64, u64)>,
+    par: bool,
+    shift: u64,
+    meter: &Meter,
+    units: f64,
+) -> Result<Natural, ComputeError> {
     let threads = meter.threads();
-    let m = if threads >= 2 && n >= PAR_N {
+    if threads >= 2 && par {
         // Greedy split into two groups of equal log-weight; the heaviest
         // primes come first, so the greedy choice balances well.
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -134,15 +157,27 @@ pub(crate) fn factorial_parts(
             });
             Ok::<_, ComputeError>((x?, y?))
         })?;
-        let m = product::lean_mul(x, y, meter)?;
+        let (x, y) = if x.significant_bits() <= y.significant_bits() {
+            (shl(x, shift, meter)?, y)
+        } else {
+            (x, shl(y, shift, meter)?)
+        };
+        let m = product::lean_mul_below(x, y, TOP_LEAN_BITS, meter)?;
         meter.advance(units * 0.2)?;
-        m
+        Ok(m)
     } else {
-        powers_product(&odd, threads, meter, units)?
-    };
-    let bits = m.significant_bits() + twos;
-    let m = meter.maybe_heavy(bits, move || m << twos)?;
-    Ok((m, z))
+        let m = powers_product(&odd, threads, meter, units)?;
+        shl(m, shift, meter)
+    }
+}
+
+/// `x << s`, cancellable when large.
+fn shl(x: Natural, s: u64, meter: &Meter) -> Result<Natural, ComputeError> {
+    if s == 0 {
+        return Ok(x);
+    }
+    let bits = x.significant_bits() + s;
+    meter.maybe_heavy(bits, move || x << s)
 }
 
 /// `prod p^e` over `pe`, Horner over exponent bits; counts `units`.
@@ -224,4 +259,31 @@ fn odd_primes(n: u64, meter: &Meter) -> Result<Vec<u64>, ComputeError> {
         }
     }
     Ok(primes)
+}
+
+/// Upper-ish estimate of the peak memory (bytes) of [`factorial_decimal`]`(n)`, for planning.
+///
+/// The decimal conversion's top splits dominate ([`decimal::peak_bytes`]);
+/// the sieve and prime list are added for large `n` with small results.
+pub fn estimated_peak_bytes(n: u64) -> u64 {
+    decimal::peak_bytes(log2_factorial(n).ceil() as u64 + 1) + sieve_bytes(n)
+}
+
+/// The sieve's bit array for the odd numbers up to `n` and the prime/exponent list.
+fn sieve_bytes(n: u64) -> u64 {
+    let x = n as f64;
+    (x / 16.0 + 24.0 * 1.2 * x / x.max(2.0).ln()) as u64
+}
+
+/// Upper-ish estimate of the peak memory of [`partial`]`(lo, hi)`, for planning:
+/// the sieve up to `hi` and the lean products (about 12x the result's bytes).
+pub fn partial_peak_bytes(lo: u64, hi: u64) -> u64 {
+    let bits = log2_factorial(hi) - log2_factorial(lo.saturating_sub(1));
+    (4e6 + 12.0 * bits / 8.0) as u64 + sieve_bytes(hi)
+}
+
+/// Upper-ish estimate of the peak memory of [`combine_decimal`]`(n, ..)`, the
+/// parts included: the conversion of the result dominates, as in the single path.
+pub fn combine_peak_bytes(n: u64) -> u64 {
+    decimal::peak_bytes(log2_factorial(n).ceil() as u64 + 1)
 }

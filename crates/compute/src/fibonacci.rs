@@ -23,6 +23,15 @@ const PAR_BITS: u64 = 1 << 16;
 /// log2 of the golden ratio: F(n) has about `n * LOG2_PHI` bits.
 const LOG2_PHI: f64 = 0.694_241_913_630_617_3;
 
+/// Upper-ish estimate of the peak memory of [`fibonacci_decimal`]`(n)`, for planning.
+///
+/// The doubling steps hold four numbers of F(n)'s size at most; the decimal
+/// conversion dominates (see [`decimal::peak_bytes`]).
+pub fn estimated_peak_bytes(n: u64) -> u64 {
+    let bits = (n as f64 * LOG2_PHI) as u64 + 1;
+    decimal::peak_bytes(bits).max(bits / 2) + (4 << 20)
+}
+
 /// F(n) exact.
 pub fn fibonacci(n: u64, ctl: &Control) -> Result<Natural, ComputeError> {
     let meter = Meter::new(ctl, 1.0);

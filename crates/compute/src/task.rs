@@ -45,6 +45,23 @@ impl Task {
     }
 }
 
+/// Upper-ish estimate of the peak memory (bytes) of [`run`]`(task)`, for planning.
+///
+/// From the result's size and what the kernels allocate; calibrated against
+/// VmHWM of the kernel in a child process (docs/benchmarks.md). See
+/// [`factorial::partial_peak_bytes`] and [`factorial::combine_peak_bytes`] for a split factorial.
+pub fn estimated_peak_bytes(task: &Task) -> u64 {
+    match task {
+        Task::Factorial { n } => factorial::estimated_peak_bytes(*n),
+        Task::Fibonacci { n } => fibonacci::estimated_peak_bytes(*n),
+        Task::FibonacciMod { .. } => 1 << 20,
+        // The terms, their binary values and the result's text, each at most the input.
+        Task::Sum { terms } => {
+            (1 << 20) + 3 * terms.iter().map(|t| t.len() as u64 + 32).sum::<u64>()
+        }
+    }
+}
+
 /// A finished computation: the exact result as decimal text (`-` for negatives).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
