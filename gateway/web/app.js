@@ -1,4 +1,4 @@
-// jetmill web page: submit jobs, watch them run, read results, see the workers and the run limits.
+// jetmill web page: submit jobs and workflows, watch them run, read results, see the workers and the run limits.
 // Plain JavaScript, no build step, no dependencies; talks only to this gateway's /v1 API.
 'use strict';
 
@@ -848,6 +848,254 @@ function initJobView() {
   if (m) openJob(m[1]);
 }
 
+// ---------------------------------------------------------------- workflows
+
+// id: the workflow shown; live: AbortController of its stream or poll loop;
+// rows: step name -> <tr>.
+const wf = { id: null, live: null, rows: new Map() };
+const WF_POLL_EVERY_MS = 1000;
+
+function clearWorkflowError() {
+  const err = $('err-w-spec');
+  err.replaceChildren();
+  delete err.dataset.field;
+  $('w-spec').removeAttribute('aria-invalid');
+}
+
+/** A refused workflow: the API's detail, and the field it names (e.g. `steps[1].depends_on`). */
+function showWorkflowProblem(problem, status) {
+  const err = $('err-w-spec');
+  const detail = problem.detail || problem.title || `HTTP ${status}`;
+  const label = typeof status === 'number' ? `Refused (${status}):` : 'Not sent:';
+  const parts = [el('strong', {}, label), ' ', el('span', { 'data-part': 'detail' }, detail)];
+  if (problem.field) {
+    parts.push(' — field: ', el('code', { 'data-part': 'field' }, problem.field));
+    err.dataset.field = problem.field;
+  }
+  err.replaceChildren(...parts);
+  $('w-spec').setAttribute('aria-invalid', 'true');
+  $('w-spec').focus();
+}
+
+function newStepRow(name) {
+  const tr = el('tr', { 'data-step': name });
+  const cells = ['name', 'kind', 'status', 'progress', 'depends_on', 'job'].map((c) => el('td', { 'data-col': c }));
+  cells[0].textContent = name;
+  cells[2].append(el('span', { class: 'status' }));
+  cells[3].append(el('progress', { max: '1', value: '0', 'aria-label': `Progress of step ${name}` }), el('span', { class: 'pct' }));
+  tr.append(...cells);
+  return tr;
+}
+
+function updateStepRow(tr, step) {
+  const cell = (c) => tr.querySelector(`[data-col="${c}"]`);
+  tr.dataset.status = step.status;
+  cell('kind').textContent = step.kind;
+  const status = cell('status').firstChild;
+  status.textContent = step.status;
+  status.className = `status status-${step.status}`;
+  const p = step.status === 'done' ? 1 : (step.progress || 0);
+  const bar = cell('progress').querySelector('progress');
+  bar.value = p;
+  bar.dataset.progress = String(p);
+  cell('progress').querySelector('.pct').textContent = pct(p);
+  cell('depends_on').textContent = (step.depends_on || []).join(', ');
+  // The job: a link to the job view once it exists (a waiting or skipped step has none yet).
+  const job = cell('job');
+  if (job.dataset.jobId !== step.job_id) {
+    const open = el('button', { type: 'button', class: 'link', 'data-action': 'open', 'aria-label': `Open job ${step.job_id} of step ${step.name}`, title: step.job_id }, shortId(step.job_id));
+    open.addEventListener('click', () => openJob(step.job_id));
+    job.replaceChildren(open);
+    job.dataset.jobId = step.job_id;
+  }
+  job.firstChild.disabled = step.status === 'waiting' || step.status === 'skipped';
+}
+
+function fmtCounts(counts) {
+  return Object.entries(counts || {})
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${n} ${s}`)
+    .join(', ');
+}
+
+/** Show one `GET /v1/workflows/{id}` view (also each SSE `workflow` event). */
+function renderWorkflow(view) {
+  if (!view || view.id !== wf.id) return;
+  const box = $('workflow-view');
+  box.dataset.status = view.status;
+  $('wf-id').textContent = view.id;
+  const status = $('wf-status');
+  status.textContent = view.status;
+  status.className = `status status-${view.status}`;
+  const p = view.status === 'done' ? 1 : (view.progress || 0);
+  $('wf-progress').value = p;
+  $('wf-progress').dataset.progress = String(p);
+  $('wf-pct').textContent = pct(p);
+  $('wf-counts').textContent = fmtCounts(view.counts);
+  const h = view.halted;
+  $('wf-halted').textContent = !h ? ''
+    : h.step ? `Stopped: step “${h.step}” ${h.status === 'failed' ? 'failed' : 'was cancelled'} at ${h.at}; steps after it were skipped.`
+      : `Stopped: ${h.status} at ${h.at}.`;
+  $('wf-cancel').hidden = TERMINAL.has(view.status);
+  const body = $('wf-steps');
+  const seen = new Set();
+  (view.steps || []).forEach((step, i) => {
+    seen.add(step.name);
+    let tr = wf.rows.get(step.name);
+    if (!tr) {
+      tr = newStepRow(step.name);
+      wf.rows.set(step.name, tr);
+    }
+    updateStepRow(tr, step);
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const [name, tr] of wf.rows) {
+    if (!seen.has(name)) {
+      tr.remove();
+      wf.rows.delete(name);
+    }
+  }
+}
+
+function stopWorkflowLive() {
+  if (wf.live) wf.live.abort();
+  wf.live = null;
+}
+
+/** Re-read the workflow every second until it ended (gateways without the event stream). */
+async function pollWorkflow(id, ctrl) {
+  $('wf-live').textContent = 'live: polling every 1 s';
+  $('workflow-view').dataset.live = 'poll';
+  while (!ctrl.signal.aborted) {
+    try {
+      const view = await api('GET', `/v1/workflows/${id}`);
+      if (ctrl.signal.aborted) return;
+      renderWorkflow(view);
+      if (TERMINAL.has(view.status)) {
+        $('wf-live').textContent = '';
+        return;
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        $('wf-msg').textContent = `Workflow ${id} is gone.`;
+        return;
+      }
+    }
+    await sleep(WF_POLL_EVERY_MS, ctrl.signal);
+  }
+}
+
+/** Follow `/v1/workflows/{id}/events`: a `workflow` event with the whole view on every change. */
+async function streamWorkflow(id, ctrl) {
+  let resp;
+  try {
+    resp = await fetch(`/v1/workflows/${id}/events`, {
+      headers: authHeaders({ Accept: 'text/event-stream' }),
+      signal: ctrl.signal,
+    });
+  } catch (_) {
+    if (!ctrl.signal.aborted) pollWorkflow(id, ctrl);
+    return;
+  }
+  const ct = resp.headers.get('content-type') || '';
+  if (resp.status === 401 || resp.status === 403) {
+    noteAuth(resp.status, ct.includes('json') ? await resp.json().catch(() => null) : null);
+  }
+  if (!resp.ok || !ct.includes('text/event-stream') || !resp.body) {
+    pollWorkflow(id, ctrl);
+    return;
+  }
+  $('wf-live').textContent = 'live: event stream';
+  $('workflow-view').dataset.live = 'sse';
+  let last = null;
+  await readSse(resp, ({ name, data }) => {
+    if (name && name !== 'workflow') return;
+    try { last = JSON.parse(data); } catch (_) { return; }
+    if (!ctrl.signal.aborted) renderWorkflow(last);
+  });
+  if (ctrl.signal.aborted) return;
+  // The stream ends when the workflow ended, or on a gateway timeout: check which.
+  if (last && TERMINAL.has(last.status)) {
+    $('wf-live').textContent = '';
+    return;
+  }
+  pollWorkflow(id, ctrl);
+}
+
+function showWorkflow(id) {
+  stopWorkflowLive();
+  wf.id = id;
+  wf.rows.clear();
+  $('wf-steps').replaceChildren();
+  $('wf-msg').textContent = '';
+  $('wf-halted').textContent = '';
+  $('wf-counts').textContent = '';
+  $('wf-id').textContent = id;
+  const status = $('wf-status');
+  status.textContent = '';
+  status.className = 'status';
+  const box = $('workflow-view');
+  delete box.dataset.status;
+  delete box.dataset.live;
+  box.dataset.id = id;
+  box.hidden = false;
+  const ctrl = new AbortController();
+  wf.live = ctrl;
+  streamWorkflow(id, ctrl);
+}
+
+async function cancelWorkflow() {
+  const id = wf.id;
+  if (!id) return;
+  $('wf-cancel').disabled = true;
+  try {
+    const view = await api('DELETE', `/v1/workflows/${id}`);
+    renderWorkflow(view);
+    $('wf-msg').textContent = `Cancelled workflow ${id}` +
+      (view && view.cancelled_now != null ? ` (${view.cancelled_now} running or queued steps stopped).` : '.');
+  } catch (e) {
+    $('wf-msg').textContent = `Could not cancel workflow ${id}: ${e.message}`;
+  } finally {
+    $('wf-cancel').disabled = false;
+  }
+  loadJobs();
+}
+
+function initWorkflow() {
+  $('wf-cancel').addEventListener('click', cancelWorkflow);
+  $('w-spec').addEventListener('input', clearWorkflowError);
+  $('workflow-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearWorkflowError();
+    const msg = $('workflow-msg');
+    delete msg.dataset.workflowId;
+    let body;
+    try {
+      body = JSON.parse($('w-spec').value);
+    } catch (e) {
+      msg.textContent = '';
+      showWorkflowProblem({ detail: `this is not valid JSON: ${e.message}` }, 'not sent');
+      return;
+    }
+    msg.textContent = 'Submitting…';
+    const btn = $('workflow-submit');
+    btn.disabled = true;
+    try {
+      const res = await api('POST', '/v1/workflows', body);
+      msg.textContent = `Submitted workflow ${res.id}: ${res.steps.length} step${res.steps.length === 1 ? '' : 's'}.`;
+      msg.dataset.workflowId = res.id;
+      showWorkflow(res.id);
+      loadJobs();
+    } catch (e) {
+      msg.textContent = '';
+      if (e instanceof ApiError) showWorkflowProblem(e.problem, e.status);
+      else showWorkflowProblem({ detail: `could not reach the gateway: ${e.message}` }, 'not sent');
+    } finally {
+      btn.disabled = false;
+    }
+  });
+}
+
 // ---------------------------------------------------------------- schedules
 
 /** The API fields of `POST /v1/schedules` shown under the schedule form's own controls. */
@@ -1178,6 +1426,7 @@ function refreshAll() {
   loadSchedules();
   loadWorkers();
   if (state.openId) openJob(state.openId);
+  if (wf.id) showWorkflow(wf.id);
 }
 
 document.addEventListener('DOMContentLoaded', () => {
@@ -1186,6 +1435,7 @@ document.addEventListener('DOMContentLoaded', () => {
   initJobs();
   initJobView();
   initSchedules();
+  initWorkflow();
   loadJobs();
   loadSchedules();
   loadWorkers();

@@ -73,6 +73,8 @@ async fn run(example: &Example, base: &str, ids: &Ids, dir: &std::path::Path) ->
         .replace("http://127.0.0.1:8080", base)
         .replace("<batch>", &ids.batch)
         .replace("<schedule>", &ids.schedule)
+        .replace("<live-workflow>", &ids.live_workflow)
+        .replace("<workflow>", &ids.workflow)
         .replace("<id>", id)
         .replace("$id", id)
         .replace("01a207e4-...", &ids.cursor);
@@ -130,6 +132,10 @@ struct Ids {
     batch: String,
     /// A paused recurring schedule (the examples pause, resume and delete it).
     schedule: String,
+    /// A workflow that has ended done.
+    workflow: String,
+    /// A workflow still running (the example cancels it).
+    live_workflow: String,
 }
 
 #[tokio::test]
@@ -194,7 +200,38 @@ async fn every_curl_example_in_the_api_docs_answers_as_documented() {
         .await
         .expect("schedule json");
     let schedule = schedule["id"].as_str().expect("schedule id").to_string();
+    let workflow = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let answer: serde_json::Value = app
+                .http
+                .post(app.url("/v1/workflows"))
+                .json(&body)
+                .send()
+                .await
+                .expect("submit a workflow")
+                .json()
+                .await
+                .expect("workflow json");
+            answer["id"].as_str().expect("workflow id").to_string()
+        }
+    };
+    let finished = workflow(json!({"chain": [{"kind": "factorial", "input": 5}]})).await;
+    let waited: serde_json::Value =
+        reqwest::get(app.url(&format!("/v1/workflows/{finished}?wait=30s")))
+            .await
+            .expect("wait for the workflow")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(waited["status"], "done", "{waited}");
+    let live_workflow = workflow(
+        json!({"chain": [{"kind": "factorial", "input": 6, "chaos": {"delay_ms": 60_000}}]}),
+    )
+    .await;
     let ids = Ids {
+        workflow: finished,
+        live_workflow,
         done: id,
         running,
         cursor,

@@ -1417,3 +1417,183 @@ async fn the_limits_panel_shows_each_limit_with_what_it_has_in_use() {
     );
     browser.screenshot(&dir.join("02-no-limits.png")).await;
 }
+
+#[tokio::test]
+async fn the_workflow_panel_follows_a_fan_out_to_done_and_shows_a_cycle_refused() {
+    let app = TestApp::spawn().await;
+    let dir = output_dir("workflow");
+    let browser = open_page(&app, &dir).await;
+
+    // The textarea holds a fan-out/fan-in example that is valid as it stands.
+    let spec = browser.find("#w-spec", WAIT).await;
+    let example: Value = serde_json::from_str(
+        browser
+            .js("return document.getElementById('w-spec').value", json!([]))
+            .await
+            .as_str()
+            .expect("textarea text"),
+    )
+    .expect("the example is JSON");
+    let fan_out = example["fan_out"].as_array().expect("fan_out").len();
+    assert!(fan_out >= 2 && example["fan_in"].is_object(), "{example}");
+    browser
+        .click(&browser.find("#workflow-submit", WAIT).await)
+        .await;
+    let id = browser
+        .wait_js(
+            "the submitted workflow's id",
+            WAIT,
+            "return document.getElementById('workflow-msg').dataset.workflowId || ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // Followed live from the event stream until the workflow and every step are done.
+    let steps = browser
+        .wait_js(
+            "the workflow done with every step done",
+            Duration::from_secs(60),
+            "const v = document.getElementById('workflow-view');
+             const rows = [...document.querySelectorAll('#wf-steps tr')];
+             if (v.hidden || v.dataset.id !== arguments[0] || v.dataset.status !== 'done') return null;
+             if (!rows.length || !rows.every((r) => r.dataset.status === 'done')) return null;
+             return rows.map((r) => ({
+               name: r.dataset.step,
+               status: r.querySelector('[data-col=\"status\"] .status').textContent,
+               cls: r.querySelector('[data-col=\"status\"] .status').className,
+               progress: Number(r.querySelector('progress').value),
+               depends_on: r.querySelector('[data-col=\"depends_on\"]').textContent,
+               job: r.querySelector('[data-col=\"job\"] [data-action=\"open\"]').title,
+             }));",
+            json!([id]),
+        )
+        .await;
+    let steps = steps.as_array().expect("rows").clone();
+    assert_eq!(steps.len(), fan_out + 1, "{steps:?}");
+    let overall = browser
+        .js(
+            "return [document.getElementById('wf-status').textContent,
+                     document.getElementById('wf-status').className,
+                     document.getElementById('wf-pct').textContent,
+                     document.getElementById('workflow-view').dataset.live,
+                     document.getElementById('wf-cancel').hidden];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        overall,
+        json!(["done", "status status-done", "100%", "sse", true]),
+        "{overall}"
+    );
+    browser.screenshot(&dir.join("01-workflow-done.png")).await;
+
+    // The rows match the API's view of the workflow, step by step.
+    let view: Value = app
+        .http
+        .get(app.url(&format!("/v1/workflows/{id}")))
+        .send()
+        .await
+        .expect("GET workflow")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["status"], "done", "{view}");
+    let api_steps = view["steps"].as_array().expect("steps");
+    assert_eq!(api_steps.len(), steps.len(), "{view}");
+    for (row, step) in steps.iter().zip(api_steps) {
+        assert_eq!(row["name"], step["name"], "{row} vs {step}");
+        assert_eq!(row["job"], step["job_id"], "{row} vs {step}");
+        assert_eq!(row["status"], "done", "{row}");
+        assert_eq!(row["cls"], "status status-done", "{row}");
+        assert_eq!(row["progress"], 1.0, "{row}");
+        let deps: Vec<&str> = step["depends_on"]
+            .as_array()
+            .expect("depends_on")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(row["depends_on"], deps.join(", "), "{row} vs {step}");
+    }
+    // The fan-in step waits for every fan-out step.
+    let last = steps.last().expect("fan-in row");
+    assert_eq!(
+        last["depends_on"]
+            .as_str()
+            .unwrap_or_default()
+            .split(", ")
+            .count(),
+        fan_out,
+        "{last}"
+    );
+
+    // A step's job id opens the page's job view on that job.
+    let job = last["job"].as_str().expect("job id").to_string();
+    browser
+        .click(
+            &browser
+                .find(
+                    &format!(
+                        "#wf-steps tr[data-step=\"{}\"] [data-action=\"open\"]",
+                        last["name"].as_str().expect("name")
+                    ),
+                    WAIT,
+                )
+                .await,
+        )
+        .await;
+    browser
+        .wait_js(
+            "the job view of the fan-in step, done",
+            WAIT,
+            "return !document.getElementById('job-view').hidden
+                && document.getElementById('job-id').textContent === arguments[0]
+                && document.querySelector('#job-record [data-field=\"status\"]')?.textContent === 'done';",
+            json!([job]),
+        )
+        .await;
+
+    // A cycle: the API's 422 detail and field show under the textarea.
+    browser
+        .type_into(
+            &spec,
+            r#"{"steps": [{"name": "a", "kind": "factorial", "input": 1, "depends_on": ["b"]}, {"name": "b", "kind": "factorial", "input": 1, "depends_on": ["a"]}]}"#,
+        )
+        .await;
+    browser
+        .click(&browser.find("#workflow-submit", WAIT).await)
+        .await;
+    let err = browser
+        .wait_js(
+            "the cycle refused under the textarea",
+            WAIT,
+            "const e = document.getElementById('err-w-spec');
+             const d = e.querySelector('[data-part=\"detail\"]');
+             const f = e.querySelector('[data-part=\"field\"]');
+             return d && f ? [e.textContent, d.textContent, f.textContent, e.dataset.field] : null;",
+            json!([]),
+        )
+        .await;
+    assert!(err[0].as_str().unwrap_or_default().contains("422"), "{err}");
+    assert!(
+        err[1].as_str().unwrap_or_default().contains("cycle"),
+        "{err}"
+    );
+    assert!(
+        err[2].as_str().unwrap_or_default().starts_with("steps["),
+        "{err}"
+    );
+    assert_eq!(err[2], err[3], "{err}");
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('w-spec').getAttribute('aria-invalid')",
+                json!([])
+            )
+            .await,
+        "true"
+    );
+    browser.screenshot(&dir.join("02-cycle-refused.png")).await;
+}

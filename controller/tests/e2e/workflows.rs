@@ -475,3 +475,145 @@ async fn the_cli_submits_watches_gets_and_cancels_workflows() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not JSON"), "{err}");
 }
+
+/// Chaos: workflows of 10 steps (a chain into a fan-out into a fan-in), each attempt
+/// failing with probability 0.2, while a worker is killed with SIGKILL every 2 s and a
+/// new one started: every workflow ends done, every step completed exactly once.
+/// `JETMILL_CHAOS_WORKFLOWS` sets how many (default 30; the run used 200).
+#[tokio::test]
+async fn chaos_workflows_end_done_with_failing_steps_and_killed_workers() {
+    let count: usize = std::env::var("JETMILL_CHAOS_WORKFLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut app = TestApp::gateway_only().await;
+    // Up to 12 attempts a step (the workers' cap, --max-deliver, is 5 by default):
+    // 0.2^12 makes a step that fails for good practically impossible.
+    let flags = [
+        "--ack-wait-secs",
+        "2",
+        "--concurrency",
+        "4",
+        "--max-deliver",
+        "12",
+    ];
+    for w in ["c0", "c1"] {
+        app.start_worker_process(w, &flags);
+    }
+    for w in &app.workers {
+        w.wait_started().await;
+    }
+    let flaky = |name: &str, n: u64, deps: &[&str]| {
+        json!({"name": name, "kind": "factorial", "input": n, "depends_on": deps,
+               "max_attempts": 12, "chaos": {"fail_probability": 0.2, "delay_ms": [20, 120]}})
+    };
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count as u64 {
+        let mut steps = vec![flaky("a", 10 + i, &[]), flaky("b", 11 + i, &["a"])];
+        for p in 0..7 {
+            steps.push(flaky(&format!("p{p}"), 12 + i + p, &["b"]));
+        }
+        let parts: Vec<Value> = (0..7)
+            .map(|p| json!({"result_of": format!("p{p}")}))
+            .collect();
+        steps.push(
+            json!({"name": "total", "kind": "sum", "input": parts, "max_attempts": 12,
+                          "chaos": {"fail_probability": 0.2}}),
+        );
+        let answer = submit_ok(&app, json!({ "steps": steps })).await;
+        ids.push(answer["id"].as_str().expect("id").to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut last_kill = Instant::now();
+    let mut generation = 0;
+    let mut pending = ids.clone();
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} workflows did not end: {pending:?}",
+            pending.len()
+        );
+        let mut still = Vec::new();
+        for id in pending {
+            let (_, wf) = get(&app, &format!("/v1/workflows/{id}")).await;
+            if !matches!(wf["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                still.push(id);
+            } else if wf["status"] != "done" {
+                let mut failed = Vec::new();
+                for s in wf["steps"].as_array().into_iter().flatten() {
+                    if s["status"] == "failed" {
+                        failed.push(app.get_job(s["job_id"].as_str().unwrap_or_default()).await);
+                    }
+                }
+                panic!(
+                    "workflow {id} ended {}: {wf}\nits failed steps: {failed:?}",
+                    wf["status"]
+                );
+            }
+        }
+        pending = still;
+        if last_kill.elapsed() >= Duration::from_secs(2) && !pending.is_empty() {
+            let victim = generation % app.workers.len();
+            app.workers[victim].signal("KILL");
+            app.workers[victim].wait_exit(Duration::from_secs(5)).await;
+            generation += 1;
+            let log = std::env::temp_dir().join(format!(
+                "jetmill-test-{}-chaos-{generation}.log",
+                std::process::id()
+            ));
+            let file = std::fs::File::create(&log).expect("log");
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_jetmill"))
+                .args([
+                    "worker",
+                    "--server",
+                    app.nats.url(),
+                    "--worker-id",
+                    &format!("c{generation}"),
+                    "--retry-base-ms",
+                    "50",
+                ])
+                .args(flags)
+                .env_remove("JETMILL_NATS_URL")
+                .stdin(std::process::Stdio::null())
+                .stdout(file.try_clone().expect("log"))
+                .stderr(file)
+                .spawn()
+                .expect("start a worker");
+            app.workers[victim] = crate::helpers::WorkerProcess { child, log };
+            last_kill = Instant::now();
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(
+        generation >= 1,
+        "no worker was killed: the run was too short to test anything"
+    );
+    // Every step of every workflow completed exactly once: one `done` event per step's
+    // job (an event per attempt has its own dedup id, so a second completion would show).
+    use futures::TryStreamExt;
+    let events = app
+        .js()
+        .await
+        .get_stream(jetmill_proto::names::EVENTS_STREAM)
+        .await
+        .expect("events stream");
+    let done: std::collections::HashMap<String, usize> = events
+        .info_with_subjects("jobs.events.*.done")
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    for id in &ids {
+        let (_, wf) = get(&app, &format!("/v1/workflows/{id}")).await;
+        for s in wf["steps"].as_array().expect("steps") {
+            let job = s["job_id"].as_str().expect("job id");
+            let n = done
+                .get(&format!("jobs.events.{job}.done"))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(n, 1, "workflow {id} step {} completed {n} times", s["name"]);
+        }
+    }
+}
