@@ -165,6 +165,7 @@ mod tests {
             failed: 0,
             frozen: false,
             config_revision: 0,
+            memory_budget: None,
         }
     }
 

@@ -25,6 +25,12 @@ pub struct WorkerArgs {
     /// First retry delay in milliseconds; doubles per attempt up to 60 s.
     #[arg(long, env = "JETMILL_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
+    /// Memory this worker's jobs may use at once (e.g. `2G`, `512M`, bytes); default:
+    /// its cgroup's memory limit (a swarm resource limit), else none. A job whose
+    /// estimated peak does not fit waits for room or for a bigger worker; one no live
+    /// worker can hold fails at once, saying so.
+    #[arg(long, env = "JETMILL_MEMORY_BUDGET", value_parser = crate::memory::parse_bytes)]
+    pub memory_budget: Option<u64>,
     /// On shutdown, seconds to let running jobs finish before handing them back.
     #[arg(long, env = "JETMILL_DRAIN_GRACE_SECS", default_value_t = 30.0, value_parser = jetmill_natsx::parse_secs)]
     pub drain_grace_secs: f64,

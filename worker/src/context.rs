@@ -74,6 +74,10 @@ pub struct WorkerCtx {
     pub workflows: crate::workflow::Cache,
     /// Workflow gate marks of this worker, written together per gate.
     pub gates: jetmill_natsx::workflows::Gates,
+    /// Memory the jobs of this worker may use at once (see `memory`); `None`: no limit.
+    pub memory_budget: Option<u64>,
+    /// Estimated peak memory of the jobs running now.
+    pub reserved: AtomicU64,
 }
 
 impl WorkerCtx {
@@ -112,6 +116,8 @@ impl WorkerCtx {
             metrics: Arc::new(Metrics::worker()),
             workflows: crate::workflow::Cache::default(),
             gates: Default::default(),
+            memory_budget: crate::memory::budget(args.memory_budget),
+            reserved: AtomicU64::new(0),
         }
     }
 

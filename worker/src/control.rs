@@ -170,6 +170,7 @@ fn report_of(ctx: &WorkerCtx) -> WorkerReport {
         failed: ctx.failed.load(Ordering::Relaxed),
         frozen: *ctx.frozen.borrow(),
         config_revision: ctx.config_revision.load(Ordering::Relaxed),
+        memory_budget: ctx.memory_budget,
     }
 }
 

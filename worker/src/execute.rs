@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-/// A kernel's result: the decimal text and its summary (computed off the async runtime).
-type Output = (String, ResultInfo);
+/// A kernel's result: the decimal text and its summary (computed off the async runtime),
+/// and a split factorial part's binary partial product (its text then empty).
+type Output = (String, ResultInfo, Option<Vec<u8>>);
 
 /// Run one delivery of a job to its end (ack, nak or term).
 pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicBool>, slot: Slot) {
@@ -73,6 +74,31 @@ pub async fn attempt(ctx: &Arc<WorkerCtx>, message: Message, cancel: Arc<AtomicB
         }
         return;
     }
+    // The memory budget: a job that does not fit waits (not an attempt); one that no
+    // live worker can hold fails now, with the reason, instead of an OOM kill.
+    let _memory = match crate::memory::admit(ctx, &job).await {
+        crate::memory::Fit::Run(reservation) => reservation,
+        crate::memory::Fit::Wait(after) => {
+            tracing::info!(parent: &span, wait_ms = after.as_millis() as u64, "the job does not fit this worker's memory budget now; handing it back");
+            settle::ack(&message, AckKind::Nak(Some(after))).await;
+            return;
+        }
+        crate::memory::Fit::Never(reason) => {
+            tracing::warn!(parent: &span, %reason, "no worker's memory budget can hold this job; failing it");
+            let attempt = settle::Attempt::default();
+            settle(
+                ctx,
+                &message,
+                &job,
+                attempt,
+                delivered,
+                Verdict::Abort { reason },
+            )
+            .instrument(span)
+            .await;
+            return;
+        }
+    };
     // Cluster-wide run limits: a job that must wait goes back to the queue untouched
     // (not an attempt), before anything is written or computed.
     let places = match crate::limits::admit(ctx, &job, delivered).await {
@@ -332,7 +358,7 @@ async fn run(
         Some(v) => v,
     };
     let verdict = match end {
-        Ok((decimal, info)) => match store(ctx, job, info, decimal).await {
+        Ok((decimal, info, binary)) => match store(ctx, job, info, decimal, binary).await {
             Ok((inline, info)) => Verdict::Ack(Ack::Done(Box::new(Done {
                 run: attempt_info(ctx, attempt, started_at, trace_id.clone()),
                 inline,
@@ -406,15 +432,30 @@ async fn store(
     job: &JobMessage,
     mut info: ResultInfo,
     decimal: String,
+    binary: Option<Vec<u8>>,
 ) -> Result<(Option<String>, ResultInfo), NatsxError> {
-    if decimal.len() <= ctx.inline_limit {
-        return Ok((Some(decimal), info));
-    }
     // The object expires with the record: after the job's retention.
     let ttl = job
         .retention_secs
         .map(std::time::Duration::from_secs)
         .unwrap_or(ctx.jet.settings.retention);
+    if let Some(bytes) = binary {
+        // A split factorial's part: always an object (the combine reads it), binary.
+        info.location = results::put_object(
+            &ctx.jet.results,
+            &ctx.jet.js,
+            names::RESULTS_BUCKET,
+            names::part_object(&job.id),
+            &bytes,
+            ttl,
+        )
+        .instrument(tracing::debug_span!("store part"))
+        .await?;
+        return Ok((None, info));
+    }
+    if decimal.len() <= ctx.inline_limit {
+        return Ok((Some(decimal), info));
+    }
     info.location = results::put_large(
         &ctx.jet.results,
         &ctx.jet.js,
@@ -494,6 +535,16 @@ pub(crate) fn to_task(spec: &JobSpec) -> Task {
         JobSpec::Sum { terms } => Task::Sum {
             terms: terms.clone(),
         },
+        JobSpec::FactorialPart { n, part, of } => Task::FactorialPart {
+            n: *n,
+            part: *part,
+            of: *of,
+        },
+        // Its parts are read first (`workflow::task_of`); none read is an invalid job.
+        JobSpec::FactorialCombine { n, .. } => Task::FactorialCombine {
+            n: *n,
+            parts: Vec::new(),
+        },
     }
 }
 
@@ -528,8 +579,7 @@ async fn compute(
         let ctl = Control::new(&c, &report, threads);
         let out = jetmill_compute::run(&task, &ctl).map_err(kernel_error)?;
         // Hash and preview here, off the async runtime (tens of MB for big results).
-        let info = results::summarize(&out.decimal, ResultLocation::Inline);
-        Ok((out.decimal, info))
+        Ok(summarized(out))
     });
 
     let timeout = job
@@ -593,13 +643,24 @@ fn tiny(task: &Task, cancel: &AtomicBool) -> Result<Output, AttemptError> {
         jetmill_compute::run(task, &ctl)
     }));
     match ran {
-        Ok(Ok(out)) => {
-            let info = results::summarize(&out.decimal, ResultLocation::Inline);
-            Ok((out.decimal, info))
-        }
+        Ok(Ok(out)) => Ok(summarized(out)),
         Ok(Err(_)) if cancel.load(Ordering::Relaxed) => Err(AttemptError::Stopped),
         Ok(Err(e)) => Err(kernel_error(e)),
         Err(payload) => Err(AttemptError::Kernel(panic_payload_text(payload.as_ref()))),
+    }
+}
+
+/// A kernel's output with its summary.
+fn summarized(out: jetmill_compute::Output) -> Output {
+    match out.binary {
+        Some(bytes) => {
+            let info = results::summarize_binary(&bytes, ResultLocation::Inline);
+            (out.decimal, info, Some(bytes))
+        }
+        None => {
+            let info = results::summarize(&out.decimal, ResultLocation::Inline);
+            (out.decimal, info, None)
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod execute;
 pub mod fetcher;
 pub mod limits;
 pub mod listeners;
+pub mod memory;
 pub mod observe;
 pub mod settle;
 pub mod workflow;

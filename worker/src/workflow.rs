@@ -81,6 +81,9 @@ pub async fn advance(ctx: &WorkerCtx, job: &JobMessage, status: JobStatus) -> bo
 /// The kernel's task for `job`: a sum's `@<job id>` terms (results of other steps)
 /// are read first. A referenced job that is not `done` fails the step (no retry helps).
 pub async fn task_of(ctx: &WorkerCtx, job: &JobMessage) -> Result<Task, AttemptError> {
+    if let JobSpec::FactorialCombine { n, parts } = &job.spec {
+        return combine_task(ctx, &job.tenant, *n, parts).await;
+    }
     let JobSpec::Sum { terms } = &job.spec else {
         return Ok(crate::execute::to_task(&job.spec));
     };
@@ -104,20 +107,68 @@ pub async fn task_of(ctx: &WorkerCtx, job: &JobMessage) -> Result<Task, AttemptE
     Ok(Task::Sum { terms: out })
 }
 
-/// The decimal result of job `id`, which must be `done`.
-async fn result_text(ctx: &WorkerCtx, tenant: &str, id: &JobId) -> Result<String, AttemptError> {
+/// A split factorial's combine: every part's binary partial product, read from the
+/// Object Store (a few at a time) and decoded.
+async fn combine_task(
+    ctx: &WorkerCtx,
+    tenant: &str,
+    n: u64,
+    parts: &[JobId],
+) -> Result<Task, AttemptError> {
+    let mut out = Vec::with_capacity(parts.len());
+    for chunk in parts.chunks(4) {
+        let read =
+            futures::future::try_join_all(chunk.iter().map(|id| part_of(ctx, tenant, id))).await?;
+        out.extend(read);
+    }
+    Ok(Task::FactorialCombine { n, parts: out })
+}
+
+/// The partial product job `id` (a `done` part) stored.
+async fn part_of(
+    ctx: &WorkerCtx,
+    tenant: &str,
+    id: &JobId,
+) -> Result<jetmill_compute::factorial::Partial, AttemptError> {
+    let record = done_record(ctx, tenant, id).await?;
+    let name = record.step.clone().unwrap_or_else(|| id.to_string());
+    let Some((ResultLocation::Object { name: object, .. }, bytes)) =
+        record.result_info.map(|i| (i.location, i.bytes))
+    else {
+        return Err(AttemptError::Invalid(format!(
+            "step {name} is done but its partial product is gone (expired?)"
+        )));
+    };
+    let bytes = results::read_bytes(&ctx.jet.results, &object, bytes as usize).await?;
+    jetmill_compute::factorial::Partial::from_bytes(&bytes)
+        .map_err(|e| AttemptError::Invalid(format!("step {name}'s partial product: {e}")))
+}
+
+/// The record of job `id`, which must be `done`.
+async fn done_record(
+    ctx: &WorkerCtx,
+    tenant: &str,
+    id: &JobId,
+) -> Result<jetmill_proto::JobRecord, AttemptError> {
     let Some((record, _)) = ctx.jet.records.get(tenant, id).await? else {
         return Err(AttemptError::Invalid(format!(
             "the result of job {id} is referenced, but that job does not exist"
         )));
     };
-    let name = record.step.clone().unwrap_or_else(|| id.to_string());
     if record.status != JobStatus::Done {
+        let name = record.step.clone().unwrap_or_else(|| id.to_string());
         return Err(AttemptError::Invalid(format!(
             "the result of step {name} is referenced, but it is {}",
             record.status.as_str()
         )));
     }
+    Ok(record)
+}
+
+/// The decimal result of job `id`, which must be `done`.
+async fn result_text(ctx: &WorkerCtx, tenant: &str, id: &JobId) -> Result<String, AttemptError> {
+    let record = done_record(ctx, tenant, id).await?;
+    let name = record.step.clone().unwrap_or_else(|| id.to_string());
     if let Some(text) = record.result {
         return Ok(text);
     }

@@ -19,6 +19,7 @@ mod jobs;
 mod limits;
 mod listing;
 mod live;
+mod memory;
 mod metrics;
 mod openapi;
 mod otlp;

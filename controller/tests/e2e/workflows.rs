@@ -617,3 +617,82 @@ async fn chaos_workflows_end_done_with_failing_steps_and_killed_workers() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_factorial_split_across_workers_has_the_single_jobs_digits() {
+    let mut app = TestApp::spawn().await;
+    app.start_worker_process("second", &["--concurrency", "1"]);
+    app.workers[0].wait_started().await;
+    let n = 30_000;
+    let answer = submit_ok(&app, json!({"factorial": {"input": n, "split": 5}})).await;
+    let id = answer["id"].as_str().expect("id").to_string();
+    let single = app
+        .submit_ok(json!({"kind": "factorial", "input": n}))
+        .await;
+    let wf = wait_ended(&app, &id, Duration::from_secs(60)).await;
+    assert_eq!(wf["status"], "done", "{wf}");
+    let names: Vec<&str> = wf["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["part-1", "part-2", "part-3", "part-4", "part-5", "combine"]
+    );
+    let single = app.wait_finished(&single, Duration::from_secs(60)).await;
+    let combined = app
+        .get_job(step(&wf, "combine")["job_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(combined["kind"], "factorial");
+    assert_eq!(combined["input"], n);
+    assert_eq!(combined["params"], json!({"split": 5}));
+    assert_eq!(
+        combined["result_info"]["sha256"], single["result_info"]["sha256"],
+        "the split path's digits differ from the single job's"
+    );
+    assert_eq!(
+        combined["result_info"]["digits"],
+        single["result_info"]["digits"]
+    );
+    // The parts are binary objects, smaller than the digits they stand for.
+    let mut part_bytes = 0;
+    for i in 1..=5 {
+        let part = app
+            .get_job(
+                step(&wf, &format!("part-{i}"))["job_id"]
+                    .as_str()
+                    .expect("id"),
+            )
+            .await;
+        assert_eq!(part["params"], json!({"part": i, "of": 5}), "{part}");
+        let info = &part["result_info"];
+        assert!(
+            info["location"]["name"]
+                .as_str()
+                .expect("object")
+                .ends_with(".part"),
+            "{part}"
+        );
+        assert_eq!(info["digits"], 0, "a part is not decimal: {part}");
+        part_bytes += info["bytes"].as_u64().expect("bytes");
+    }
+    let digits = single["result_info"]["digits"].as_u64().expect("digits");
+    assert!(
+        part_bytes < digits / 2,
+        "{part_bytes} bytes of parts for {digits} digits"
+    );
+    // A split of a plain submit is refused, naming the field and the way to do it.
+    let (status, problem) = app
+        .submit(&json!({"kind": "factorial", "input": n, "params": {"split": 4}}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/v1/workflows"),
+        "{problem}"
+    );
+}

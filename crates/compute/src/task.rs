@@ -27,6 +27,23 @@ pub enum Task {
         /// The terms: an optional `+`/`-` then ASCII digits.
         terms: Vec<String>,
     },
+    /// Part `part` (0-based) of `of` of n!: the partial product of its range of
+    /// [`factorial::split_ranges`]`(n, of)`, as binary ([`Output::binary`]).
+    FactorialPart {
+        /// The factorial's argument.
+        n: u64,
+        /// Which part, 0-based.
+        part: u32,
+        /// How many parts.
+        of: u32,
+    },
+    /// n! from every part's partial product: decimal, as [`Task::Factorial`] gives it.
+    FactorialCombine {
+        /// The factorial's argument.
+        n: u64,
+        /// The parts, any order.
+        parts: Vec<factorial::Partial>,
+    },
 }
 
 impl Task {
@@ -41,6 +58,7 @@ impl Task {
             Task::Sum { terms } => {
                 terms.len() <= 256 && terms.iter().map(String::len).sum::<usize>() <= 8_192
             }
+            Task::FactorialPart { .. } | Task::FactorialCombine { .. } => false,
         }
     }
 }
@@ -59,14 +77,24 @@ pub fn estimated_peak_bytes(task: &Task) -> u64 {
         Task::Sum { terms } => {
             (1 << 20) + 3 * terms.iter().map(|t| t.len() as u64 + 32).sum::<u64>()
         }
+        Task::FactorialPart { n, part, of } => {
+            match factorial::split_ranges(*n, *of as usize).get(*part as usize) {
+                Some(&(lo, hi)) => factorial::partial_peak_bytes(lo, hi),
+                None => 1 << 20,
+            }
+        }
+        Task::FactorialCombine { n, .. } => factorial::combine_peak_bytes(*n),
     }
 }
 
-/// A finished computation: the exact result as decimal text (`-` for negatives).
+/// A finished computation: the exact result as decimal text (`-` for negatives), or
+/// for a [`Task::FactorialPart`] the partial product in binary (`decimal` empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     /// The result in decimal, no leading zeros, `-` prefix if negative.
     pub decimal: String,
+    /// A partial product's bytes ([`factorial::Partial::to_bytes`]).
+    pub binary: Option<Vec<u8>>,
 }
 
 impl Output {
@@ -88,8 +116,28 @@ pub fn run(task: &Task, ctl: &Control) -> Result<Output, ComputeError> {
             v.to_string()
         }
         Task::Sum { terms } => sum::sum_decimal(terms, ctl)?,
+        Task::FactorialPart { n, part, of } => {
+            let ranges = factorial::split_ranges(*n, *of as usize);
+            let &(lo, hi) = ranges.get(*part as usize).ok_or_else(|| {
+                ComputeError::InvalidInput(format!(
+                    "{n}! has {} parts in a split of {of}; there is no part {}",
+                    ranges.len(),
+                    part + 1
+                ))
+            })?;
+            let bytes = factorial::partial(lo, hi, ctl)?.to_bytes();
+            ctl.check()?;
+            return Ok(Output {
+                decimal: String::new(),
+                binary: Some(bytes),
+            });
+        }
+        Task::FactorialCombine { n, parts } => factorial::combine_decimal(*n, parts.clone(), ctl)?,
     };
     // A cancel raised while the last step finished still wins: no result.
     ctl.check()?;
-    Ok(Output { decimal })
+    Ok(Output {
+        decimal,
+        binary: None,
+    })
 }

@@ -23,6 +23,18 @@ pub fn summarize(decimal: &str, location: ResultLocation) -> ResultInfo {
     }
 }
 
+/// Size and SHA-256 of a binary result (a split factorial's part: no digits, no preview).
+pub fn summarize_binary(bytes: &[u8], location: ResultLocation) -> ResultInfo {
+    ResultInfo {
+        digits: 0,
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        head: String::new(),
+        tail: String::new(),
+        location,
+    }
+}
+
 fn floor_char_boundary(s: &str, i: usize) -> usize {
     (0..=i.min(s.len()))
         .rev()
@@ -48,9 +60,28 @@ pub async fn put_large(
     decimal: &str,
     ttl: std::time::Duration,
 ) -> Result<ResultLocation, NatsxError> {
+    put_object(
+        store,
+        js,
+        bucket,
+        names::result_object(id),
+        decimal.as_bytes(),
+        ttl,
+    )
+    .await
+}
+
+/// [`put_large`] for any bytes under any object name (a split factorial's binary parts).
+pub async fn put_object(
+    store: &ObjectStore,
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    name: String,
+    bytes: &[u8],
+    ttl: std::time::Duration,
+) -> Result<ResultLocation, NatsxError> {
     use async_nats::jetstream::object_store::{ObjectInfo, ObjectOptions};
     use base64::Engine;
-    let name = names::result_object(id);
     let old = store.info(name.as_str()).await.ok();
     let nuid = uuid::Uuid::now_v7().simple().to_string();
     let ttl_secs = ttl.as_secs().max(1).to_string();
@@ -61,7 +92,6 @@ pub async fn put_large(
     };
     let chunk_subject = format!("$O.{bucket}.C.{nuid}");
     let mut acks = Vec::new();
-    let bytes = decimal.as_bytes();
     for chunk in bytes.chunks(CHUNK) {
         acks.push(
             js.publish_with_headers(
@@ -140,6 +170,22 @@ pub async fn open(
         .get(name)
         .await
         .map_err(NatsxError::js("read result object"))
+}
+
+/// The whole object `name` as bytes (`size_hint`: its length, if known).
+pub async fn read_bytes(
+    store: &ObjectStore,
+    name: &str,
+    size_hint: usize,
+) -> Result<Vec<u8>, NatsxError> {
+    use tokio::io::AsyncReadExt;
+    let mut object = open(store, name).await?;
+    let mut out = Vec::with_capacity(size_hint);
+    object
+        .read_to_end(&mut out)
+        .await
+        .map_err(NatsxError::js("read result object"))?;
+    Ok(out)
 }
 
 /// The whole decimal text of the large result `name` (`size_hint`: its length in

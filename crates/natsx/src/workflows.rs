@@ -190,11 +190,14 @@ pub struct Gates {
     queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
 }
 
+/// A queued mark: the dependency's slot in the gate, and where its outcome goes.
+type QueuedMark = (usize, oneshot::Sender<Result<Marked, String>>);
+
 /// Marks waiting for a gate's writer.
 #[derive(Default)]
 struct Queue {
     writer: tokio::sync::Mutex<()>,
-    marks: std::sync::Mutex<Vec<(usize, oneshot::Sender<Result<Marked, String>>)>>,
+    marks: std::sync::Mutex<Vec<QueuedMark>>,
 }
 
 /// Gate queues kept at most (an idle one is dropped when there are more).
@@ -244,7 +247,7 @@ async fn mark(
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default();
         let outcome = write_marks(jet, &key, &batch, needed).await;
-        for ((_, reply), result) in batch.into_iter().zip(outcome.into_iter()) {
+        for ((_, reply), result) in batch.into_iter().zip(outcome) {
             let _ = reply.send(result);
         }
     }
@@ -259,7 +262,7 @@ async fn mark(
 async fn write_marks(
     jet: &Jet,
     key: &str,
-    marks: &[(usize, oneshot::Sender<Result<Marked, String>>)],
+    marks: &[QueuedMark],
     needed: usize,
 ) -> Vec<Result<Marked, String>> {
     loop {

@@ -93,6 +93,10 @@ pub struct WorkerReport {
     pub frozen: bool,
     /// The highest `config` bucket revision this worker has applied (0: none yet).
     pub config_revision: u64,
+    /// Memory its jobs may use at once, bytes (`--memory-budget` or its cgroup limit);
+    /// absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<u64>,
 }
 
 #[cfg(test)]

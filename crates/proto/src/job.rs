@@ -119,13 +119,22 @@ pub enum JobSpec {
     Fibonacci { n: u64, modulus: Option<u64> },
     /// The sum of signed decimal integers, kept as normalized decimal text.
     Sum { terms: Vec<String> },
+    /// Part `part` (0-based) of `of` of n! (a split factorial's step): the product of
+    /// its range of the balanced plan (`compute::factorial::split_ranges(n, of)`), kept
+    /// in binary for the combine.
+    FactorialPart { n: u64, part: u32, of: u32 },
+    /// n! from the binary partial products the jobs `parts` stored (a split
+    /// factorial's last step): a normal factorial result.
+    FactorialCombine { n: u64, parts: Vec<JobId> },
 }
 
 impl JobSpec {
     /// The kind of this spec.
     pub fn kind(&self) -> JobKind {
         match self {
-            JobSpec::Factorial { .. } => JobKind::Factorial,
+            JobSpec::Factorial { .. }
+            | JobSpec::FactorialPart { .. }
+            | JobSpec::FactorialCombine { .. } => JobKind::Factorial,
             JobSpec::Fibonacci { .. } => JobKind::Fibonacci,
             JobSpec::Sum { .. } => JobKind::Sum,
         }
@@ -134,7 +143,10 @@ impl JobSpec {
     /// The `input` field as a client wrote it (numbers stay numbers when they fit).
     pub fn input_json(&self) -> serde_json::Value {
         match self {
-            JobSpec::Factorial { n } | JobSpec::Fibonacci { n, .. } => (*n).into(),
+            JobSpec::Factorial { n }
+            | JobSpec::Fibonacci { n, .. }
+            | JobSpec::FactorialPart { n, .. }
+            | JobSpec::FactorialCombine { n, .. } => (*n).into(),
             JobSpec::Sum { terms } => terms
                 .iter()
                 .map(|t| match t.parse::<i64>() {
@@ -151,6 +163,12 @@ impl JobSpec {
             JobSpec::Fibonacci {
                 modulus: Some(m), ..
             } => Some(serde_json::json!({ "modulus": m })),
+            JobSpec::FactorialPart { part, of, .. } => {
+                Some(serde_json::json!({ "part": part + 1, "of": of }))
+            }
+            JobSpec::FactorialCombine { parts, .. } => {
+                Some(serde_json::json!({ "split": parts.len() }))
+            }
             _ => None,
         }
     }

@@ -185,6 +185,11 @@ pub fn batch_key(tenant: &str, id: &JobId) -> String {
     format!("{tenant}.{id}")
 }
 
+/// Object name of a split factorial part's binary partial product.
+pub fn part_object(id: &JobId) -> String {
+    format!("{id}.part")
+}
+
 /// Object name of a job's large result.
 pub fn result_object(id: &JobId) -> String {
     format!("{id}.txt")

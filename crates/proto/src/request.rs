@@ -113,6 +113,12 @@ impl JobRequest {
         };
         let spec = match kind {
             JobKind::Factorial => {
+                if params.is_some_and(|p| p.contains_key("split")) {
+                    return Err(invalid(
+                        "params.split",
+                        "a factorial split across the workers is a workflow: POST /v1/workflows with {\"factorial\": {\"input\": n, \"split\": k}}",
+                    ));
+                }
                 no_params(params)?;
                 let n = parse_n(input, "input", limits.max_factorial_n)?;
                 JobSpec::Factorial { n }

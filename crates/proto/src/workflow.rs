@@ -248,7 +248,16 @@ pub fn derive(
 }
 
 /// The top-level fields of a workflow body.
-const FIELDS: &[&str] = &["steps", "chain", "fan_out", "fan_in", "on_failure"];
+const FIELDS: &[&str] = &[
+    "steps",
+    "chain",
+    "fan_out",
+    "fan_in",
+    "factorial",
+    "on_failure",
+];
+/// Most parts a split factorial may have.
+pub const MAX_SPLIT: u64 = 64;
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
     ValidationError {
@@ -309,18 +318,21 @@ impl WorkflowRequest {
                 ))
             }
         };
-        let forms = ["steps", "chain", "fan_out"]
+        let forms = ["steps", "chain", "fan_out", "factorial"]
             .iter()
             .filter(|f| obj.contains_key(**f))
             .count();
         if forms != 1 {
             return Err(invalid(
                 "steps",
-                "give exactly one of steps (a graph), chain (one after another) or fan_out (with fan_in)",
+                "give exactly one of steps (a graph), chain (one after another), fan_out (with fan_in) or factorial (one factorial split into parts)",
             ));
         }
         if obj.contains_key("fan_in") && !obj.contains_key("fan_out") {
             return Err(invalid("fan_in", "goes with fan_out"));
+        }
+        if let Some(f) = obj.get("factorial") {
+            return split_factorial(f, on_failure, limits);
         }
         let raw = if let Some(steps) = obj.get("steps") {
             let list = array_of(steps, "steps")?;
@@ -393,6 +405,81 @@ impl WorkflowRequest {
         }
         plan(raw, on_failure, limits)
     }
+}
+
+/// `{"factorial": {"input": n, "split": k, ...}}`: n! as `k` partial products of
+/// balanced weight (steps `part-1`..`part-k`, any worker), then `combine`, which
+/// multiplies them and writes the decimal result as a factorial job's. The other fields
+/// are a factorial submit's options (priority, attempts, timeout, retention, chaos),
+/// applied to every step.
+fn split_factorial(
+    v: &Value,
+    on_failure: FailurePolicy,
+    limits: &Limits,
+) -> Result<WorkflowRequest, ValidationError> {
+    let mut spec = v.as_object().cloned().ok_or_else(|| {
+        invalid(
+            "factorial",
+            "must be an object: {\"input\": n, \"split\": k}",
+        )
+    })?;
+    let k = match spec.remove("split") {
+        Some(Value::Number(k)) => k.as_u64().filter(|k| (2..=MAX_SPLIT).contains(k)),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        invalid(
+            "factorial.split",
+            format!("is required: the number of parts, 2 to {MAX_SPLIT}"),
+        )
+    })?;
+    spec.insert("kind".into(), Value::from("factorial"));
+    for field in ["run_at", "delay"] {
+        if spec.contains_key(field) {
+            return Err(invalid(
+                format!("factorial.{field}"),
+                "delays are not accepted in workflows",
+            ));
+        }
+    }
+    let request =
+        JobRequest::from_json(&Value::Object(spec), limits).map_err(|e| ValidationError {
+            field: format!("factorial.{}", e.field),
+            message: e.message,
+        })?;
+    let JobSpec::Factorial { n } = request.spec else {
+        return Err(invalid("factorial.input", "must be a factorial's n"));
+    };
+    if n <= k {
+        return Err(invalid(
+            "factorial.split",
+            format!("must be below the input ({n}): each part needs at least one factor"),
+        ));
+    }
+    let of = k as u32;
+    let mut steps: Vec<PlannedStep> = (0..of)
+        .map(|part| PlannedStep {
+            name: format!("part-{}", part + 1),
+            depends_on: Vec::new(),
+            request: JobRequest {
+                spec: JobSpec::FactorialPart { n, part, of },
+                ..request.clone()
+            },
+        })
+        .collect();
+    steps.push(PlannedStep {
+        name: "combine".into(),
+        depends_on: (0..of).collect(),
+        request: JobRequest {
+            // The parts' job ids are filled in by `into_record`.
+            spec: JobSpec::FactorialCombine {
+                n,
+                parts: Vec::new(),
+            },
+            ..request
+        },
+    });
+    Ok(WorkflowRequest { on_failure, steps })
 }
 
 fn array_of<'v>(v: &'v Value, field: &str) -> Result<&'v Vec<Value>, ValidationError> {
@@ -625,6 +712,13 @@ impl WorkflowRequest {
             .enumerate()
             .map(|(i, s)| {
                 let mut spec = s.request.spec;
+                if let JobSpec::FactorialCombine { parts, .. } = &mut spec {
+                    *parts = s
+                        .depends_on
+                        .iter()
+                        .filter_map(|&d| ids.get(d as usize).copied())
+                        .collect();
+                }
                 if let JobSpec::Sum { terms } = &mut spec {
                     for t in terms.iter_mut() {
                         if let Some(pos) = t.strip_prefix(RESULT_REF) {
@@ -784,6 +878,53 @@ mod tests {
         match &r.steps[2].request.spec {
             JobSpec::Sum { terms } => assert_eq!(terms, &["@0", "@1"]),
             other => panic!("not a sum: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_split_factorial_is_its_parts_then_a_combine_of_their_jobs() {
+        let r = parse(json!({"factorial": {"input": 1000, "split": 4, "priority": "high"}}))
+            .expect("valid");
+        assert_eq!(
+            names(&r),
+            ["part-1", "part-2", "part-3", "part-4", "combine"]
+        );
+        assert_eq!(r.steps[4].depends_on, [0, 1, 2, 3]);
+        assert_eq!(
+            r.steps[1].request.spec,
+            JobSpec::FactorialPart {
+                n: 1000,
+                part: 1,
+                of: 4
+            }
+        );
+        let wf = r.into_record(JobId::new(), "t", 0, OffsetDateTime::now_utc());
+        let parts: Vec<JobId> = wf.steps[..4].iter().map(|s| s.job.id).collect();
+        assert_eq!(
+            wf.steps[4].job.spec,
+            JobSpec::FactorialCombine { n: 1000, parts }
+        );
+        assert_eq!(wf.steps[4].job.priority, crate::Priority::High);
+        for (body, field) in [
+            (json!({"factorial": {"input": 1000}}), "factorial.split"),
+            (
+                json!({"factorial": {"input": 1000, "split": 65}}),
+                "factorial.split",
+            ),
+            (
+                json!({"factorial": {"input": 3, "split": 4}}),
+                "factorial.split",
+            ),
+            (
+                json!({"factorial": {"input": "x", "split": 4}}),
+                "factorial.input",
+            ),
+            (
+                json!({"factorial": {"input": 100, "split": 2}, "chain": []}),
+                "steps",
+            ),
+        ] {
+            assert_eq!(parse(body).expect_err("refused").field, field);
         }
     }
 

@@ -59,6 +59,9 @@ pub struct WorkflowBody {
     /// The step after every `fan_out` step (a `sum` without `input` adds their results).
     #[schema(value_type = Option<Object>)]
     pub fan_in: Option<serde_json::Value>,
+    /// Shorthand: one factorial split across the workers, `{"input": n, "split": k}`.
+    #[schema(value_type = Option<Object>)]
+    pub factorial: Option<serde_json::Value>,
     /// `fail_fast` (default) or `continue`.
     pub on_failure: Option<jetmill_proto::FailurePolicy>,
 }
@@ -231,13 +234,27 @@ fn workflow_body(limits: &Limits) -> Value {
             "chain": list(step(false)),
             "fan_out": list(step(false)),
             "fan_in": step(false),
+            "factorial": {
+                "description": "One factorial split into `split` partial products of balanced weight (steps part-1..part-K, run by any workers, kept in binary) and a `combine` step whose result is n! as a factorial job's. Also takes a factorial submit's priority, max_attempts, timeout_secs, retention and chaos, for every step.",
+                "type": "object",
+                "required": ["input", "split"],
+                "properties": {
+                    "input": {"type": "integer", "minimum": 3, "maximum": limits.max_factorial_n},
+                    "split": {"type": "integer", "minimum": 2, "maximum": jetmill_proto::workflow::MAX_SPLIT},
+                    "priority": {"type": "string", "enum": PRIORITIES},
+                    "max_attempts": {"type": "integer", "minimum": 1, "maximum": limits.max_attempts},
+                    "timeout_secs": {"type": "number", "exclusiveMinimum": 0, "maximum": limits.max_timeout_secs},
+                    "retention": {"type": "string", "pattern": "^[1-9][0-9]{0,8}(s|m|h|d)$"}
+                }
+            },
             "on_failure": {"type": "string", "enum": ["fail_fast", "continue"], "default": "fail_fast"}
         },
         "additionalProperties": false,
         "oneOf": [
-            form("steps", &["chain", "fan_out", "fan_in"]),
-            form("chain", &["steps", "fan_out", "fan_in"]),
-            form("fan_out", &["steps", "chain"]),
+            form("steps", &["chain", "fan_out", "fan_in", "factorial"]),
+            form("chain", &["steps", "fan_out", "fan_in", "factorial"]),
+            form("fan_out", &["steps", "chain", "factorial"]),
+            form("factorial", &["steps", "chain", "fan_out", "fan_in"]),
         ]
     })
 }
