@@ -696,3 +696,41 @@ async fn a_factorial_split_across_workers_has_the_single_jobs_digits() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_workflow() {
+    let app = TestApp::spawn().await;
+    let body =
+        json!({"chain": [{"kind": "factorial", "input": 7}, {"kind": "factorial", "input": 8}]});
+    let send = |body: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/v1/workflows"))
+                .header("Idempotency-Key", "nightly-7")
+                .json(&body)
+                .send()
+                .await
+                .expect("POST");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, first) = send(body.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = send(body.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["steps"], first["steps"], "the same steps and job ids");
+    let (status, problem) = send(json!({"chain": [{"kind": "factorial", "input": 9}]})).await;
+    assert_eq!(status, 422, "the key with another body: {problem}");
+    let wf = wait_ended(
+        &app,
+        first["id"].as_str().expect("id"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(wf["status"], "done", "{wf}");
+    assert_eq!(wf["counts"]["done"], 2, "nothing ran twice: {wf}");
+}

@@ -145,7 +145,7 @@ pub struct Halt {
     pub at: OffsetDateTime,
 }
 
-/// A workflow's status, derived from its steps (see [`derive`]).
+/// A workflow's status, derived from its steps (see [`derive()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkflowStatus {

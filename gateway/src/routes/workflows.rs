@@ -111,12 +111,17 @@ pub struct WaitParams {
     post,
     path = "/v1/workflows",
     tag = "workflows",
-    request_body(content = super::openapi::WorkflowBody, description = "Steps (a DAG), or the chain / fan_out + fan_in shorthands", content_type = "application/json"),
+    request_body(content = super::openapi::WorkflowBody, description = "Steps (a DAG), or the chain / fan_out + fan_in / factorial shorthands", content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the first workflow (1-255 characters, kept 48 h)"),
+    ),
     responses(
         (status = 202, description = "Stored; the steps without dependencies are queued", body = WorkflowSubmitted),
+        (status = 200, description = "A repeated Idempotency-Key: the first workflow", body = WorkflowSubmitted),
+        (status = 409, description = "The first request with this Idempotency-Key is still being processed", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A cycle, an unknown or repeated step name, a bad step spec or too many steps; `field` names the step", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cycle, an unknown or repeated step name, a bad step spec or too many steps (`field` names the step), or an Idempotency-Key reused for another request", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -126,27 +131,91 @@ pub struct WaitParams {
 pub async fn submit(
     State(state): State<AppState>,
     caller: Principal,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowSubmitted>), ApiError> {
+    let idempotency_key = crate::idempotency::key_from(&headers)?;
     let body = super::jobs::body_of(body)?;
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let request = WorkflowRequest::from_json(&json, state.limits())?;
-    let id = JobId::new();
-    let wf = request.into_record(id, &caller.tenant, now_ms(), OffsetDateTime::now_utc());
-    if !workflows::create(state.jet(), &wf).await? {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "workflow id {id} exists already"
-        )));
+    let mut id = JobId::new();
+    let jet = state.jet();
+    let mut owned = None;
+    if let Some(key) = &idempotency_key {
+        use crate::idempotency::{claim_request, retake, RequestClaim};
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            format!(
+                "{:x}",
+                Sha256::digest(format!("workflow\n{json}").as_bytes())
+            )
+        };
+        match claim_request(&jet.idempotency, &caller.tenant, key, id, fingerprint).await? {
+            RequestClaim::New(o) => owned = Some(o),
+            RequestClaim::Replay {
+                id: first,
+                revision,
+                stale,
+            } => {
+                if let Some(wf) = workflows::get(jet, &caller.tenant, &first).await? {
+                    // Its roots may not all have started if the first request died.
+                    for (i, _) in wf.roots() {
+                        workflows::start(jet, &wf, i).await?;
+                    }
+                    return Ok((StatusCode::OK, location(&first), Json(submitted(&wf))));
+                }
+                if !stale {
+                    return Err(ApiError::Conflict(
+                        "the first request with this Idempotency-Key is still being processed; retry shortly".into(),
+                    ));
+                }
+                // The first request died before storing its workflow: store it now,
+                // under the id its claim names.
+                owned = retake(&jet.idempotency, &caller.tenant, key, revision).await?;
+                if owned.is_none() {
+                    return Err(ApiError::Conflict(
+                        "another request with this Idempotency-Key is being processed; retry shortly".into(),
+                    ));
+                }
+                id = first;
+            }
+        }
     }
-    workflows::start_roots(state.jet(), &wf).await?;
+    let wf = request.into_record(id, &caller.tenant, now_ms(), OffsetDateTime::now_utc());
+    match workflows::create(jet, &wf).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "workflow id {id} exists already"
+            )))
+        }
+        Err(e) => {
+            if let Some(owned) = &owned {
+                crate::idempotency::release(&jet.idempotency, owned).await;
+            }
+            return Err(e.into());
+        }
+    }
+    workflows::start_roots(jet, &wf).await?;
     tracing::info!(workflow = %id, steps = wf.steps.len(), "workflow submitted");
-    let status_url = format!("/v1/workflows/{id}");
+    Ok((StatusCode::ACCEPTED, location(&id), Json(submitted(&wf))))
+}
+
+/// `Location: /v1/workflows/{id}`.
+fn location(id: &JobId) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&status_url) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/workflows/{id}")) {
         headers.insert(header::LOCATION, v);
     }
-    let answer = WorkflowSubmitted {
+    headers
+}
+
+/// The answer to a submit of `wf` (and to its replays).
+fn submitted(wf: &WorkflowRecord) -> WorkflowSubmitted {
+    let id = wf.id;
+    let status_url = format!("/v1/workflows/{id}");
+    WorkflowSubmitted {
         id,
         events_url: format!("{status_url}/events"),
         status_url,
@@ -158,8 +227,7 @@ pub async fn submit(
                 job_id: s.job.id,
             })
             .collect(),
-    };
-    Ok((StatusCode::ACCEPTED, headers, Json(answer)))
+    }
 }
 
 /// The caller's workflow `id`; another tenant's is a 404.
