@@ -734,3 +734,66 @@ async fn an_idempotency_key_replays_the_first_workflow() {
     assert_eq!(wf["status"], "done", "{wf}");
     assert_eq!(wf["counts"]["done"], 2, "nothing ran twice: {wf}");
 }
+
+#[tokio::test]
+async fn a_workflow_goes_on_across_a_nats_server_restart_each_step_once() {
+    let mut app = TestApp::spawn().await;
+    let slow = |n: u64| json!({"kind": "factorial", "input": n, "chaos": {"delay_ms": [300, 400]}});
+    let answer = submit_ok(
+        &app,
+        json!({"chain": [slow(10), slow(11), slow(12), slow(13), slow(14)]}),
+    )
+    .await;
+    let id = answer["id"].as_str().expect("id").to_string();
+    // Restart while the second step runs (the first done, three waiting).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, wf) = get(&app, &format!("/v1/workflows/{id}")).await;
+        if step(&wf, "step-2")["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "step-2 never ran: {wf}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.nats.restart();
+    let wf = wait_ended(&app, &id, Duration::from_secs(90)).await;
+    assert_eq!(wf["status"], "done", "{wf}");
+    assert_eq!(wf["counts"]["done"], 5, "{wf}");
+    for s in wf["steps"].as_array().expect("steps") {
+        let done = app
+            .events_of(s["job_id"].as_str().expect("id"))
+            .await
+            .iter()
+            .filter(|e| e["type"] == "done")
+            .count();
+        assert_eq!(done, 1, "step {} completed {done} times", s["name"]);
+    }
+}
+
+/// A gateway that died between storing a workflow and starting its first steps: the
+/// next read of the workflow, by any gateway, starts them.
+#[tokio::test]
+async fn roots_a_dead_gateway_never_started_are_started_by_the_next_read() {
+    let app = TestApp::spawn().await;
+    let client = async_nats::connect(app.nats.url()).await.expect("connect");
+    let jet = jetmill_natsx::provision(client, jetmill_natsx::QueueSettings::default())
+        .await
+        .expect("provision");
+    let request = jetmill_proto::WorkflowRequest::from_json(
+        &json!({"fan_out": [{"kind": "factorial", "input": 15}, {"kind": "factorial", "input": 16}],
+                "fan_in": {"kind": "sum"}}),
+        &jetmill_proto::Limits::default(),
+    )
+    .expect("valid");
+    let id = jetmill_proto::JobId::new();
+    let stored_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(11);
+    let wf = request.into_record(id, jetmill_proto::names::DEFAULT_TENANT, 0, stored_at);
+    // Stored, as a submit does first, but no step started: the gateway "died" here.
+    assert!(jetmill_natsx::workflows::create(&jet, &wf)
+        .await
+        .expect("store"));
+    let (_, view) = get(&app, &format!("/v1/workflows/{id}")).await;
+    assert_eq!(view["status"], "pending", "{view}");
+    let wf = wait_ended(&app, &id.to_string(), Duration::from_secs(30)).await;
+    assert_eq!(wf["status"], "done", "{wf}");
+}
