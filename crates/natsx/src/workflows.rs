@@ -101,24 +101,7 @@ pub async fn start(jet: &Jet, wf: &WorkflowRecord, step: u32) -> Result<(), Nats
         return Ok(());
     }
     jobs::publish(&jet.js, job).await?;
-    // As a submit does: `accepted` (deduplicated by its id), then the record.
-    let accepted = JobEvent {
-        job_id: job.id,
-        tenant: job.tenant.clone(),
-        event: EventType::Accepted,
-        at_ms: now_ms(),
-        attempt: 0,
-        worker: None,
-        progress: None,
-        error: None,
-        started_at_ms: None,
-    };
-    if let Err(e) = crate::events::publish(&jet.js, &accepted).await {
-        tracing::warn!(job_id = %job.id, error = %e, "could not publish a step's accepted event");
-    }
-    jet.records
-        .create(&JobRecord::accepted(job, now_ms()))
-        .await?;
+    committed(jet, job).await?;
     // A halt written while this was publishing: its sweep may have missed this record.
     if halt(jet, &wf.tenant, &wf.id).await?.is_some() {
         jobs::cancel(jet, &wf.tenant, &job.id).await?;
