@@ -439,7 +439,7 @@ async fn fifteen_hundred_watchers_of_one_job_all_see_it_to_done_on_one_consumer(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The gateway's fan-out plus the gateways' shared `usage` consumer; not one per client.
+    // The gateway's fan-out and room for a short-lived history read; not one per client.
     let consumers = events_consumers(&app).await;
     assert!(
         consumers <= 3,
