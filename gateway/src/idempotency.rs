@@ -74,6 +74,10 @@ pub enum Claim {
     /// Seen before, but its job has no record past the [`GRACE`]: this request took the
     /// claim over and must publish this (stored) message, same id, before answering.
     Heal(Box<JobMessage>, Owned),
+    /// Seen before, its job has no record, and the claim is older than the job's
+    /// retention: the job may have finished and expired, so it is not published again
+    /// (that could run it twice). The request answers 409 naming this job.
+    Expired(JobId),
 }
 
 /// The `Idempotency-Key` of a request, if it sent one (400 if it is unusable).
@@ -215,6 +219,9 @@ pub async fn claim(
                 return Ok(Claim::Replay(stored.job_id));
             }
             continue;
+        }
+        if !records.absence_means_unrecorded(stored.claimed_at_ms, message.retention_secs) {
+            return Ok(Claim::Expired(stored.job_id));
         }
         // Stale: take it over by compare-and-set, so one of several healers publishes.
         let takeover = Entry {

@@ -1,6 +1,7 @@
 //! Retention: finished jobs' records and results expire after `--retention` (here 2 s)
 //! or the job's own `retention`, by the broker's per-message TTL; listings follow;
-//! running jobs are untouched.
+//! running jobs are untouched; and what expired is not run again by a repeated
+//! `Idempotency-Key` or a workflow reader.
 
 use crate::helpers::{worker_args, TestApp};
 use jetmill_proto::names;
@@ -108,4 +109,127 @@ async fn finished_jobs_and_their_results_expire_after_the_retention_and_running_
     assert_eq!(rec["status"], "running", "{rec}");
     let list = listed(&app).await;
     assert!(list.contains(&kept) && list.contains(&running), "{list:?}");
+}
+
+/// POST `body` to `path` with `Idempotency-Key: key`: the status and the JSON answer.
+async fn post_keyed(app: &TestApp, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url(path))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Wait until every job of `ids` answers 404 (its record expired).
+async fn wait_expired(app: &TestApp, ids: &[&str]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for id in ids {
+        while status_of(app, id).await != 404 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} did not expire within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_whose_job_expired_does_not_run_it_again() {
+    let app = TestApp::spawn().await;
+    let body = json!({"kind": "factorial", "input": 9, "retention": "1s"});
+    let (status, first) = post_keyed(&app, "/v1/jobs", "expires-soon", &body).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["id"].as_str().expect("id").to_string();
+    let submitted = tokio::time::Instant::now();
+    assert_eq!(app.wait_finished(&id, WAIT).await["status"], "done");
+    wait_expired(&app, &[&id]).await;
+    // Past the claim's grace too, when a claim without a record is otherwise healed by
+    // publishing its job again.
+    tokio::time::sleep_until(
+        submitted + jetmill_gateway::idempotency::GRACE + Duration::from_secs(1),
+    )
+    .await;
+
+    let (status, again) = post_keyed(&app, "/v1/jobs", "expires-soon", &body).await;
+    assert_eq!(status, 409, "{again}");
+    let detail = again["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&id) && detail.contains("new Idempotency-Key"),
+        "{again}"
+    );
+    assert_eq!(
+        status_of(&app, &id).await,
+        404,
+        "the finished job was not queued again"
+    );
+    // A new key runs it again, as a new job.
+    let (status, fresh) = post_keyed(&app, "/v1/jobs", "another-key", &body).await;
+    assert_eq!(status, 202, "{fresh}");
+    assert_ne!(fresh["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn a_workflow_past_its_steps_retention_is_gone_and_its_steps_never_run_again() {
+    let app = TestApp::spawn().await;
+    let body = json!({"chain": [
+        {"kind": "factorial", "input": 7, "retention": "1s"},
+        {"kind": "factorial", "input": 8, "retention": "1s"},
+    ]});
+    let (status, wf) = post_keyed(&app, "/v1/workflows", "wf-expires-soon", &body).await;
+    assert_eq!(status, 202, "{wf}");
+    let submitted = tokio::time::Instant::now();
+    let id = wf["id"].as_str().expect("id").to_string();
+    let steps: Vec<String> = wf["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["job_id"].as_str().expect("job id").to_string())
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view: Value = app
+            .http
+            .get(app.url(&format!("/v1/workflows/{id}?wait=10s")))
+            .send()
+            .await
+            .expect("GET workflow")
+            .json()
+            .await
+            .expect("json");
+        if view["status"] == "done" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not done: {view}");
+    }
+    wait_expired(&app, &[&steps[0], &steps[1]]).await;
+    // Old enough that a reader starts roots it finds without a record (a gateway that
+    // died before starting them): an expired root must not be one of them.
+    tokio::time::sleep_until(submitted + Duration::from_secs(11)).await;
+
+    let resp = app
+        .http
+        .get(app.url(&format!("/v1/workflows/{id}")))
+        .send()
+        .await
+        .expect("GET workflow");
+    assert_eq!(resp.status().as_u16(), 404);
+    let problem: Value = resp.json().await.expect("problem");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("retention"),
+        "{problem}"
+    );
+    let (status, again) = post_keyed(&app, "/v1/workflows", "wf-expires-soon", &body).await;
+    assert_eq!(status, 409, "{again}");
+    for step in &steps {
+        assert_eq!(status_of(&app, step).await, 404, "step {step} ran again");
+    }
 }

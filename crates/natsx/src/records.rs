@@ -6,10 +6,14 @@
 
 use crate::NatsxError;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use jetmill_proto::{names, JobId, JobRecord};
+use jetmill_proto::{names, now_ms, JobId, JobRecord};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Clock difference between the processes that compare a claim's or workflow's age
+/// with a retention (gateways on different hosts): a margin, not a correction.
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
 
 /// The JetStream API error code in `e`'s chain, if the server answered with one.
 fn api_code(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
@@ -99,13 +103,32 @@ impl Records {
 
     /// How long `record` is kept once stored: `None` while it is not finished.
     pub fn ttl_of(&self, record: &JobRecord) -> Option<Duration> {
-        record.status.is_terminal().then(|| {
-            record
-                .retention_secs
-                .map(Duration::from_secs)
-                .unwrap_or(self.retention)
-                .max(Duration::from_secs(1))
-        })
+        record
+            .status
+            .is_terminal()
+            .then(|| self.kept_for(record.retention_secs))
+    }
+
+    /// How long a finished record with `retention_secs` (its job's own, if any) is kept.
+    pub fn kept_for(&self, retention_secs: Option<u64>) -> Duration {
+        retention_secs
+            .map(Duration::from_secs)
+            .unwrap_or(self.retention)
+            .max(Duration::from_secs(1))
+    }
+
+    /// Whether a job with `retention_secs`, published no earlier than `since_ms` (ms
+    /// since the epoch) and without a record now, surely never had one: had it been
+    /// recorded and finished, its record would still be kept. Past that a missing record
+    /// may be one that expired, and whoever would publish the job again (an idempotency
+    /// heal, a workflow's root repair) must not: that would run a finished job twice.
+    pub fn absence_means_unrecorded(&self, since_ms: i64, retention_secs: Option<u64>) -> bool {
+        if self.ttl_refused.load(Ordering::Relaxed) {
+            return true; // records are kept for good here
+        }
+        let age =
+            Duration::from_millis(u64::try_from(now_ms().saturating_sub(since_ms)).unwrap_or(0));
+        age + CLOCK_SKEW < self.kept_for(retention_secs)
     }
 
     /// Write `value` over revision `rev` (or create it when `rev` is `None`) expiring

@@ -41,6 +41,7 @@ pub struct Submitted {
         (status = 200, description = "A repeated Idempotency-Key, or answered from the result cache (`cached: true`)", body = Submitted),
         (status = 400, description = "Malformed JSON or an unusable Idempotency-Key", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An Idempotency-Key whose job finished and expired (past its retention)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, or an Idempotency-Key reused for another request", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full or tenant over its quota (`Retry-After`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -87,6 +88,12 @@ pub async fn submit(
         None => msg,
         Some(key) => match idempotency::claim(&jet.idempotency, &jet.records, key, &msg).await? {
             idempotency::Claim::Replay(id) => return replay(&state, &msg.tenant, id).await,
+            idempotency::Claim::Expired(id) => {
+                return Err(ApiError::Conflict(format!(
+                    "the job {id} this Idempotency-Key created is gone: it finished and its \
+                     retention passed; send a new Idempotency-Key to run it again"
+                )))
+            }
             idempotency::Claim::New(owned) => {
                 claimed = Some(owned);
                 msg

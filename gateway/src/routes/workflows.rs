@@ -118,7 +118,7 @@ pub struct WaitParams {
     responses(
         (status = 202, description = "Stored; the steps without dependencies are queued", body = WorkflowSubmitted),
         (status = 200, description = "A repeated Idempotency-Key: the first workflow", body = WorkflowSubmitted),
-        (status = 409, description = "The first request with this Idempotency-Key is still being processed", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The first request with this Idempotency-Key is still being processed, or its workflow finished and expired", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A cycle, an unknown or repeated step name, a bad step spec or too many steps (`field` names the step), or an Idempotency-Key reused for another request", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -159,9 +159,20 @@ pub async fn submit(
                 stale,
             } => {
                 if let Some(wf) = workflows::get(jet, &caller.tenant, &first).await? {
-                    // Its roots may not all have started if the first request died.
+                    let jobs = workflows::step_jobs(jet, &wf).await?;
+                    if (Snapshot { halt: None, jobs }).expired(&state, &wf) {
+                        return Err(ApiError::Conflict(format!(
+                            "the workflow {first} this Idempotency-Key created is gone: it \
+                             finished and its steps' retention passed; send a new \
+                             Idempotency-Key to run it again"
+                        )));
+                    }
+                    // Its roots may not all have started if the first request died
+                    // (but a root that finished and expired must not run again).
                     for (i, _) in wf.roots() {
-                        workflows::start(jet, &wf, i).await?;
+                        if may_be_unstarted(&state, &wf, i) {
+                            workflows::start(jet, &wf, i).await?;
+                        }
                     }
                     return Ok((StatusCode::OK, location(&first), Json(submitted(&wf))));
                 }
@@ -244,6 +255,24 @@ async fn load(state: &AppState, caller: &Principal, id: &str) -> Result<Workflow
         .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
 }
 
+/// Whether step `i` of `wf`, if it has no record, surely never started: a step starts
+/// after its workflow was stored, so until the step's retention has passed since then a
+/// missing record cannot be one that finished and expired. Past that, nothing starts it
+/// again on a reader's behalf: that could run a finished step twice.
+fn may_be_unstarted(state: &AppState, wf: &WorkflowRecord, i: u32) -> bool {
+    wf.steps.get(i as usize).is_some_and(|s| {
+        state
+            .jet()
+            .records
+            .absence_means_unrecorded(stored_ms(wf), s.job.retention_secs)
+    })
+}
+
+/// When `wf` was stored, in ms since the epoch.
+fn stored_ms(wf: &WorkflowRecord) -> i64 {
+    i64::try_from(wf.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// What a reader knows of a workflow now.
 struct Snapshot {
     halt: Option<Halt>,
@@ -256,18 +285,36 @@ impl Snapshot {
         let halt = workflows::halt(state.jet(), &wf.tenant, &wf.id).await?;
         let jobs = workflows::step_jobs(state.jet(), wf).await?;
         let snap = Snapshot { halt, jobs };
+        if snap.expired(state, wf) {
+            // Gone from GET as its steps' jobs are (their own retention).
+            return Err(ApiError::NotFound(format!(
+                "no workflow {} (it finished and its steps' retention passed)",
+                wf.id
+            )));
+        }
         snap.repair(state, wf).await;
         Ok(snap)
     }
 
-    /// Start root steps a dead gateway stored but never started (best effort).
+    /// Whether every step's record is gone and each could have expired: the workflow
+    /// finished more than its steps' retention ago.
+    fn expired(&self, state: &AppState, wf: &WorkflowRecord) -> bool {
+        self.jobs.iter().all(Option::is_none)
+            && (0..wf.steps.len())
+                .all(|i| u32::try_from(i).is_ok_and(|i| !may_be_unstarted(state, wf, i)))
+    }
+
+    /// Start root steps a dead gateway stored but never started (best effort), while a
+    /// missing record still means that ([`may_be_unstarted`]).
     async fn repair(&self, state: &AppState, wf: &WorkflowRecord) {
         let old = OffsetDateTime::now_utc() - wf.created_at >= ROOT_REPAIR_AFTER;
         if !old || self.halt.is_some() {
             return;
         }
         for (i, _) in wf.roots() {
-            if self.jobs.get(i as usize).is_some_and(Option::is_none) {
+            if self.jobs.get(i as usize).is_some_and(Option::is_none)
+                && may_be_unstarted(state, wf, i)
+            {
                 if let Err(e) = workflows::start(state.jet(), wf, i).await {
                     tracing::warn!(workflow = %wf.id, error = %e, "cannot start a root step left unstarted");
                 }
@@ -464,7 +511,7 @@ fn settled(view: &WorkflowView) -> bool {
     responses(
         (status = 200, description = "The workflow's status, progress and every step's status", body = WorkflowView),
         (status = 400, description = "Not a workflow id, or a bad `wait`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such workflow for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow for this caller, or it finished and its steps' retention passed", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
