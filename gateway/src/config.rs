@@ -43,6 +43,11 @@ pub struct GatewayArgs {
     /// queue depth, jobs finished per second, live workers; 10 minutes are kept).
     #[arg(long, env = "JETMILL_ACTIVITY_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub activity_interval_ms: u64,
+    /// Seconds between two sweeps that remove workflows and batches whose jobs all
+    /// finished and expired (`--retention`); 0 turns the sweep off. Every gateway sweeps;
+    /// a second one finds nothing left.
+    #[arg(long, env = "JETMILL_SWEEP_INTERVAL_SECS", default_value_t = 600)]
+    pub sweep_interval_secs: u64,
     /// Longest `GET /v1/jobs/{id}?wait=` long-poll, in seconds (longer waits are cut to it).
     #[arg(long, env = "JETMILL_MAX_WAIT_SECS", default_value_t = 60)]
     pub max_wait_secs: u64,
@@ -90,6 +95,8 @@ impl GatewayArgs {
                 .then_some(self.max_in_flight_per_tenant),
             busy_retry_after_secs: self.busy_retry_after_secs,
             activity_interval: std::time::Duration::from_millis(self.activity_interval_ms),
+            sweep_interval: (self.sweep_interval_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.sweep_interval_secs)),
         }
     }
 

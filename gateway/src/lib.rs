@@ -13,6 +13,7 @@
 //! - [`usage`]: per-tenant counters, read from the job index's status counts.
 //! - [`store`]: a full JetStream store: which limit refused a write, and a probe.
 //! - [`activity`]: the last minutes of queue depth, throughput and workers (the page's chart).
+//! - [`sweep`]: removes workflows and batches whose jobs all expired, now and then.
 //! - [`observe`]: `/metrics`, the HTTP request span and trace-context extraction.
 
 pub mod activity;
@@ -29,6 +30,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod sweep;
 pub mod usage;
 
 pub use config::GatewayArgs;

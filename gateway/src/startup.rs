@@ -74,6 +74,13 @@ impl Application {
                 .clone()
                 .run(self.state.clone(), shutdown.clone()),
         );
+        if let Some(every) = self.state.options().sweep_interval {
+            tokio::spawn(crate::sweep::run(
+                self.state.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

@@ -52,6 +52,8 @@ pub struct Options {
     pub busy_retry_after_secs: u64,
     /// Time between two samples of the activity chart.
     pub activity_interval: std::time::Duration,
+    /// Time between two sweeps of expired workflows and batches (`None`: no sweep).
+    pub sweep_interval: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             max_in_flight_per_tenant: None,
             busy_retry_after_secs: 5,
             activity_interval: std::time::Duration::from_secs(2),
+            sweep_interval: Some(std::time::Duration::from_secs(600)),
         }
     }
 }

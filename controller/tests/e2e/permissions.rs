@@ -450,6 +450,75 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         assert!(tokio::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The sweep under the gateway's user: a workflow and a batch whose jobs expired
+    // (their own 1 s retention) are scanned, read and purged.
+    let body = json!({"chain": [{"kind": "factorial", "input": 4, "retention": "1s"}]});
+    let resp = app
+        .http
+        .post(app.url("/v1/workflows"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST workflow");
+    assert_eq!(resp.status().as_u16(), 202);
+    let wf: Value = resp.json().await.expect("json");
+    let resp = app
+        .http
+        .post(app.url("/v1/jobs/batch"))
+        .json(&json!([{"kind": "factorial", "input": 3, "retention": "1s"}]))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(resp.status().as_u16(), 202);
+    let batch: Value = resp.json().await.expect("json");
+    let jobs = [
+        wf["steps"][0]["job_id"].as_str().expect("step job"),
+        batch["items"][0]["id"].as_str().expect("batch job"),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for id in jobs {
+        loop {
+            let resp = app
+                .http
+                .get(app.url(&format!("/v1/jobs/{id}")))
+                .send()
+                .await
+                .expect("GET job");
+            if resp.status().as_u16() == 404 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // A sweep that takes 1 s as the deployment's retention, so the two count as old.
+    let client = jetmill_natsx::connect(&secured.args("gateway"), "sweep test")
+        .await
+        .expect("gateway connects");
+    let settings = jetmill_natsx::QueueSettings {
+        retention: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let jet = jetmill_natsx::provision(client, settings)
+        .await
+        .expect("the gateway's handles");
+    // Swept once they are past that retention and the 1 s clock-skew margin.
+    let (mut workflows, mut batches) = (0, 0);
+    while (workflows, batches) != (1, 1) {
+        let swept = jetmill_natsx::sweep::once(&jet)
+            .await
+            .expect("the gateway may sweep");
+        (workflows, batches) = (workflows + swept.workflows, batches + swept.batches);
+        assert!(
+            tokio::time::Instant::now() < deadline && workflows <= 1 && batches <= 1,
+            "swept {workflows} workflows and {batches} batches"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

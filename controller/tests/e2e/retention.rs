@@ -233,3 +233,154 @@ async fn a_workflow_past_its_steps_retention_is_gone_and_its_steps_never_run_aga
         assert_eq!(status_of(&app, step).await, 404, "step {step} ran again");
     }
 }
+
+/// How many messages `stream` holds on subjects matching `filter`.
+async fn stored_on(app: &TestApp, stream: &str, filter: &str) -> usize {
+    use futures::TryStreamExt;
+    let counts: Vec<(String, usize)> = app
+        .js()
+        .await
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .info_with_subjects(filter)
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    counts.iter().map(|(_, n)| n).sum()
+}
+
+/// Messages of workflow `id` (its key, gates and halt) in `KV_workflows`.
+async fn workflow_keys(app: &TestApp, id: &str) -> usize {
+    stored_on(app, "KV_workflows", &format!("$KV.workflows.*.{id}")).await
+        + stored_on(app, "KV_workflows", &format!("$KV.workflows.*.{id}.>")).await
+}
+
+/// GET `path`: the status.
+async fn get_status(app: &TestApp, path: &str) -> u16 {
+    app.http
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("GET")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_the_rest() {
+    let retention = Duration::from_secs(2);
+    let app = TestApp::gateway_with(|g| {
+        g.queue.retention = retention;
+        g.sweep_interval_secs = 1;
+    })
+    .await;
+    let mut worker = worker_args(app.nats.url());
+    worker.queue.retention = retention;
+    app.start_worker_in_process(worker);
+
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(resp.status().as_u16(), 202, "{path}");
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    // Its first step runs through the whole test: nothing of it may go.
+    let live = post(
+        "/v1/workflows",
+        json!({"chain": [{"kind": "factorial", "input": 5, "chaos": {"delay_ms": 30000}},
+                         {"kind": "factorial", "input": 6}]}),
+    )
+    .await;
+    let finished = post(
+        "/v1/workflows",
+        json!({"chain": [{"kind": "factorial", "input": 7}, {"kind": "factorial", "input": 8}]}),
+    )
+    .await;
+    let batch = post(
+        "/v1/jobs/batch",
+        json!([{"kind": "factorial", "input": 9}, {"kind": "factorial", "input": 10}]),
+    )
+    .await;
+    let (live, finished, batch) = (
+        live["id"].as_str().expect("id").to_string(),
+        finished["id"].as_str().expect("id").to_string(),
+        batch["id"].as_str().expect("id").to_string(),
+    );
+    let batch_key = format!("$KV.batches.*.{batch}");
+    // Once done (its records then live 2 s more), the finished workflow's key and its
+    // second step's gate are stored.
+    let view: Value = app
+        .http
+        .get(app.url(&format!("/v1/workflows/{finished}?wait=30s")))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["status"], "done", "{view}");
+    assert!(workflow_keys(&app, &finished).await >= 2);
+    let swept_after = tokio::time::Instant::now();
+    assert_eq!(stored_on(&app, "KV_batches", &batch_key).await, 1);
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while workflow_keys(&app, &finished).await > 0
+        || stored_on(&app, "KV_batches", &batch_key).await > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the finished workflow and batch were not swept within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        get_status(&app, &format!("/v1/workflows/{finished}")).await,
+        404
+    );
+    assert_eq!(get_status(&app, &format!("/v1/batches/{batch}")).await, 404);
+    eprintln!(
+        "swept {:?} after the finished workflow ended",
+        swept_after.elapsed()
+    );
+    // The live one, swept over many times meanwhile, is whole and still running.
+    assert_eq!(
+        workflow_keys(&app, &live).await,
+        1,
+        "its key (no gate marked yet)"
+    );
+    let (_, view) = {
+        let resp = app
+            .http
+            .get(app.url(&format!("/v1/workflows/{live}")))
+            .send()
+            .await
+            .expect("GET");
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().await.expect("json"),
+        )
+    };
+    assert_eq!(view["status"], "running", "{view}");
+    let resp = app
+        .http
+        .delete(app.url(&format!("/v1/workflows/{live}")))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "the live workflow is cancelled"
+    );
+}

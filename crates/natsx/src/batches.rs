@@ -52,6 +52,41 @@ pub async fn get(jet: &Jet, tenant: &str, id: &JobId) -> Result<Option<BatchReco
     }
 }
 
+/// Whether `batch` may be gone with its jobs: the deployment's retention has passed
+/// since it was stored. It is gone once, in addition, none of its jobs has a record (a
+/// job's own longer retention keeps its record, so its batch).
+pub fn past_retention(jet: &Jet, batch: &BatchRecord) -> bool {
+    let stored_ms =
+        i64::try_from(batch.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    !jet.records.absence_means_unrecorded(stored_ms, None)
+}
+
+/// Whether `batch` is gone: [`past_retention`] and no job of it has a record (read
+/// until the first one found).
+pub async fn expired(jet: &Jet, batch: &BatchRecord) -> Result<bool, NatsxError> {
+    if !past_retention(jet, batch) {
+        return Ok(false);
+    }
+    for id in batch.job_ids() {
+        if jet.records.get(&batch.tenant, &id).await?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Remove the stored `batch` (a purge by subject: no delete marker stays behind).
+pub async fn remove(jet: &Jet, batch: &BatchRecord) -> Result<(), NatsxError> {
+    let key = names::batch_key(&batch.tenant, &batch.id);
+    jet.batches
+        .stream
+        .purge()
+        .filter(format!("{}{key}", jet.batches.prefix))
+        .await
+        .map_err(NatsxError::js("remove batch"))?;
+    Ok(())
+}
+
 /// The batch `id` of whichever tenant has it (admin paths: rare, so a walk of the
 /// bucket's keys is fine; batches are written once, never rewritten during it).
 pub async fn find(jet: &Jet, id: &JobId) -> Result<Option<BatchRecord>, NatsxError> {

@@ -13,6 +13,7 @@
 //! - [`control`]: runtime config, worker reports, the consumer's kind filter.
 //! - [`results`]: result summaries and large results in the Object Store.
 //! - [`trace`]: W3C trace context in message headers.
+//! - [`sweep`]: removing workflows and batches whose jobs all expired.
 //! - [`stall`]: telling a quiet stream follower from a stalled one (index, live feeds).
 //! - [`seconds`]: the parser of every `--*-secs` flag (refuses values that would panic).
 //!
@@ -33,6 +34,7 @@ pub mod results;
 pub mod schedules;
 pub mod seconds;
 pub mod stall;
+pub mod sweep;
 pub mod trace;
 pub mod workflows;
 

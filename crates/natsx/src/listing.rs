@@ -6,6 +6,7 @@
 
 use crate::{NatsxError, Records};
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::kv;
 use futures::{StreamExt, TryStreamExt};
 use jetmill_proto::{JobId, JobKind, JobRecord, JobStatus};
 use std::time::Duration;
@@ -53,71 +54,8 @@ const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Records {
     /// Keys of live records whose key matches the NATS subject `filter` (`acme.*`, `*.<id>`).
-    ///
-    /// Each call creates an ephemeral consumer and deletes it when done: left to expire
-    /// (30 s), a few hundred scans a second would hit the server's default limit of
-    /// 1,000 consumers per stream and fail every listing and admin lookup.
     pub async fn keys_matching(&self, filter: &str) -> Result<Vec<String>, NatsxError> {
-        let kv = self.kv();
-        let consumer = kv
-            .stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                description: Some("jetmill record key scan".into()),
-                filter_subject: format!("{}{filter}", kv.prefix),
-                headers_only: true,
-                replay_policy: ReplayPolicy::Instant,
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(NatsxError::js("list job records"))?;
-        let name = consumer.cached_info().name.clone();
-        let keys = self.scan_keys(consumer).await;
-        if let Err(e) = kv.stream.delete_consumer(&name).await {
-            tracing::debug!(consumer = %name, error = %e, "key scan consumer not deleted; it expires by itself");
-        }
-        keys
-    }
-
-    async fn scan_keys(
-        &self,
-        consumer: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
-    ) -> Result<Vec<String>, NatsxError> {
-        let kv = self.kv();
-        let mut keys = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(keys);
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(NatsxError::js("list job records"))?;
-        let scan = async {
-            while let Some(msg) = messages.next().await {
-                let msg = msg.map_err(NatsxError::js("list job records"))?;
-                let info = NatsxError::info_of(&msg, "record key scan")?;
-                let pending = info.pending;
-                let live = msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("KV-Operation"))
-                    .is_none_or(|op| op.as_str() == "PUT");
-                if live {
-                    if let Some(key) = msg.subject.strip_prefix(kv.prefix.as_str()) {
-                        keys.push(key.to_string());
-                    }
-                }
-                if pending == 0 {
-                    break;
-                }
-            }
-            Ok::<_, NatsxError>(())
-        };
-        tokio::time::timeout(SCAN_TIMEOUT, scan)
-            .await
-            .map_err(NatsxError::js("list job records"))??;
-        Ok(keys)
+        live_keys(&self.client, self.kv(), filter, "list job records").await
     }
 
     /// One page of records matching `q`, newest first, starting below `q.before`.
@@ -174,4 +112,74 @@ impl Records {
         }
         Ok(Page { jobs, next: None })
     }
+}
+
+/// Keys of live entries of bucket `kv` whose key matches the NATS subject `filter`, from
+/// one headers-only scan (no values are read); `what` names the operation in errors.
+///
+/// Each call creates an ephemeral consumer and deletes it when done: left to expire
+/// (30 s), a few hundred scans a second would hit the server's default limit of
+/// 1,000 consumers per stream and fail every listing and admin lookup.
+pub(crate) async fn live_keys(
+    client: &async_nats::Client,
+    kv: &kv::Store,
+    filter: &str,
+    what: &'static str,
+) -> Result<Vec<String>, NatsxError> {
+    let consumer = kv
+        .stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            description: Some(format!("jetmill key scan: {what}")),
+            filter_subject: format!("{}{filter}", kv.prefix),
+            headers_only: true,
+            replay_policy: ReplayPolicy::Instant,
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(NatsxError::js(what))?;
+    let name = consumer.cached_info().name.clone();
+    let keys = scan_keys(kv, consumer, what).await;
+    if let Err(e) = kv.stream.delete_consumer(&name).await {
+        tracing::debug!(consumer = %name, error = %e, "key scan consumer not deleted; it expires by itself");
+    }
+    keys
+}
+
+async fn scan_keys(
+    kv: &kv::Store,
+    consumer: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
+    what: &'static str,
+) -> Result<Vec<String>, NatsxError> {
+    let mut keys = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(keys);
+    }
+    let mut messages = consumer.messages().await.map_err(NatsxError::js(what))?;
+    let scan = async {
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(NatsxError::js(what))?;
+            let info = NatsxError::info_of(&msg, "key scan")?;
+            let pending = info.pending;
+            let live = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_none_or(|op| op.as_str() == "PUT");
+            if live {
+                if let Some(key) = msg.subject.strip_prefix(kv.prefix.as_str()) {
+                    keys.push(key.to_string());
+                }
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok::<_, NatsxError>(())
+    };
+    tokio::time::timeout(SCAN_TIMEOUT, scan)
+        .await
+        .map_err(NatsxError::js(what))??;
+    Ok(keys)
 }

@@ -396,6 +396,48 @@ pub async fn cancel(jet: &Jet, wf: &WorkflowRecord) -> Result<Option<usize>, Nat
     Ok(Some(cancel_steps(jet, wf).await?))
 }
 
+/// When `wf` was stored, in ms since the epoch (the stored workflow's clock).
+fn stored_ms(wf: &WorkflowRecord) -> i64 {
+    i64::try_from(wf.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Whether step `step` of `wf`, if it has no record, surely never started: a step starts
+/// after its workflow was stored, so until the step's retention has passed since then a
+/// missing record cannot be one that finished and expired
+/// ([`Records::absence_means_unrecorded`](crate::Records::absence_means_unrecorded)).
+/// Past that, nothing may start it on a reader's behalf: that could run it twice.
+pub fn may_be_unstarted(jet: &Jet, wf: &WorkflowRecord, step: u32) -> bool {
+    wf.steps.get(step as usize).is_some_and(|s| {
+        jet.records
+            .absence_means_unrecorded(stored_ms(wf), s.job.retention_secs)
+    })
+}
+
+/// Whether `wf` is gone with its steps: none of them has a record (`jobs`, as
+/// [`step_jobs`] reads them) and each one's retention has passed since it was stored.
+pub fn expired<T>(jet: &Jet, wf: &WorkflowRecord, jobs: &[Option<T>]) -> bool {
+    jobs.iter().all(Option::is_none)
+        && (0..wf.steps.len())
+            .all(|i| u32::try_from(i).is_ok_and(|i| !may_be_unstarted(jet, wf, i)))
+}
+
+/// Remove every key of `wf` (the workflow, its gates, its halt) from the bucket's
+/// stream: a purge by subject, so no delete marker stays behind. The workflow's own key
+/// goes last, so a sweep cut short is finished by the next.
+pub async fn remove(jet: &Jet, wf: &WorkflowRecord) -> Result<(), NatsxError> {
+    let key = names::workflow_key(&wf.tenant, &wf.id);
+    let prefix = &jet.workflows.prefix;
+    for subject in [format!("{prefix}{key}.>"), format!("{prefix}{key}")] {
+        jet.workflows
+            .stream
+            .purge()
+            .filter(subject)
+            .await
+            .map_err(NatsxError::js("remove workflow"))?;
+    }
+    Ok(())
+}
+
 /// Each step's job status and progress now (`None`: no record yet).
 pub async fn step_jobs(
     jet: &Jet,

@@ -518,16 +518,19 @@ async fn load(state: &AppState, caller: &Principal, id: &str) -> Result<BatchRec
             "{id:?} is not a batch id (expected the UUID POST /v1/jobs/batch returned)"
         ),
     })?;
-    if let Some(found) = read_batch(state, &caller.tenant, &id).await? {
-        return Ok(found);
-    }
-    if caller.admin {
+    let mut found = read_batch(state, &caller.tenant, &id).await?;
+    if found.is_none() && caller.admin {
         // Rare (an admin looking at another tenant's batch): find the key.
-        if let Some(found) = batches::find(state.jet(), &id).await? {
-            return Ok(found);
-        }
+        found = batches::find(state.jet(), &id).await?;
     }
-    Err(ApiError::NotFound(format!("no batch {id}")))
+    match found {
+        // Gone with its jobs, as they are from GET (the sweep removes it later).
+        Some(batch) if batches::expired(state.jet(), &batch).await? => Err(ApiError::NotFound(
+            format!("no batch {id} (its jobs finished and their retention passed)"),
+        )),
+        Some(batch) => Ok(batch),
+        None => Err(ApiError::NotFound(format!("no batch {id}"))),
+    }
 }
 
 /// Each job's status and record revision now (a job whose record is not written yet is
@@ -592,7 +595,7 @@ struct StatusOnly {
     responses(
         (status = 200, description = "The batch's jobs counted by status; `done` when all ended", body = BatchStatus),
         (status = 400, description = "Not a batch id, or a bad `wait`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such batch for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch for this caller, or its jobs finished and expired", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -649,7 +652,7 @@ pub async fn get_one(
     responses(
         (status = 200, description = "Every unfinished job cancelled (`cancelled_now` of them); the counts after", body = BatchStatus),
         (status = 400, description = "Not a batch id", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such batch for this caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch for this caller, or its jobs finished and expired", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid bearer token (`WWW-Authenticate: Bearer`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 408, description = "No answer within the request timeout", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "NATS/JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),

@@ -160,7 +160,7 @@ pub async fn submit(
             } => {
                 if let Some(wf) = workflows::get(jet, &caller.tenant, &first).await? {
                     let jobs = workflows::step_jobs(jet, &wf).await?;
-                    if (Snapshot { halt: None, jobs }).expired(&state, &wf) {
+                    if workflows::expired(jet, &wf, &jobs) {
                         return Err(ApiError::Conflict(format!(
                             "the workflow {first} this Idempotency-Key created is gone: it \
                              finished and its steps' retention passed; send a new \
@@ -170,7 +170,7 @@ pub async fn submit(
                     // Its roots may not all have started if the first request died
                     // (but a root that finished and expired must not run again).
                     for (i, _) in wf.roots() {
-                        if may_be_unstarted(&state, &wf, i) {
+                        if workflows::may_be_unstarted(jet, &wf, i) {
                             workflows::start(jet, &wf, i).await?;
                         }
                     }
@@ -255,24 +255,6 @@ async fn load(state: &AppState, caller: &Principal, id: &str) -> Result<Workflow
         .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
 }
 
-/// Whether step `i` of `wf`, if it has no record, surely never started: a step starts
-/// after its workflow was stored, so until the step's retention has passed since then a
-/// missing record cannot be one that finished and expired. Past that, nothing starts it
-/// again on a reader's behalf: that could run a finished step twice.
-fn may_be_unstarted(state: &AppState, wf: &WorkflowRecord, i: u32) -> bool {
-    wf.steps.get(i as usize).is_some_and(|s| {
-        state
-            .jet()
-            .records
-            .absence_means_unrecorded(stored_ms(wf), s.job.retention_secs)
-    })
-}
-
-/// When `wf` was stored, in ms since the epoch.
-fn stored_ms(wf: &WorkflowRecord) -> i64 {
-    i64::try_from(wf.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// What a reader knows of a workflow now.
 struct Snapshot {
     halt: Option<Halt>,
@@ -296,16 +278,13 @@ impl Snapshot {
         Ok(snap)
     }
 
-    /// Whether every step's record is gone and each could have expired: the workflow
-    /// finished more than its steps' retention ago.
+    /// Whether the workflow is gone with its steps ([`workflows::expired`]).
     fn expired(&self, state: &AppState, wf: &WorkflowRecord) -> bool {
-        self.jobs.iter().all(Option::is_none)
-            && (0..wf.steps.len())
-                .all(|i| u32::try_from(i).is_ok_and(|i| !may_be_unstarted(state, wf, i)))
+        workflows::expired(state.jet(), wf, &self.jobs)
     }
 
     /// Start root steps a dead gateway stored but never started (best effort), while a
-    /// missing record still means that ([`may_be_unstarted`]).
+    /// missing record still means that ([`workflows::may_be_unstarted`]).
     async fn repair(&self, state: &AppState, wf: &WorkflowRecord) {
         let old = OffsetDateTime::now_utc() - wf.created_at >= ROOT_REPAIR_AFTER;
         if !old || self.halt.is_some() {
@@ -313,7 +292,7 @@ impl Snapshot {
         }
         for (i, _) in wf.roots() {
             if self.jobs.get(i as usize).is_some_and(Option::is_none)
-                && may_be_unstarted(state, wf, i)
+                && workflows::may_be_unstarted(state.jet(), wf, i)
             {
                 if let Err(e) = workflows::start(state.jet(), wf, i).await {
                     tracing::warn!(workflow = %wf.id, error = %e, "cannot start a root step left unstarted");
