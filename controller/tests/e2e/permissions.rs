@@ -476,25 +476,7 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         wf["steps"][0]["job_id"].as_str().expect("step job"),
         batch["items"][0]["id"].as_str().expect("batch job"),
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for id in jobs {
-        loop {
-            let resp = app
-                .http
-                .get(app.url(&format!("/v1/jobs/{id}")))
-                .send()
-                .await
-                .expect("GET job");
-            if resp.status().as_u16() == 404 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job {id} never expired"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    crate::retention::wait_expired(&app, &jobs).await;
     // A sweep that takes 1 s as the deployment's retention, so the two count as old.
     let client = jetmill_natsx::connect(&secured.args("gateway"), "sweep test")
         .await
@@ -507,6 +489,7 @@ async fn each_role_runs_its_part_with_its_own_credentials_end_to_end() {
         .await
         .expect("the gateway's handles");
     // Swept once they are past that retention and the 1 s clock-skew margin.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (mut workflows, mut batches) = (0, 0);
     while (workflows, batches) != (1, 1) {
         let swept = jetmill_natsx::sweep::once(&jet)

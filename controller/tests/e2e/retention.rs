@@ -10,14 +10,15 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// GET `path`: the status and the JSON answer (`null` if none).
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let resp = app.http.get(app.url(path)).send().await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 async fn status_of(app: &TestApp, id: &str) -> u16 {
-    app.http
-        .get(app.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .expect("GET")
-        .status()
-        .as_u16()
+    get(app, &format!("/v1/jobs/{id}")).await.0
 }
 
 async fn listed(app: &TestApp) -> Vec<String> {
@@ -111,22 +112,20 @@ async fn finished_jobs_and_their_results_expire_after_the_retention_and_running_
     assert!(list.contains(&kept) && list.contains(&running), "{list:?}");
 }
 
-/// POST `body` to `path` with `Idempotency-Key: key`: the status and the JSON answer.
-async fn post_keyed(app: &TestApp, path: &str, key: &str, body: &Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(app.url(path))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("POST");
+/// POST `body` to `path`, with `Idempotency-Key: key` if given: the status and the JSON
+/// answer.
+async fn post(app: &TestApp, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = app.http.post(app.url(path)).json(body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let resp = req.send().await.expect("POST");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Wait until every job of `ids` answers 404 (its record expired).
-async fn wait_expired(app: &TestApp, ids: &[&str]) {
+pub async fn wait_expired(app: &TestApp, ids: &[&str]) {
     let deadline = tokio::time::Instant::now() + WAIT;
     for id in ids {
         while status_of(app, id).await != 404 {
@@ -143,7 +142,7 @@ async fn wait_expired(app: &TestApp, ids: &[&str]) {
 async fn an_idempotency_key_whose_job_expired_does_not_run_it_again() {
     let app = TestApp::spawn().await;
     let body = json!({"kind": "factorial", "input": 9, "retention": "1s"});
-    let (status, first) = post_keyed(&app, "/v1/jobs", "expires-soon", &body).await;
+    let (status, first) = post(&app, "/v1/jobs", Some("expires-soon"), &body).await;
     assert_eq!(status, 202, "{first}");
     let id = first["id"].as_str().expect("id").to_string();
     let submitted = tokio::time::Instant::now();
@@ -156,7 +155,7 @@ async fn an_idempotency_key_whose_job_expired_does_not_run_it_again() {
     )
     .await;
 
-    let (status, again) = post_keyed(&app, "/v1/jobs", "expires-soon", &body).await;
+    let (status, again) = post(&app, "/v1/jobs", Some("expires-soon"), &body).await;
     assert_eq!(status, 409, "{again}");
     let detail = again["detail"].as_str().unwrap_or_default();
     assert!(
@@ -169,7 +168,7 @@ async fn an_idempotency_key_whose_job_expired_does_not_run_it_again() {
         "the finished job was not queued again"
     );
     // A new key runs it again, as a new job.
-    let (status, fresh) = post_keyed(&app, "/v1/jobs", "another-key", &body).await;
+    let (status, fresh) = post(&app, "/v1/jobs", Some("another-key"), &body).await;
     assert_eq!(status, 202, "{fresh}");
     assert_ne!(fresh["id"], first["id"]);
 }
@@ -181,7 +180,7 @@ async fn a_workflow_past_its_steps_retention_is_gone_and_its_steps_never_run_aga
         {"kind": "factorial", "input": 7, "retention": "1s"},
         {"kind": "factorial", "input": 8, "retention": "1s"},
     ]});
-    let (status, wf) = post_keyed(&app, "/v1/workflows", "wf-expires-soon", &body).await;
+    let (status, wf) = post(&app, "/v1/workflows", Some("wf-expires-soon"), &body).await;
     assert_eq!(status, 202, "{wf}");
     let submitted = tokio::time::Instant::now();
     let id = wf["id"].as_str().expect("id").to_string();
@@ -191,35 +190,15 @@ async fn a_workflow_past_its_steps_retention_is_gone_and_its_steps_never_run_aga
         .iter()
         .map(|s| s["job_id"].as_str().expect("job id").to_string())
         .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let view: Value = app
-            .http
-            .get(app.url(&format!("/v1/workflows/{id}?wait=10s")))
-            .send()
-            .await
-            .expect("GET workflow")
-            .json()
-            .await
-            .expect("json");
-        if view["status"] == "done" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not done: {view}");
-    }
+    let view = crate::workflows::wait_ended(&app, &id, WAIT).await;
+    assert_eq!(view["status"], "done", "{view}");
     wait_expired(&app, &[&steps[0], &steps[1]]).await;
     // Old enough that a reader starts roots it finds without a record (a gateway that
     // died before starting them): an expired root must not be one of them.
     tokio::time::sleep_until(submitted + Duration::from_secs(11)).await;
 
-    let resp = app
-        .http
-        .get(app.url(&format!("/v1/workflows/{id}")))
-        .send()
-        .await
-        .expect("GET workflow");
-    assert_eq!(resp.status().as_u16(), 404);
-    let problem: Value = resp.json().await.expect("problem");
+    let (status, problem) = get(&app, &format!("/v1/workflows/{id}")).await;
+    assert_eq!(status, 404);
     assert!(
         problem["detail"]
             .as_str()
@@ -227,7 +206,7 @@ async fn a_workflow_past_its_steps_retention_is_gone_and_its_steps_never_run_aga
             .contains("retention"),
         "{problem}"
     );
-    let (status, again) = post_keyed(&app, "/v1/workflows", "wf-expires-soon", &body).await;
+    let (status, again) = post(&app, "/v1/workflows", Some("wf-expires-soon"), &body).await;
     assert_eq!(status, 409, "{again}");
     for step in &steps {
         assert_eq!(status_of(&app, step).await, 404, "step {step} ran again");
@@ -258,17 +237,6 @@ async fn workflow_keys(app: &TestApp, id: &str) -> usize {
         + stored_on(app, "KV_workflows", &format!("$KV.workflows.*.{id}.>")).await
 }
 
-/// GET `path`: the status.
-async fn get_status(app: &TestApp, path: &str) -> u16 {
-    app.http
-        .get(app.url(path))
-        .send()
-        .await
-        .expect("GET")
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_the_rest() {
     let retention = Duration::from_secs(2);
@@ -284,15 +252,9 @@ async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_th
     let post = |path: &'static str, body: Value| {
         let app = &app;
         async move {
-            let resp = app
-                .http
-                .post(app.url(path))
-                .json(&body)
-                .send()
-                .await
-                .expect("POST");
-            assert_eq!(resp.status().as_u16(), 202, "{path}");
-            resp.json::<Value>().await.expect("json")
+            let (status, answer) = post(app, path, None, &body).await;
+            assert_eq!(status, 202, "{path}: {answer}");
+            answer
         }
     };
     // Its first step runs through the whole test: nothing of it may go.
@@ -320,15 +282,7 @@ async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_th
     let batch_key = format!("$KV.batches.*.{batch}");
     // Once done (its records then live 2 s more), the finished workflow's key and its
     // second step's gate are stored.
-    let view: Value = app
-        .http
-        .get(app.url(&format!("/v1/workflows/{finished}?wait=30s")))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let view = crate::workflows::wait_ended(&app, &finished, WAIT).await;
     assert_eq!(view["status"], "done", "{view}");
     assert!(workflow_keys(&app, &finished).await >= 2);
     let swept_after = tokio::time::Instant::now();
@@ -344,11 +298,8 @@ async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_th
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        get_status(&app, &format!("/v1/workflows/{finished}")).await,
-        404
-    );
-    assert_eq!(get_status(&app, &format!("/v1/batches/{batch}")).await, 404);
+    assert_eq!(get(&app, &format!("/v1/workflows/{finished}")).await.0, 404);
+    assert_eq!(get(&app, &format!("/v1/batches/{batch}")).await.0, 404);
     eprintln!(
         "swept {:?} after the finished workflow ended",
         swept_after.elapsed()
@@ -359,18 +310,7 @@ async fn the_sweep_removes_workflows_and_batches_whose_jobs_expired_and_keeps_th
         1,
         "its key (no gate marked yet)"
     );
-    let (_, view) = {
-        let resp = app
-            .http
-            .get(app.url(&format!("/v1/workflows/{live}")))
-            .send()
-            .await
-            .expect("GET");
-        (
-            resp.status().as_u16(),
-            resp.json::<Value>().await.expect("json"),
-        )
-    };
+    let (_, view) = get(&app, &format!("/v1/workflows/{live}")).await;
     assert_eq!(view["status"], "running", "{view}");
     let resp = app
         .http

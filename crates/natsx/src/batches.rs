@@ -5,7 +5,7 @@
 use crate::{Jet, NatsxError};
 use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures::TryStreamExt;
-use jetmill_proto::{names, BatchRecord, JobId};
+use jetmill_proto::{names, unix_ms, BatchRecord, JobId};
 use std::time::Duration;
 
 /// Tries of [`store`] before it reports the failure.
@@ -52,19 +52,14 @@ pub async fn get(jet: &Jet, tenant: &str, id: &JobId) -> Result<Option<BatchReco
     }
 }
 
-/// Whether `batch` may be gone with its jobs: the deployment's retention has passed
-/// since it was stored. It is gone once, in addition, none of its jobs has a record (a
-/// job's own longer retention keeps its record, so its batch).
-pub fn past_retention(jet: &Jet, batch: &BatchRecord) -> bool {
-    let stored_ms =
-        i64::try_from(batch.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    !jet.records.absence_means_unrecorded(stored_ms, None)
-}
-
-/// Whether `batch` is gone: [`past_retention`] and no job of it has a record (read
-/// until the first one found).
+/// Whether `batch` is gone with its jobs: the deployment's retention has passed since it
+/// was stored and none of its jobs has a record (read until the first one found; a job's
+/// own longer retention keeps its record, so its batch).
 pub async fn expired(jet: &Jet, batch: &BatchRecord) -> Result<bool, NatsxError> {
-    if !past_retention(jet, batch) {
+    if jet
+        .records
+        .absence_means_unrecorded(unix_ms(batch.created_at), None)
+    {
         return Ok(false);
     }
     for id in batch.job_ids() {

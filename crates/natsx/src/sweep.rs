@@ -10,6 +10,7 @@
 //! so the sweep changes nothing anyone can see; it frees the store.
 
 use crate::{batches, listing, workflows, Jet, NatsxError};
+use async_nats::jetstream::kv;
 use jetmill_proto::JobId;
 
 /// What one sweep removed.
@@ -19,40 +20,40 @@ pub struct Swept {
     pub batches: usize,
 }
 
-/// The id and its time (ms since the epoch, from the UUIDv7) of a `<tenant>.<id>` key.
-fn id_of(key: &str) -> Option<(JobId, i64)> {
-    let (_, id) = key.rsplit_once('.')?;
+/// The tenant, the id and the id's time (ms since the epoch, from the UUIDv7) of a
+/// `<tenant>.<id>` key.
+fn parse_key(key: &str) -> Option<(&str, JobId, i64)> {
+    let (tenant, id) = key.rsplit_once('.')?;
     let id: JobId = id.parse().ok()?;
     let (secs, nanos) = id.0.get_timestamp()?.to_unix();
     let ms = i64::try_from(secs).ok()?.checked_mul(1000)? + i64::from(nanos / 1_000_000);
-    Some((id, ms))
+    Some((tenant, id, ms))
 }
 
-/// Whether something stored at `stored_ms` is young enough that even jobs with the
-/// deployment's retention are kept: not worth reading yet. (A step or job with a shorter
-/// retention of its own is swept once the deployment's has passed; readers already
-/// answer 404 for it.)
-fn too_young(jet: &Jet, stored_ms: i64) -> bool {
-    jet.records.absence_means_unrecorded(stored_ms, None)
+/// The `<tenant>.<id>` keys of `bucket` stored longer ago than the deployment's
+/// retention: younger ones hold jobs that are kept still, not worth reading yet. (A step
+/// or job with a shorter retention of its own is swept once the deployment's has passed;
+/// readers already answer 404 for it.) Tenants are single subject tokens, so a
+/// workflow's gates and halt (more tokens) do not match.
+async fn old_keys(
+    jet: &Jet,
+    bucket: &kv::Store,
+    what: &'static str,
+) -> Result<Vec<(String, JobId)>, NatsxError> {
+    let keys = listing::live_keys(&jet.client, bucket, "*.*", what).await?;
+    Ok(keys
+        .iter()
+        .filter_map(|key| parse_key(key))
+        .filter(|(_, _, stored_ms)| !jet.records.absence_means_unrecorded(*stored_ms, None))
+        .map(|(tenant, id, _)| (tenant.to_string(), id))
+        .collect())
 }
 
 /// Walk `workflows` and `batches` once and remove what expired.
 pub async fn once(jet: &Jet) -> Result<Swept, NatsxError> {
     let mut swept = Swept::default();
-    // `<tenant>.<id>`: tenants are single subject tokens, so gates and halts (more
-    // tokens) do not match.
-    let keys = listing::live_keys(&jet.client, &jet.workflows, "*.*", "scan workflows").await?;
-    for key in keys {
-        let Some((id, stored_ms)) = id_of(&key) else {
-            continue;
-        };
-        if too_young(jet, stored_ms) {
-            continue;
-        }
-        let Some((tenant, _)) = key.rsplit_once('.') else {
-            continue;
-        };
-        let Some(wf) = workflows::get(jet, tenant, &id).await? else {
+    for (tenant, id) in old_keys(jet, &jet.workflows, "scan workflows").await? {
+        let Some(wf) = workflows::get(jet, &tenant, &id).await? else {
             continue;
         };
         let jobs = workflows::step_jobs(jet, &wf).await?;
@@ -61,18 +62,8 @@ pub async fn once(jet: &Jet) -> Result<Swept, NatsxError> {
             swept.workflows += 1;
         }
     }
-    let keys = listing::live_keys(&jet.client, &jet.batches, "*.*", "scan batches").await?;
-    for key in keys {
-        let Some((id, stored_ms)) = id_of(&key) else {
-            continue;
-        };
-        if too_young(jet, stored_ms) {
-            continue;
-        }
-        let Some((tenant, _)) = key.rsplit_once('.') else {
-            continue;
-        };
-        let Some(batch) = batches::get(jet, tenant, &id).await? else {
+    for (tenant, id) in old_keys(jet, &jet.batches, "scan batches").await? {
+        let Some(batch) = batches::get(jet, &tenant, &id).await? else {
             continue;
         };
         if batches::expired(jet, &batch).await? {
@@ -91,10 +82,11 @@ mod tests {
     fn a_key_names_its_id_and_the_time_in_it() {
         let id = JobId::new();
         let before = jetmill_proto::now_ms();
-        let (parsed, ms) = id_of(&format!("acme.{id}")).expect("a workflow key");
-        assert_eq!(parsed, id);
+        let key = format!("acme.{id}");
+        let (tenant, parsed, ms) = parse_key(&key).expect("a workflow key");
+        assert_eq!((tenant, parsed), ("acme", id));
         assert!((ms - before).abs() < 1000, "{ms} vs {before}");
-        assert!(id_of(&format!("acme.{id}.halt")).is_none());
-        assert!(id_of("acme.not-an-id").is_none());
+        assert!(parse_key(&format!("acme.{id}.halt")).is_none());
+        assert!(parse_key("acme.not-an-id").is_none());
     }
 }

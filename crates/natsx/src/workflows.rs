@@ -17,8 +17,8 @@
 use crate::{jobs, Jet, NatsxError, Update};
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use jetmill_proto::{
-    names, now_ms, EventType, FailurePolicy, Halt, JobEvent, JobId, JobRecord, JobStatus, StepGate,
-    WorkflowRecord, WorkflowStatus,
+    names, now_ms, unix_ms, EventType, FailurePolicy, Halt, JobEvent, JobId, JobRecord, JobStatus,
+    StepGate, WorkflowRecord, WorkflowStatus,
 };
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -396,11 +396,6 @@ pub async fn cancel(jet: &Jet, wf: &WorkflowRecord) -> Result<Option<usize>, Nat
     Ok(Some(cancel_steps(jet, wf).await?))
 }
 
-/// When `wf` was stored, in ms since the epoch (the stored workflow's clock).
-fn stored_ms(wf: &WorkflowRecord) -> i64 {
-    i64::try_from(wf.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// Whether step `step` of `wf`, if it has no record, surely never started: a step starts
 /// after its workflow was stored, so until the step's retention has passed since then a
 /// missing record cannot be one that finished and expired
@@ -409,7 +404,7 @@ fn stored_ms(wf: &WorkflowRecord) -> i64 {
 pub fn may_be_unstarted(jet: &Jet, wf: &WorkflowRecord, step: u32) -> bool {
     wf.steps.get(step as usize).is_some_and(|s| {
         jet.records
-            .absence_means_unrecorded(stored_ms(wf), s.job.retention_secs)
+            .absence_means_unrecorded(unix_ms(wf.created_at), s.job.retention_secs)
     })
 }
 

@@ -49,6 +49,10 @@ pub use workflow::{
 
 /// Milliseconds since the Unix epoch, as stored in messages and records.
 pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    (now.unix_timestamp_nanos() / 1_000_000) as i64
+    unix_ms(time::OffsetDateTime::now_utc())
+}
+
+/// `t` in milliseconds since the Unix epoch.
+pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }

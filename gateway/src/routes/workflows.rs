@@ -267,7 +267,7 @@ impl Snapshot {
         let halt = workflows::halt(state.jet(), &wf.tenant, &wf.id).await?;
         let jobs = workflows::step_jobs(state.jet(), wf).await?;
         let snap = Snapshot { halt, jobs };
-        if snap.expired(state, wf) {
+        if workflows::expired(state.jet(), wf, &snap.jobs) {
             // Gone from GET as its steps' jobs are (their own retention).
             return Err(ApiError::NotFound(format!(
                 "no workflow {} (it finished and its steps' retention passed)",
@@ -276,11 +276,6 @@ impl Snapshot {
         }
         snap.repair(state, wf).await;
         Ok(snap)
-    }
-
-    /// Whether the workflow is gone with its steps ([`workflows::expired`]).
-    fn expired(&self, state: &AppState, wf: &WorkflowRecord) -> bool {
-        workflows::expired(state.jet(), wf, &self.jobs)
     }
 
     /// Start root steps a dead gateway stored but never started (best effort), while a
